@@ -1,0 +1,70 @@
+"""Public entry points: validate, chunk rows, dispatch to the codec of the type."""
+from __future__ import annotations
+
+import gguf
+import torch
+
+from kernels import codecs
+from kernels.types import qtype, row_bytes
+
+# Rows are quantized in chunks of about this many weights, so temporaries stay a
+# small multiple of one chunk's float32 size whatever the tensor's size.
+CHUNK_WEIGHTS = 1 << 22
+
+
+def _rows_per_chunk(n_per_row: int) -> int:
+    return max(1, CHUNK_WEIGHTS // n_per_row)
+
+
+def quantize(
+    x: torch.Tensor,
+    q: "str | gguf.GGMLQuantizationType",
+    imatrix: "torch.Tensor | None" = None,
+) -> torch.Tensor:
+    """Quantize x: float [rows, n_per_row] on any device -> uint8 [rows, row_bytes] in GGUF block layout.
+
+    imatrix, if given, is float [n_per_row]: llama.cpp's per-column importance weights.
+    Raises ValueError for an unsupported type, a bad shape, a row length that blocks do
+    not divide, or non-finite input.
+    """
+    t = qtype(q)
+    if not isinstance(x, torch.Tensor) or x.dim() != 2:
+        raise ValueError(f"x must be a 2-D tensor [rows, n_per_row], got {getattr(x, 'shape', type(x))}")
+    if not x.is_floating_point():
+        raise ValueError(f"x must be a floating-point tensor, got {x.dtype}")
+    rows, n = x.shape
+    nbytes = row_bytes(t, n)
+    if imatrix is not None:
+        if not isinstance(imatrix, torch.Tensor) or imatrix.shape != (n,):
+            raise ValueError(f"imatrix must be a tensor of shape [{n}], got {getattr(imatrix, 'shape', type(imatrix))}")
+        imatrix = imatrix.to(device=x.device, dtype=torch.float32).contiguous()
+        if not torch.isfinite(imatrix).all():
+            raise ValueError("imatrix contains NaN or Inf")
+    fn = codecs.quantizer(t.name)
+    out = torch.empty((rows, nbytes), dtype=torch.uint8, device=x.device)
+    step = _rows_per_chunk(n)
+    for r0 in range(0, rows, step):
+        chunk = x[r0 : r0 + step].to(torch.float32).contiguous()
+        if not torch.isfinite(chunk).all():
+            bad = (~torch.isfinite(chunk)).any(dim=1).nonzero()[0, 0].item() + r0
+            raise ValueError(f"input contains NaN or Inf (first in row {bad})")
+        out[r0 : r0 + step] = fn(chunk, imatrix)
+    return out
+
+
+def dequantize(data: torch.Tensor, q: "str | gguf.GGMLQuantizationType", n_per_row: int) -> torch.Tensor:
+    """Dequantize uint8 [rows, row_bytes] of type q -> float32 [rows, n_per_row]."""
+    t = qtype(q)
+    nbytes = row_bytes(t, n_per_row)
+    if not isinstance(data, torch.Tensor) or data.dtype != torch.uint8 or data.dim() != 2 or data.shape[1] != nbytes:
+        raise ValueError(
+            f"data must be uint8 [rows, {nbytes}] for {t.name} rows of {n_per_row}, got "
+            f"{getattr(data, 'dtype', type(data))} {tuple(getattr(data, 'shape', ()))}"
+        )
+    fn = codecs.dequantizer(t.name)
+    rows = data.shape[0]
+    out = torch.empty((rows, n_per_row), dtype=torch.float32, device=data.device)
+    step = _rows_per_chunk(n_per_row)
+    for r0 in range(0, rows, step):
+        out[r0 : r0 + step] = fn(data[r0 : r0 + step].contiguous(), n_per_row)
+    return out
