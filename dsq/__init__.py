@@ -1,0 +1,1 @@
+"""dsq: settings, URL routes and the command-line entry point."""
