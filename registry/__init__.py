@@ -1,0 +1,1 @@
+"""The registry Django app: checkpoints, recipes, jobs, variants, releases, tags, audit log."""

@@ -1,0 +1,39 @@
+"""Every API error is a JSON body {"error": message, "detail": ...} with the right 4xx code."""
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+
+def _message(detail) -> str:
+    if isinstance(detail, dict):
+        parts = []
+        for key, value in detail.items():
+            text = _message(value)
+            parts.append(text if key in ("detail", "non_field_errors") else f"{key}: {text}")
+        return "; ".join(parts)
+    if isinstance(detail, (list, tuple)):
+        return "; ".join(_message(d) for d in detail)
+    return str(detail)
+
+
+def json_exception_handler(exc, context):
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(exc.messages)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound(str(exc) or "not found")
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    detail = response.data
+    response.data = {"error": _message(detail), "status": response.status_code}
+    if isinstance(detail, dict) and set(detail) - {"detail"}:
+        response.data["fields"] = detail
+    return response
+
+
+def error(message: str, code: int = status.HTTP_400_BAD_REQUEST) -> Response:
+    return Response({"error": message, "status": code}, status=code)

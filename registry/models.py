@@ -1,0 +1,296 @@
+"""The registry's data model. Domain rules live on the models; views stay thin."""
+from __future__ import annotations
+
+import datetime as dt
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+
+
+class Checkpoint(models.Model):
+    """A source model at a pinned revision: the thing every variant is made from."""
+
+    class Dtype(models.TextChoices):
+        FP8 = "FP8"
+        BF16 = "BF16"
+        F16 = "F16"
+        F32 = "F32"
+
+    name = models.SlugField(max_length=100, unique=True, help_text="Short name used in pulls, e.g. deepseek-r1")
+    family = models.CharField(max_length=100, help_text="DeepSeek-V3, DeepSeek-R1, DeepSeek-R1-Distill-Qwen-7B, …")
+    hf_repo = models.CharField(max_length=200, blank=True)
+    revision = models.CharField(max_length=100, blank=True, help_text="Pinned Hub commit or local revision label")
+    architecture = models.CharField(max_length=50, help_text="GGUF architecture: deepseek2, llama, qwen2")
+    parameter_count = models.BigIntegerField(default=0)
+    source_dtype = models.CharField(max_length=8, choices=Dtype.choices, default=Dtype.BF16)
+    config = models.JSONField(default=dict, help_text="The checkpoint's config.json")
+    local_path = models.CharField(max_length=1000, blank=True, help_text="Where its safetensors/GGUF files are")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Recipe(models.Model):
+    """An immutable, hashed quantization recipe (quant.recipes data)."""
+
+    name = models.CharField(max_length=100)
+    version = models.PositiveIntegerField(default=1)
+    sha256 = models.CharField(max_length=64, unique=True)
+    definition = models.JSONField(help_text="The recipe as data: default type, rules, fallbacks")
+    builtin = models.BooleanField(default=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "-version"]
+        constraints = [models.UniqueConstraint(fields=["name", "version"], name="recipe_name_version")]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+    def save(self, *args, **kwargs):
+        if self.pk and Recipe.objects.filter(pk=self.pk).exclude(sha256=self.sha256).exists():
+            raise ValidationError("recipes are immutable: save a new version instead")
+        super().save(*args, **kwargs)
+
+
+class JobState(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINAL_STATES = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+class Job(models.Model):
+    """Shared state of a unit of work. The row is the truth; a Celery message only triggers it."""
+
+    state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.QUEUED, db_index=True)
+    queue = models.CharField(max_length=50, default="gpu")
+    request_key = models.CharField(max_length=64, db_index=True, help_text="sha256 of the inputs, for idempotency")
+    progress = models.FloatField(default=0.0)
+    step = models.CharField(max_length=200, blank=True)
+    eta_seconds = models.FloatField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=3)
+    not_before = models.DateTimeField(null=True, blank=True, help_text="Backoff: not claimed before this time")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    log_tail = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-created_at"]
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in FINAL_STATES
+
+    def lease_expired(self, now: "dt.datetime | None" = None) -> bool:
+        now = now or timezone.now()
+        return self.state == JobState.RUNNING and self.lease_expires_at is not None and self.lease_expires_at < now
+
+
+class QuantizationJob(Job):
+    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.PROTECT, related_name="quantization_jobs")
+    recipe = models.ForeignKey(Recipe, on_delete=models.PROTECT, related_name="quantization_jobs")
+    imatrix = models.CharField(max_length=1000, blank=True, help_text="Path of the importance matrix, if any")
+    imatrix_sha256 = models.CharField(max_length=64, blank=True)
+    benchmark_suites = models.JSONField(default=list, blank=True)
+    variant = models.ForeignKey("Variant", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
+
+    class Meta(Job.Meta):
+        constraints = [
+            # One live job per input set: a second identical request finds the first.
+            models.UniqueConstraint(fields=["request_key"], condition=models.Q(state__in=["queued", "running"]),
+                                    name="one_live_quantization_per_request"),
+        ]
+
+    def __str__(self) -> str:
+        return f"quantize {self.checkpoint} {self.recipe} #{self.pk}"
+
+
+class BenchmarkJob(Job):
+    variant = models.ForeignKey("Variant", on_delete=models.CASCADE, related_name="benchmark_jobs")
+    suite = models.CharField(max_length=100, default="quality")
+    options = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+
+    class Meta(Job.Meta):
+        constraints = [
+            models.UniqueConstraint(fields=["request_key"], condition=models.Q(state__in=["queued", "running"]),
+                                    name="one_live_benchmark_per_request"),
+        ]
+
+    def __str__(self) -> str:
+        return f"benchmark {self.variant} {self.suite} #{self.pk}"
+
+
+class Variant(models.Model):
+    """Checkpoint × recipe × importance matrix → GGUF files, with their plan and measured quality."""
+
+    class Status(models.TextChoices):
+        BUILDING = "building"
+        READY = "ready"
+        FAILED = "failed"
+
+    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.PROTECT, related_name="variants")
+    recipe = models.ForeignKey(Recipe, on_delete=models.PROTECT, related_name="variants")
+    imatrix_sha256 = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.BUILDING)
+    plan = models.JSONField(default=dict, blank=True)
+    total_bytes = models.BigIntegerField(default=0)
+    bits_per_weight = models.FloatField(default=0.0)
+    weight_error = models.JSONField(default=dict, blank=True, help_text="Tier 0: summary and worst tensors")
+    quality = models.JSONField(default=dict, blank=True, help_text="Tier 1/2 results by benchmark name")
+    storage_path = models.CharField(max_length=1000, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["checkpoint", "recipe__name"]
+        constraints = [
+            models.UniqueConstraint(fields=["checkpoint", "recipe", "imatrix_sha256"], name="one_variant_per_inputs")
+        ]
+
+    @property
+    def quant_name(self) -> str:
+        return self.recipe.name
+
+    def __str__(self) -> str:
+        suffix = "+imatrix" if self.imatrix_sha256 else ""
+        return f"{self.checkpoint}:{self.recipe.name}{suffix}"
+
+
+class ArtifactFile(models.Model):
+    """One finished GGUF file (or split shard) of a variant."""
+
+    variant = models.ForeignKey(Variant, on_delete=models.CASCADE, related_name="files")
+    name = models.CharField(max_length=255)
+    size = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["variant", "name"], name="one_file_name_per_variant")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Release(models.Model):
+    """A version vN of a variant, reviewed by a human before anything is published."""
+
+    class State(models.TextChoices):
+        CANDIDATE = "candidate"
+        APPROVED = "approved"
+        REJECTED = "rejected"
+        PUBLISHED = "published"
+
+    variant = models.ForeignKey(Variant, on_delete=models.PROTECT, related_name="releases")
+    version = models.PositiveIntegerField()
+    state = models.CharField(max_length=16, choices=State.choices, default=State.CANDIDATE)
+    notes = models.TextField(blank=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.TextField(blank=True)
+    hub_repo = models.CharField(max_length=200, blank=True)
+    hub_commit = models.CharField(max_length=64, blank=True)
+    hub_tag = models.CharField(max_length=200, blank=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["variant", "version"], name="one_release_per_version")]
+
+    @property
+    def label(self) -> str:
+        return f"v{self.version}"
+
+    def __str__(self) -> str:
+        return f"{self.variant} {self.label}"
+
+
+class Tag(models.Model):
+    """A name that resolves to a release: immutable version tags (v1, v2) or movable channels (latest, stable)."""
+
+    class Kind(models.TextChoices):
+        VERSION = "version"
+        CHANNEL = "channel"
+
+    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.CASCADE, related_name="tags")
+    quant = models.CharField(max_length=100, help_text="The variant's recipe name, e.g. DQ3_K_M")
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    release = models.ForeignKey(Release, on_delete=models.PROTECT, related_name="tags")
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["checkpoint", "quant", "name"]
+        constraints = [models.UniqueConstraint(fields=["checkpoint", "quant", "name"], name="one_tag_name")]
+
+    def __str__(self) -> str:
+        return f"{self.checkpoint}:{self.quant}@{self.name}"
+
+
+class TagMove(models.Model):
+    """History of a channel: every move, by whom, from which release to which."""
+
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="moves")
+    from_release = models.ForeignKey(Release, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    to_release = models.ForeignKey(Release, on_delete=models.PROTECT, related_name="+")
+    moved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="+")
+    moved_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-moved_at"]
+
+
+class AuditLog(models.Model):
+    """Append-only record of who did what."""
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=100)
+    object_type = models.CharField(max_length=100)
+    object_id = models.CharField(max_length=100)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValidationError("the audit log is append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValidationError("the audit log is append-only")
+
+    @classmethod
+    def record(cls, actor, action: str, obj: models.Model, **details) -> "AuditLog":
+        name = getattr(actor, "username", None) or (str(actor) if actor else "system")
+        return cls.objects.create(actor=name, action=action, object_type=obj._meta.label,
+                                  object_id=str(obj.pk), details=details)

@@ -1,0 +1,6 @@
+"""Dashboard pages (templates/)."""
+from django.urls import path
+
+from registry import views
+
+urlpatterns = [path("", views.dashboard, name="dashboard")]

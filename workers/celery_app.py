@@ -1,0 +1,26 @@
+"""The Celery app, configured from Django settings (CELERY_* names)."""
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dsq.settings")
+
+# Queues: gpu (quantize, evaluate), cpu (plans, imports, housekeeping), publish (Hub uploads).
+QUEUES = ("gpu", "cpu", "publish")
+
+app = Celery("dsq")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.task_queues = [Queue(name) for name in QUEUES]
+app.conf.task_routes = {
+    "dsq.quantize": {"queue": "gpu"},
+    "dsq.benchmark": {"queue": "gpu"},
+    "dsq.publish": {"queue": "publish"},
+    "dsq.reap_expired": {"queue": "cpu"},
+}
+app.conf.beat_schedule = {
+    "reap-expired-leases": {"task": "dsq.reap_expired", "schedule": 60.0},
+}
+app.autodiscover_tasks(["workers"], related_name="tasks")

@@ -1,0 +1,147 @@
+"""Runs one job on this worker: claim it, keep its lease alive, call its handler, record the end."""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+
+from registry import jobs
+from registry.models import Job, JobState
+
+log = logging.getLogger(__name__)
+
+
+class Cancelled(Exception):
+    """Raised inside a handler when the job was cancelled or its lease was lost."""
+
+
+def worker_name() -> str:
+    return os.environ.get("DSQ_WORKER_NAME") or f"{socket.gethostname()}:{os.getpid()}"
+
+
+class JobContext:
+    """What a handler sees: progress reporting and cooperative cancellation.
+
+    A background thread extends the lease every DSQ_HEARTBEAT_SECONDS and writes the latest
+    progress, so a single slow tensor never lets the lease expire while the worker is alive.
+    """
+
+    def __init__(self, job: Job):
+        self.job = job
+        self._progress: dict = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._lost: "BaseException | None" = None
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job.pk}", daemon=True)
+
+    def __enter__(self) -> "JobContext":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def progress(self, fraction: float, step: str = "", eta_seconds: "float | None" = None, log_line: str = "") -> None:
+        with self._lock:
+            self._progress.update(progress=fraction, step=step or self._progress.get("step", ""),
+                                  eta_seconds=eta_seconds)
+            if log_line:
+                self._progress["log"] = self._progress.get("log", "") + log_line + "\n"
+        self.check()
+
+    def check(self) -> None:
+        """Raise Cancelled if the job was cancelled or is no longer ours."""
+        if self._lost is not None:
+            raise Cancelled(str(self._lost))
+
+    def log(self, line: str) -> None:
+        log.info("job %s: %s", self.job.pk, line)
+        with self._lock:
+            self._progress["log"] = self._progress.get("log", "") + line + "\n"
+
+    def flush(self) -> None:
+        """Write pending progress now (also extends the lease)."""
+        with self._lock:
+            pending, self._progress = self._progress, {}
+        try:
+            jobs.heartbeat(self.job, progress=pending.get("progress"), step=pending.get("step"),
+                           eta_seconds=pending.get("eta_seconds"), log=pending.get("log"))
+        except jobs.LeaseLost as exc:
+            self._lost = exc
+
+    def _beat(self) -> None:
+        try:
+            interval = max(0.2, min(settings.DSQ_HEARTBEAT_SECONDS, 2.0))
+            last = 0.0
+            while not self._stop.wait(interval):
+                # Progress is written at most every `interval`; the lease at least every heartbeat period.
+                if self._progress or time.monotonic() - last >= settings.DSQ_HEARTBEAT_SECONDS:
+                    self.flush()
+                    last = time.monotonic()
+                if self._lost is not None:
+                    return
+        finally:
+            connection.close()
+
+
+def handlers() -> dict:
+    from workers.handlers import HANDLERS
+
+    return HANDLERS
+
+
+def run_job(kind: str, job_id: int) -> str:
+    """Claim and run a job; returns its final state (or 'not-claimed')."""
+    close_old_connections()
+    model = jobs.JOB_MODELS[kind]
+    job = jobs.claim(model, job_id, worker_name())
+    if job is None:
+        log.info("%s job %s not claimable here (taken, final or backing off)", kind, job_id)
+        return "not-claimed"
+    log.info("%s job %s claimed by %s (attempt %s)", kind, job_id, job.worker, job.attempts)
+    handler = handlers()[kind]
+    try:
+        with JobContext(job) as ctx:
+            result = handler(job, ctx) or {}
+            ctx.flush()
+            ctx.check()
+        jobs.succeed(job, **result)
+        return JobState.SUCCEEDED
+    except Cancelled:
+        jobs.cancelled(job)
+        return JobState.CANCELLED
+    except jobs.LeaseLost:
+        return "lost"
+    except Exception as exc:  # the job row records it; the worker goes on
+        log.exception("%s job %s failed", kind, job_id)
+        state = jobs.fail(job, exc)
+        if state == JobState.QUEUED:
+            enqueue(kind, job_id, countdown=_backoff_seconds(job))
+        return state
+    finally:
+        close_old_connections()
+
+
+def _backoff_seconds(job: Job) -> int:
+    return min(600, 5 * 2 ** max(0, job.attempts - 1))
+
+
+def enqueue(kind: str, job_id: int, countdown: int = 0) -> None:
+    """Send the trigger message for a job (call after the row is committed)."""
+    from workers import tasks
+
+    task = {"quantize": tasks.quantize, "benchmark": tasks.benchmark}[kind]
+    task.apply_async(args=[job_id], countdown=countdown)
+
+
+def reap_and_requeue() -> int:
+    requeued = jobs.reap_expired()
+    for kind, job_id in requeued:
+        enqueue(kind, job_id)
+    return len(requeued)
