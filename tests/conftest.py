@@ -22,11 +22,15 @@ def postgres_server():
 def django_db_modify_db_settings(postgres_server):
     """Point Django's default database at the throwaway cluster before the test database is created."""
     from django.conf import settings
+    from django.db import connections
 
     settings.DATABASES["default"].update(
         ENGINE="django.db.backends.postgresql", NAME="dsq", USER="postgres", PASSWORD="",
         HOST="127.0.0.1", PORT=str(postgres_server.port), OPTIONS={}, CONN_HEALTH_CHECKS=True,
     )
+    # A wrapper made earlier (for the SQLite default) would keep its engine: drop it.
+    connections["default"].close()
+    del connections["default"]
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,32 @@
+# dsq: `make demo` runs the main job on the embedded default (SQLite); `make test` runs everything.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+# llama-cpp-python builds llama.cpp from source: CPU-only flags keep the build portable and ~4 minutes.
+LLAMA_CMAKE_ARGS := -DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_VULKAN=OFF -DLLAMA_CURL=OFF -DGGML_BLAS=OFF
+
+.PHONY: venv deps demo test bench-kernels bench-quality bench-memory clean
+
+venv: $(VENV)/.stamp
+
+$(VENV)/.stamp: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=2 $(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+deps:
+	scripts/install-system-deps.sh
+
+demo: venv deps
+	$(VENV)/bin/dsq demo
+
+test: venv deps
+	$(VENV)/bin/pytest
+
+bench-kernels: venv
+	$(PY) -m kernels.bench
+
+clean:
+	rm -rf var/demo var/storage
