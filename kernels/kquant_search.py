@@ -1,0 +1,337 @@
+"""Scale searches shared by the K-quants (Q2_K .. Q5_K), vectorised across groups.
+
+These mirror the helpers of llama.cpp's ggml-quants.c (make_qx_quants, make_q3_quants,
+make_qkx2_quants, make_qkx3_quants, make_qp_quants) so that our codes and scales are
+bit-identical to theirs.  The rules that make that possible:
+
+* Every tensor is laid out position-major: ``x[i, g]`` is position ``i`` of group ``g``.
+  A group is one run of weights that C handles in one call (16 or 32 weights, or the
+  8/16 sub-block scales of a super-block).  Whole-tensor ops run across all groups at
+  once; only the positions inside a group are walked in Python, because C sums them
+  one after the other in float32 and a tree reduction would round differently.
+* float32 everywhere, one rounding per C operator, in C's order of evaluation
+  (``w*x*l`` is ``(w*x)*l``).  The reference library is built for plain x86-64 (SSE2,
+  no FMA), so no fused multiply-adds: torch's separate mul/add kernels match it.
+* C's ``nearest_int`` is round-half-to-even for |v| < 2**22.  Where the argument is
+  bounded by the construction (``iscale*x`` with iscale derived from the group's max)
+  we use ``torch.round``; where it is not (``x*sl2/slx`` in the iterative refinements,
+  the final re-quantisation) we reproduce the magic-number trick bit for bit.
+* Comparisons keep C's strictness, so the first best candidate wins ties.
+* Search loops track the winning inverse scale per group instead of the codes; the
+  codes are recomputed once at the end with the very same expression, which gives the
+  same integers and saves a full-size select per step.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+GROUP_MAX_EPS = float(np.float32(1e-15))
+_MAGIC = 12582912.0  # 1.5 * 2**23: adding it leaves the rounded integer in the low mantissa bits
+
+
+def f32(v: float) -> float:
+    """Round a Python number to the nearest float32, returned as a Python float (exact)."""
+    return float(np.float32(v))
+
+
+def nearest_int(v: torch.Tensor) -> torch.Tensor:
+    """C's nearest_int bit for bit, for any float32 input (int32 result).
+
+    ``(v + 1.5*2**23)`` rounded to float32, then the low 23 mantissa bits minus 2**22.
+    For |v| < 2**22 this is round-half-to-even; beyond it C returns wrapped garbage that
+    the callers then clamp, and so do we.
+    """
+    t = v + _MAGIC
+    return (t.view(torch.int32) & 0x007FFFFF) - 0x00400000
+
+
+def const(v: float, like: torch.Tensor) -> torch.Tensor:
+    """A 0-dim float32 tensor on like's device.
+
+    Dividing by (or into) a tensor rather than a Python number matters: ``c / t`` on a
+    Python float becomes ``t.reciprocal() * c``, and CUDA turns ``t / c`` into
+    ``t * (1/c)``; both round twice where C rounds once.
+    """
+    return torch.full((), v, dtype=torch.float32, device=like.device)
+
+
+def rdiv(c: float, t: torch.Tensor) -> torch.Tensor:
+    """``c / t`` with a single IEEE division, c a float32-representable number."""
+    return torch.div(const(c, t), t)
+
+
+def div(t: torch.Tensor, c: float) -> torch.Tensor:
+    """``t / c`` with a single IEEE division, c a float32-representable number."""
+    return torch.div(t, const(c, t))
+
+
+def fp16_round(t: torch.Tensor) -> torch.Tensor:
+    """GGML_FP16_TO_FP32(GGML_FP32_TO_FP16(t)): round to nearest even fp16, back to float32."""
+    return t.to(torch.float16).to(torch.float32)
+
+
+def fp16_bytes(t: torch.Tensor) -> torch.Tensor:
+    """float32 [G] -> uint8 [G, 2]: the little-endian fp16 (round to nearest even) of each value."""
+    return t.to(torch.float16).contiguous().view(torch.uint8).reshape(t.shape[0], 2)
+
+
+def sqrtf(t: torch.Tensor) -> torch.Tensor:
+    """C's sqrtf (correctly rounded).  torch.sqrt on CPU is not: its AVX-512 kernel is off by
+    one ulp for about a fifth of float32 inputs.  sqrt in float64 rounded once to float32
+    is exact (53 >= 2*24 + 2 bits), on every device."""
+    return torch.sqrt(t.double()).float()
+
+
+def round_bounded(v: torch.Tensor) -> torch.Tensor:
+    """nearest_int for arguments known to stay well inside +-2**22, as float32 (faster)."""
+    return torch.round(v)
+
+
+def seq_sum(t: torch.Tensor, from_zero: bool = True) -> torch.Tensor:
+    """Sum over dim 0 one position after the other, like C's ``for (...) s += t[i]``.
+
+    ``from_zero`` mirrors ``float s = 0; s += t[0]`` (which turns -0.0 into +0.0);
+    without it the sum starts from ``t[0]`` itself, as in ``float s = t[0];``.
+    """
+    acc = t[0] + 0.0 if from_zero else t[0].clone()
+    for i in range(1, t.shape[0]):
+        acc += t[i]
+    return acc
+
+
+def first_absmax(x: torch.Tensor) -> torch.Tensor:
+    """The signed value of largest magnitude per group; the first one on ties (C's ``ax > amax``)."""
+    idx = x.abs().argmax(dim=0, keepdim=True)
+    return x.gather(0, idx)[0]
+
+
+# --------------------------------------------------------------------------------------
+# make_qkx2_quants / make_qkx3_quants: asymmetric (scale, min) search, codes 0..nmax
+# --------------------------------------------------------------------------------------
+
+
+def make_qkx(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    nmax: int,
+    rmin: float,
+    rdelta: float,
+    nstep: int,
+    use_mad: bool,
+) -> "tuple[torch.Tensor, torch.Tensor, torch.Tensor]":
+    """make_qkx2_quants (and make_qkx3_quants with explicit weights) across groups.
+
+    x, w: float32 [n, G].  Returns (scale [G], the_min [G], L float32 [n, G]) where the
+    group decodes as ``scale*L - the_min``.  The two C functions only differ in the
+    degenerate test (``max == min`` vs ``max <= min``), which is the same thing because
+    min is clamped to <= 0 <= ... <= max; and qkx3's default weights are never used here.
+    """
+    mx = x.amax(dim=0)
+    mn = x.amin(dim=0)
+    mn = torch.where(mn > 0, torch.zeros_like(mn), mn)  # if (min > 0) min = 0
+    sum_w = seq_sum(w, from_zero=False)
+    sum_x = seq_sum(w * x, from_zero=False)
+    degenerate = mx == mn
+
+    # C updates `min` whenever a step wins and later steps measure from the new min,
+    # so the (iscale, min) pair behind the winning codes is what we remember.
+    iscale = rdiv(float(nmax), mx - mn)
+    scale = rdiv(1.0, iscale)
+    L = round_bounded((x - mn) * iscale).clamp_(0.0, float(nmax))
+    best_err = seq_sum(w * _err(scale * L + mn - x, use_mad))
+    best_iscale, best_origin, cur_min = iscale, mn, mn
+    if nstep >= 1:
+        for step in range(nstep + 1):
+            f = np.float32(rmin) + np.float32(rdelta) * np.float32(step)
+            cand_iscale = rdiv(float(f + np.float32(nmax)), mx - cur_min)
+            laux = round_bounded((x - cur_min) * cand_iscale).clamp_(0.0, float(nmax))
+            wl = w * laux
+            sum_l = seq_sum(wl)
+            sum_l2 = seq_sum(wl * laux)
+            sum_xl = seq_sum(wl * x)
+            D = sum_w * sum_l2 - sum_l * sum_l
+            this_scale = (sum_w * sum_xl - sum_x * sum_l) / D
+            this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D
+            pos = this_min > 0
+            this_min = torch.where(pos, torch.zeros_like(this_min), this_min)
+            this_scale = torch.where(pos, sum_xl / sum_l2, this_scale)
+            cur_err = seq_sum(w * _err(this_scale * laux + this_min - x, use_mad))
+            better = (D > 0) & (cur_err < best_err)
+            best_err = torch.where(better, cur_err, best_err)
+            scale = torch.where(better, this_scale, scale)
+            best_iscale = torch.where(better, cand_iscale, best_iscale)
+            best_origin = torch.where(better, cur_min, best_origin)
+            cur_min = torch.where(better, this_min, cur_min)
+        L = round_bounded((x - best_origin) * best_iscale).clamp_(0.0, float(nmax))
+    zero = torch.zeros_like(scale)
+    L = torch.where(degenerate, torch.zeros_like(L), L)
+    scale = torch.where(degenerate, zero, scale)
+    the_min = -torch.where(degenerate, mn, cur_min)
+    return scale, the_min, L
+
+
+def _err(diff: torch.Tensor, use_mad: bool) -> torch.Tensor:
+    return diff.abs_() if use_mad else diff.mul_(diff)
+
+
+# --------------------------------------------------------------------------------------
+# make_qp_quants: positive codes 0..nmax for the sub-block scales (imatrix paths)
+# --------------------------------------------------------------------------------------
+
+
+def make_qp_quants(x: torch.Tensor, nmax: int, qw: torch.Tensor) -> "tuple[torch.Tensor, torch.Tensor]":
+    """make_qp_quants across groups: x, qw float32 [n, G] -> (scale [G], L int64 [n, G]).
+
+    C keeps L in uint8, so a negative code (possible only for a negative input scale)
+    wraps to 256+l there; we mirror that with ``& 0xFF`` wherever L is stored.
+    """
+    n = x.shape[0]
+    mx = x.amax(dim=0).clamp_min(0.0)
+    zero = mx < GROUP_MAX_EPS
+    iscale = rdiv(float(nmax), mx)
+    L0 = (nearest_int(iscale * x) & 0xFF).float()
+    scale = rdiv(1.0, iscale)
+    d0 = x - scale * L0
+    best_mse = seq_sum(qw * d0 * d0)
+    best_iscale = iscale
+    for is_ in (-4, -3, -2, -1, 1, 2, 3, 4):
+        f = np.float32(0.1) * np.float32(is_) + np.float32(nmax)
+        iscale_is = rdiv(float(f), mx)
+        scale_is = rdiv(1.0, iscale_is)
+        l = nearest_int(iscale_is * x).clamp_max(nmax).float()
+        diff = x - scale_is * l
+        mse = seq_sum(qw * diff * diff)
+        better = mse < best_mse
+        best_mse = torch.where(better, mse, best_mse)
+        best_iscale = torch.where(better, iscale_is, best_iscale)
+    l = nearest_int(best_iscale * x).clamp_max(nmax)
+    lf = l.float()
+    wx = qw * x
+    sumlx = seq_sum(wx * lf)
+    suml2 = seq_sum(qw * lf * lf)
+    L = (l & 0xFF).float()  # what C's uint8 L holds
+    for _ in range(5):
+        changed = torch.zeros_like(zero)
+        for i in range(n):
+            w_i, x_i, L_i = qw[i], x[i], L[i]
+            slx = sumlx - wx[i] * L_i
+            sl2 = suml2 - w_i * L_i * L_i
+            ok = (slx > 0) & (sl2 > 0)
+            new_l = nearest_int(x_i * sl2 / slx).clamp_max(nmax).float()
+            ok &= new_l != L_i
+            slx = slx + wx[i] * new_l
+            sl2 = sl2 + w_i * new_l * new_l
+            ok &= slx * slx * suml2 > sumlx * sumlx * sl2
+            L[i] = torch.where(ok, torch.remainder(new_l, 256.0), L_i)
+            sumlx = torch.where(ok, slx, sumlx)
+            suml2 = torch.where(ok, sl2, suml2)
+            changed |= ok
+        # A pass without changes leaves the state as it was, so the next pass would
+        # change nothing either: C's per-group early exit equals running on.
+        if not bool(changed.any()):
+            break
+    scale = torch.where(suml2 > 0, sumlx / suml2, torch.zeros_like(sumlx))
+    scale = torch.where(zero, torch.zeros_like(scale), scale)
+    L = torch.where(zero, torch.zeros_like(L), L)
+    return scale, L.long()
+
+
+# --------------------------------------------------------------------------------------
+# make_qx_quants (rmse_type 1, explicit weights): symmetric codes -nmax..nmax-1
+# --------------------------------------------------------------------------------------
+
+
+def make_qx_quants(x: torch.Tensor, nmax: int, qw: torch.Tensor) -> "tuple[torch.Tensor, torch.Tensor]":
+    """make_qx_quants(n, nmax, x, L, rmse_type=1, qw) across groups.
+
+    x, qw: float32 [n, G] -> (scale [G], L float32 [n, G] holding l + nmax, or 0 for
+    an all-zero group as in C).
+    """
+    mx = first_absmax(x)
+    zero = mx.abs() < GROUP_MAX_EPS
+    iscale = rdiv(float(-nmax), mx)
+    wx = qw * x
+
+    def codes(isc: torch.Tensor) -> torch.Tensor:
+        return round_bounded(isc * x).clamp_(float(-nmax), float(nmax - 1))
+
+    def sums(l: torch.Tensor) -> "tuple[torch.Tensor, torch.Tensor]":
+        return seq_sum(wx * l), seq_sum(qw * l * l)
+
+    sumlx, suml2 = sums(codes(iscale))
+    scale = torch.where(suml2 != 0, sumlx / suml2, torch.zeros_like(sumlx))
+    best = scale * sumlx
+    best_iscale = iscale
+    for is_ in range(-9, 10):
+        if is_ == 0:
+            continue
+        f = np.float32(nmax) + np.float32(0.1) * np.float32(is_)
+        cand = rdiv(float(-f), mx)
+        sumlx, suml2 = sums(codes(cand))
+        better = (suml2 > 0) & (sumlx * sumlx > best * suml2)
+        scale = torch.where(better, sumlx / suml2, scale)
+        best = torch.where(better, scale * sumlx, best)
+        best_iscale = torch.where(better, cand, best_iscale)
+    L = codes(best_iscale) + float(nmax)
+    L = torch.where(zero, torch.zeros_like(L), L)
+    scale = torch.where(zero, torch.zeros_like(scale), scale)
+    return scale, L
+
+
+# --------------------------------------------------------------------------------------
+# make_q3_quants (do_rmse): Q3_K's reference search with coordinate-descent refinement
+# --------------------------------------------------------------------------------------
+
+
+def make_q3_quants(x: torch.Tensor, nmax: int) -> "tuple[torch.Tensor, torch.Tensor]":
+    """make_q3_quants(n, nmax, x, L, do_rmse=true) across groups.
+
+    x: float32 [n, G] -> (scale [G], L float32 [n, G] holding l + nmax, or 0 for an
+    all-zero group).  The refinement visits positions in order and each accepted change
+    moves the running sums, so it stays a loop over positions (and passes); groups that
+    stopped changing are dropped from later passes, which C's early exit makes exact.
+    """
+    n = x.shape[0]
+    mx = first_absmax(x)
+    zero = mx.abs() < GROUP_MAX_EPS
+    iscale = rdiv(float(-nmax), mx)
+    L = round_bounded(iscale * x).clamp_(float(-nmax), float(nmax - 1))
+    w = x * x
+    wx = w * x
+    sumlx = seq_sum(wx * L)
+    suml2 = seq_sum(w * L * L)
+
+    active = torch.arange(x.shape[1], device=x.device)
+    xa, wa, wxa, La, slxa, sl2a = x, w, wx, L, sumlx, suml2
+    for _ in range(5):
+        changed = torch.zeros_like(slxa, dtype=torch.bool)
+        for i in range(n):
+            L_i = La[i]
+            slx = slxa - wxa[i] * L_i
+            sl2 = sl2a - wa[i] * L_i * L_i
+            new_l = nearest_int(xa[i] * sl2 / slx).clamp_(-nmax, nmax - 1).float()
+            ok = (slx > 0) & (new_l != L_i)
+            slx = slx + wxa[i] * new_l
+            sl2 = sl2 + wa[i] * new_l * new_l
+            ok &= (sl2 > 0) & (slx * slx * sl2a > slxa * slxa * sl2)
+            La[i] = torch.where(ok, new_l, L_i)
+            slxa = torch.where(ok, slx, slxa)
+            sl2a = torch.where(ok, sl2, sl2a)
+            changed |= ok
+        # write back, then keep only the groups that moved (the others are final)
+        L[:, active] = La
+        sumlx[active] = slxa
+        suml2[active] = sl2a
+        keep = changed.nonzero().squeeze(1)
+        if keep.numel() == 0:
+            break
+        active = active[keep]
+        xa, wa, wxa = x[:, active], w[:, active], wx[:, active]
+        La, slxa, sl2a = L[:, active], sumlx[active], suml2[active]
+
+    L = L + float(nmax)
+    scale = torch.where(suml2 > 0, sumlx / suml2, torch.zeros_like(sumlx))
+    L = torch.where(zero, torch.zeros_like(L), L)
+    scale = torch.where(zero, torch.zeros_like(scale), scale)
+    return scale, L

@@ -1,0 +1,225 @@
+"""Q4_K and Q5_K: 256-weight super-blocks of eight 32-weight sub-blocks, x ~ d*sc*q - dmin*m.
+
+Both share the (scale, min) search per sub-block (make_qkx2 without imatrix, make_qkx3 +
+make_qp with one) and the 6-bit packing of the eight scales and eight mins.  They differ
+in the code width (4 vs 5 bits), the search parameters and the code layout.
+"""
+from __future__ import annotations
+
+import torch
+
+from kernels.kquant_search import (
+    div,
+    fp16_bytes,
+    fp16_round,
+    make_qkx,
+    make_qp_quants,
+    nearest_int,
+    rdiv,
+    seq_sum,
+    sqrtf,
+)
+from kernels.types import QK_K
+
+SUB = 32  # weights per sub-block
+NSUB = QK_K // SUB  # sub-blocks per super-block
+
+
+# --------------------------------------------------------------------------------------
+# 6-bit scales and mins, 12 bytes (ggml's get_scale_min_k4).  sc0..sc7 and m0..m7 are
+# 6-bit values; lowercase letters are their low bits, UPPERCASE their top two bits:
+#
+#   byte:   0         1         2         3         4         5         6         7
+#         [S4|sc0]  [S5|sc1]  [S6|sc2]  [S7|sc3]  [M4|m0]   [M5|m1]   [M6|m2]   [M7|m3]
+#          2b  6b
+#   byte:   8           9           10          11
+#         [m4lo|sc4lo][m5lo|sc5lo][m6lo|sc6lo][m7lo|sc7lo]     (high nibble | low nibble)
+#
+# i.e. sub-blocks 0-3 keep their 6 bits whole in bytes 0-7; sub-blocks 4-7 put their
+# low nibbles in bytes 8-11 and their top two bits in the top of bytes 0-7.
+# --------------------------------------------------------------------------------------
+
+
+def pack_scale_min_k4(ls: torch.Tensor, lm: torch.Tensor) -> torch.Tensor:
+    """ls, lm int [nb, 8] (0..255, as C's uint8) -> uint8 [nb, 12].
+
+    Written as C writes it (``scales[j] = ls`` then ``|=`` of top bits), so values above
+    63 -- which the imatrix path of Q4_K can in principle hand over -- spill exactly as
+    they do there.
+    """
+    lo_s, hi_s = ls[:, :4], ls[:, 4:]
+    lo_m, hi_m = lm[:, :4], lm[:, 4:]
+    b0 = lo_s | ((hi_s >> 4) << 6)
+    b1 = lo_m | ((hi_m >> 4) << 6)
+    b2 = (hi_s & 0xF) | ((hi_m & 0xF) << 4)
+    return (torch.cat([b0, b1, b2], dim=1) & 0xFF).to(torch.uint8)
+
+
+def unpack_scale_min_k4(b: torch.Tensor) -> "tuple[torch.Tensor, torch.Tensor]":
+    """uint8 [nb, 12] -> (sc, m) int64 [nb, 8], as get_scale_min_k4."""
+    b = b.long()
+    b0, b1, b2 = b[:, 0:4], b[:, 4:8], b[:, 8:12]
+    sc = torch.cat([b0 & 63, (b2 & 0xF) | ((b0 >> 6) << 4)], dim=1)
+    m = torch.cat([b1 & 63, (b2 >> 4) | ((b1 >> 6) << 4)], dim=1)
+    return sc, m
+
+
+# --------------------------------------------------------------------------------------
+# Code layouts
+#
+# Q4_K qs[128]: chunk c (0..3) of 32 bytes holds sub-blocks 2c (low nibble) and 2c+1
+# (high nibble), byte l of the chunk = L[64c + l] | L[64c + 32 + l] << 4.
+#
+# Q5_K: low 4 bits in qs[128] exactly as Q4_K; bit 4 in qh[32]: bit (2c) of qh[l] is
+# the high bit of L[64c + l], bit (2c+1) that of L[64c + 32 + l].
+# --------------------------------------------------------------------------------------
+
+
+def _pack_nibbles(L: torch.Tensor) -> torch.Tensor:
+    """L int [nb, 256] (0..15) -> uint8 [nb, 128]."""
+    L = L.reshape(-1, 4, 2, 32)
+    return (L[:, :, 0] | (L[:, :, 1] << 4)).reshape(-1, 128).to(torch.uint8)
+
+
+def _unpack_nibbles(qs: torch.Tensor) -> torch.Tensor:
+    """uint8 [nb, 128] -> int [nb, 256]."""
+    q = qs.reshape(-1, 4, 1, 32).long()
+    return torch.cat([q & 0xF, q >> 4], dim=2).reshape(-1, QK_K)
+
+
+def _pack_q5_high(L: torch.Tensor) -> torch.Tensor:
+    """L int [nb, 256] (0..31) -> qh uint8 [nb, 32]."""
+    hi = (L >> 4).reshape(-1, 8, 32)  # [nb, sub-block, l]
+    shifts = torch.arange(8, device=L.device).view(1, 8, 1)
+    return (hi << shifts).sum(dim=1).to(torch.uint8)
+
+
+def _unpack_q5_high(qh: torch.Tensor) -> torch.Tensor:
+    """qh uint8 [nb, 32] -> the high bit of every code, int [nb, 256]."""
+    shifts = torch.arange(8, device=qh.device).view(1, 8, 1)
+    return ((qh.long().unsqueeze(1) >> shifts) & 1).reshape(-1, QK_K)
+
+
+# --------------------------------------------------------------------------------------
+# Quantization
+# --------------------------------------------------------------------------------------
+
+
+def _to_groups(xb: torch.Tensor, size: int) -> torch.Tensor:
+    """[nb, 256] -> position-major [size, nb*256/size]: column g is group g's weights."""
+    return xb.reshape(-1, size).t().contiguous()
+
+
+def _ref_scales(xb: torch.Tensor, nmax: int, rmin: float, rdelta: float, nstep: int):
+    """quantize_row_q{4,5}_K_ref's per-sub-block search -> scales, mins [nb, 8], L [nb, 256]."""
+    nb = xb.shape[0]
+    xt = _to_groups(xb, SUB)
+    sum_x2 = seq_sum(xt * xt)
+    av_x = sqrtf(div(sum_x2, 32.0))
+    w = av_x + xt.abs()
+    scale, the_min, L = make_qkx(xt, w, nmax, rmin, rdelta, nstep, use_mad=False)
+    return scale.view(nb, NSUB), the_min.view(nb, NSUB), L.t().reshape(nb, QK_K)
+
+
+def _ref_quantize_scales(scales: torch.Tensor, mins: torch.Tensor):
+    """Scales and mins -> 6-bit codes against their block maxima; d, dmin = max/63 as fp16."""
+    zero = torch.zeros(scales.shape[0], dtype=scales.dtype, device=scales.device)
+    max_scale = scales.amax(dim=1)
+    max_min = mins.amax(dim=1)
+    # `if (v > max) max = v` from 0: never -0.0, never negative
+    max_scale = torch.where(max_scale > 0, max_scale, zero)
+    max_min = torch.where(max_min > 0, max_min, zero)
+    inv_scale = torch.where(max_scale > 0, rdiv(63.0, max_scale), zero)
+    inv_min = torch.where(max_min > 0, rdiv(63.0, max_min), zero)
+    ls = (nearest_int(inv_scale[:, None] * scales) & 0xFF).clamp_max(63).long()
+    lm = (nearest_int(inv_min[:, None] * mins) & 0xFF).clamp_max(63).long()
+    return ls, lm, div(max_scale, 63.0), div(max_min, 63.0)
+
+
+def _imatrix_scales(xb: torch.Tensor, qw: torch.Tensor, nmax: int):
+    """quantize_row_q{4,5}_K_impl's search -> (Ls, Lm int [nb, 8], d, dmin [nb], L [nb, 256]).
+
+    qw: the importance weights of each weight, [nb, 256].
+    """
+    nb = xb.shape[0]
+    xs = xb.t()  # [256, nb]: super-block sum in C's order
+    sum_x2 = seq_sum(xs * xs)
+    sigma2 = div(2.0 * sum_x2, float(QK_K))
+    w = qw * sqrtf(sigma2[:, None] + xb * xb)
+    xt = _to_groups(xb, SUB)
+    wt = _to_groups(w, SUB)
+    sw = seq_sum(wt)
+    scale, the_min, L = make_qkx(xt, wt, nmax, -0.9, 0.05, 36, use_mad=False)
+    d_block, Ls = make_qp_quants(scale.view(nb, NSUB).t(), 63, sw.view(nb, NSUB).t())
+    m_block, Lm = make_qp_quants(the_min.view(nb, NSUB).t(), 63, sw.view(nb, NSUB).t())
+    return Ls.t(), Lm.t(), d_block, m_block, L.t().reshape(nb, QK_K)
+
+
+def _requantize(xb, d16, dmin16, sc, m, L, nmax):
+    """Final codes from the stored (fp16) d/dmin and 6-bit sc/m; C skips sub-blocks with d == 0."""
+    d = (d16[:, None] * sc.float()).unsqueeze(2)  # [nb, 8, 1]
+    dm = (dmin16[:, None] * m.float()).unsqueeze(2)
+    x3 = xb.view(-1, NSUB, SUB)
+    l = nearest_int((x3 + dm) / d).clamp_(0, nmax).long()
+    return torch.where(d != 0, l, L.view(-1, NSUB, SUB).long()).reshape(-1, QK_K)
+
+
+def _quantize_k(x: torch.Tensor, imatrix: "torch.Tensor | None", nmax: int, rmin: float, nstep: int, clamp_impl: bool):
+    """Common Q4_K/Q5_K pipeline -> (d|dmin|scales bytes [nb, 16], L int [nb, 256])."""
+    rows, n = x.shape
+    xb = x.reshape(-1, QK_K)
+    if imatrix is None:
+        scales, mins, L = _ref_scales(xb, nmax, rmin, 0.1, nstep)
+        ls, lm, d, dmin = _ref_quantize_scales(scales, mins)
+    else:
+        qw = imatrix.view(1, n).expand(rows, n).reshape(-1, QK_K)
+        ls, lm, d, dmin, L = _imatrix_scales(xb, qw, nmax)
+        if clamp_impl:  # Q5_K's impl clamps to 63, Q4_K's does not
+            ls, lm = ls.clamp_max(63), lm.clamp_max(63)
+    packed = pack_scale_min_k4(ls, lm)
+    sc, m = unpack_scale_min_k4(packed)
+    L = _requantize(xb, fp16_round(d), fp16_round(dmin), sc, m, L, nmax)
+    head = torch.cat([fp16_bytes(d), fp16_bytes(dmin), packed], dim=1)
+    return head, L
+
+
+def quantize_q4_k(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
+    """float32 [rows, n] -> uint8 [rows, n/256*144]: d(2) dmin(2) scales(12) qs(128) per block."""
+    rows = x.shape[0]
+    head, L = _quantize_k(x, imatrix, 15, -1.0, 20, clamp_impl=False)
+    return torch.cat([head, _pack_nibbles(L)], dim=1).reshape(rows, -1)
+
+
+def quantize_q5_k(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
+    """float32 [rows, n] -> uint8 [rows, n/256*176]: d(2) dmin(2) scales(12) qh(32) qs(128)."""
+    rows = x.shape[0]
+    head, L = _quantize_k(x, imatrix, 31, -0.5, 15, clamp_impl=True)
+    return torch.cat([head, _pack_q5_high(L), _pack_nibbles(L & 0xF)], dim=1).reshape(rows, -1)
+
+
+# --------------------------------------------------------------------------------------
+# Dequantization: d*sc*q - dmin*m, as (d*sc)*q - (dmin*m) like ggml and gguf-py
+# --------------------------------------------------------------------------------------
+
+
+def _dequant(blocks: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    d = blocks[:, 0:2].contiguous().view(torch.float16).float()  # [nb, 1]
+    dmin = blocks[:, 2:4].contiguous().view(torch.float16).float()
+    sc, m = unpack_scale_min_k4(blocks[:, 4:16])
+    dl = (d * sc.float()).unsqueeze(2)
+    ml = (dmin * m.float()).unsqueeze(2)
+    return (dl * q.view(-1, NSUB, SUB).float() - ml).reshape(-1, QK_K)
+
+
+def dequantize_q4_k(data: torch.Tensor, n_per_row: int) -> torch.Tensor:
+    rows = data.shape[0]
+    blocks = data.reshape(-1, 144)
+    return _dequant(blocks, _unpack_nibbles(blocks[:, 16:])).reshape(rows, n_per_row)
+
+
+def dequantize_q5_k(data: torch.Tensor, n_per_row: int) -> torch.Tensor:
+    rows = data.shape[0]
+    blocks = data.reshape(-1, 176)
+    q = _unpack_nibbles(blocks[:, 48:]) | (_unpack_q5_high(blocks[:, 16:48]) << 4)
+    return _dequant(blocks, q).reshape(rows, n_per_row)
+
