@@ -1,0 +1,1 @@
+"""Pure quantization libraries: recipes, planner, GGUF conversion. Never imports Django."""

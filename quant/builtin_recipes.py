@@ -1,0 +1,123 @@
+"""Built-in recipes, as data.
+
+The llama.cpp mixes reproduce ``llama_tensor_get_type_impl`` in llama.cpp's
+src/llama-quant.cpp (llama-cpp-python 0.3.36's vendored tree) for the
+architectures dsq serves: deepseek2, llama and qwen2, quantized without an
+importance matrix. Branches that cannot fire for them are left out: Falcon,
+8-expert models (Mixtral), the IQ mixes, and the imatrix-only Q4_0/Q5_0
+ffn_down guard. Rule order encodes the C++ control flow (first match wins):
+
+* output.weight, and token_embd.weight when the embeddings are tied, take
+  Q6_K (Q8_0 in the Q8_0 mix); a row the K-quant block does not divide falls
+  back to Q8_0, as llama.cpp's ``nx % qk_k`` check does.
+* attn_v-like tensors (attn_v, attn_qkv, attn_kv_b) and ffn_down get the
+  per-mix upgrades; the 70B bump (an 80-layer llama with GQA: Q3_K/Q4_K attn_v
+  become Q5_K) is written before the plain rule it overrides.
+* attn_output gets Q3_K/Q4_K/Q5_K in Q2_K/Q3_K_M/Q3_K_L.
+
+DQ3_K_M is the study's dynamic 3-bit mix: Q3_K_M, except the routed-expert
+down projections. Of DeepSeek-V3/R1's 58 MoE layers (blk 3..60) the first two
+get Q6_K, twelve spread every fourth block from 8 to 52 get Q4_K, the other
+44 Q3_K (a 2/12/44 split). DQ3_K_M-dense applies the same proportions to a
+dense model's ffn_down, scaled to its layer count n (integer rounding):
+Q6_K for the first max(1, round(2n/58)) blocks, Q4_K for round(12n/58)
+blocks spread evenly from round(5n/58) to round(49n/58), Q3_K elsewhere. For
+n = 58 this is exactly the MoE pattern shifted to start at block 0.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+ATTN_V = r"attn_v\.weight|attn_qkv\.weight|attn_kv_b\.weight"
+FFN_DOWN = r"ffn_down"
+ATTN_OUTPUT = r"attn_output\.weight"
+OUTPUT = r"^output\.weight$"
+TOKEN_EMBD = r"^token_embd\.weight$"
+
+
+def _head(out_type: str = "Q6_K") -> list[dict[str, Any]]:
+    """output.weight (and a tied token_embd) rules shared by every llama.cpp mix."""
+    return [
+        {"match": OUTPUT, "type": out_type},
+        {"match": TOKEN_EMBD, "when": {"model": "tied_embeddings"}, "type": out_type},
+    ]
+
+
+_V70 = {"match": ATTN_V, "when": {"model": "llama_70b"}, "type": "Q5_K"}
+
+
+def _mix(name: str, default: str, rules: list[dict[str, Any]], description: str, out: str = "Q6_K") -> dict[str, Any]:
+    return {"name": name, "version": 1, "description": description, "default_type": default,
+            "rules": _head(out) + rules}
+
+
+RECIPES: list[dict[str, Any]] = [
+    _mix("Q8_0", "Q8_0", [], "llama.cpp Q8_0: everything Q8_0.", out="Q8_0"),
+    _mix("Q6_K", "Q6_K", [], "llama.cpp Q6_K: everything Q6_K."),
+    _mix("Q5_K_M", "Q5_K", [
+        {"match": ATTN_V, "when": {"layers": "use_more_bits"}, "type": "Q6_K"},
+        {"match": FFN_DOWN, "when": {"layers": "use_more_bits"}, "type": "Q6_K"},
+    ], "llama.cpp Q5_K_M: Q5_K, attn_v and ffn_down Q6_K on use_more_bits layers."),
+    _mix("Q5_K_S", "Q5_K", [], "llama.cpp Q5_K_S: everything Q5_K."),
+    _mix("Q4_K_M", "Q4_K", [
+        {"match": ATTN_V, "when": {"layers": "use_more_bits"}, "type": "Q6_K"},
+        _V70,
+        {"match": FFN_DOWN, "when": {"layers": "use_more_bits"}, "type": "Q6_K"},
+    ], "llama.cpp Q4_K_M: Q4_K, attn_v and ffn_down Q6_K on use_more_bits layers."),
+    _mix("Q4_K_S", "Q4_K", [
+        {"match": ATTN_V, "when": {"layer_lt": 4}, "type": "Q5_K"},
+        _V70,
+        {"match": FFN_DOWN, "when": {"layer_lt": "n_layer/8"}, "type": "Q5_K"},
+    ], "llama.cpp Q4_K_S: Q4_K, the first attn_v and first eighth of ffn_down Q5_K."),
+    _mix("Q3_K_L", "Q3_K", [
+        {"match": ATTN_V, "type": "Q5_K"},
+        {"match": FFN_DOWN, "type": "Q5_K"},
+        {"match": ATTN_OUTPUT, "type": "Q5_K"},
+    ], "llama.cpp Q3_K_L: Q3_K, attn_v, ffn_down and attn_output Q5_K."),
+    _mix("Q3_K_M", "Q3_K", [
+        _V70,
+        {"match": ATTN_V, "when": {"layer_lt": 2}, "type": "Q5_K"},
+        {"match": ATTN_V, "type": "Q4_K"},
+        {"match": FFN_DOWN, "when": {"layer_lt": "n_layer/16"}, "type": "Q5_K"},
+        {"match": FFN_DOWN, "type": "Q4_K"},
+        {"match": ATTN_OUTPUT, "type": "Q4_K"},
+    ], "llama.cpp Q3_K_M: Q3_K; attn_v Q5_K/Q4_K, ffn_down Q5_K (first 1/16)/Q4_K, attn_output Q4_K."),
+    _mix("Q3_K_S", "Q3_K", [_V70], "llama.cpp Q3_K_S: everything Q3_K."),
+    _mix("Q2_K", "Q2_K", [
+        _V70,
+        {"match": ATTN_V, "when": {"model": "gqa_ge_4"}, "type": "Q4_K"},
+        {"match": ATTN_V, "type": "Q3_K"},
+        {"match": FFN_DOWN, "type": "Q3_K"},
+        {"match": ATTN_OUTPUT, "type": "Q3_K"},
+    ], "llama.cpp Q2_K: Q2_K; attn_v Q4_K (GQA >= 4) or Q3_K, ffn_down and attn_output Q3_K."),
+    _mix("Q4_0", "Q4_0", [], "llama.cpp Q4_0 (legacy): everything Q4_0."),
+    _mix("Q4_1", "Q4_1", [], "llama.cpp Q4_1 (legacy): everything Q4_1."),
+    _mix("Q5_0", "Q5_0", [], "llama.cpp Q5_0 (legacy): everything Q5_0."),
+    _mix("Q5_1", "Q5_1", [], "llama.cpp Q5_1 (legacy): everything Q5_1."),
+    {
+        "name": "DQ3_K_M",
+        "version": 1,
+        "description": "Dynamic 3-bit: Q3_K_M with routed-expert ffn_down split Q6_K/Q4_K/Q3_K 2/12/44.",
+        "extends": "Q3_K_M",
+        "rules": [
+            {"match": r"ffn_down_exps\.weight$", "when": {"layers": [3, 4]}, "type": "Q6_K"},
+            {"match": r"ffn_down_exps\.weight$", "when": {"layers": list(range(8, 53, 4))}, "type": "Q4_K"},
+            {"match": r"ffn_down_exps\.weight$", "type": "Q3_K"},
+        ],
+    },
+    {
+        "name": "DQ3_K_M-dense",
+        "version": 1,
+        "description": "DQ3_K_M's ffn_down pattern on a dense model, scaled to its layer count.",
+        "extends": "Q3_K_M",
+        "rules": [
+            {"match": r"ffn_down\.weight$", "when": {"layer_lt": "max(1, (2*n_layer + 29)/58)"}, "type": "Q6_K"},
+            {"match": r"ffn_down\.weight$",
+             "when": {"layers_spread": {"count": "(12*n_layer + 29)/58",
+                                        "first": "(5*n_layer + 29)/58",
+                                        "last": "(49*n_layer + 29)/58"}},
+             "type": "Q4_K"},
+            {"match": r"ffn_down\.weight$", "type": "Q3_K"},
+        ],
+    },
+]

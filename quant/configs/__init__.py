@@ -1,0 +1,26 @@
+"""Public Hugging Face config.json files of the models dsq serves, typed from the published values.
+
+One JSON file per model, named as the Hugging Face repository (without the
+``deepseek-ai/`` owner); the registry pre-registers them.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+CONFIG_DIR = Path(__file__).resolve().parent
+
+
+def names() -> list[str]:
+    """Model names with a shipped config, sorted."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+
+
+def load_config(name: str) -> dict[str, Any]:
+    """The config of a shipped model (case-insensitive name, optional ``deepseek-ai/`` prefix)."""
+    wanted = name.split("/")[-1].lower()
+    for known in names():
+        if known.lower() == wanted:
+            return json.loads((CONFIG_DIR / f"{known}.json").read_text())
+    raise KeyError(f"no shipped config for {name!r}; known: {', '.join(names())}")
