@@ -320,9 +320,12 @@ def make_q3_quants(x: torch.Tensor, nmax: int) -> "tuple[torch.Tensor, torch.Ten
             sl2a = torch.where(ok, sl2, sl2a)
             changed |= ok
         # write back, then keep only the groups that moved (the others are final)
-        L[:, active] = La
-        sumlx[active] = slxa
-        suml2[active] = sl2a
+        if La is not L:
+            L[:, active] = La
+            sumlx[active] = slxa
+            suml2[active] = sl2a
+        else:
+            sumlx, suml2 = slxa, sl2a
         keep = changed.nonzero().squeeze(1)
         if keep.numel() == 0:
             break
@@ -335,3 +338,48 @@ def make_q3_quants(x: torch.Tensor, nmax: int) -> "tuple[torch.Tensor, torch.Ten
     L = torch.where(zero, torch.zeros_like(L), L)
     scale = torch.where(zero, torch.zeros_like(scale), scale)
     return scale, L
+
+
+# --------------------------------------------------------------------------------------
+# Pieces shared by the super-block codecs
+# --------------------------------------------------------------------------------------
+
+
+def imatrix_per_block(imatrix: torch.Tensor, rows: int, block: int = 256) -> torch.Tensor:
+    """imatrix [n] -> [rows * n/block, block]: the importance of every weight of every block.
+
+    C indexes ``quant_weights + QK_K*i`` with i the block inside the row, so the same
+    vector applies to every row.
+    """
+    n = imatrix.shape[0]
+    return imatrix.view(1, n).expand(rows, n).reshape(-1, block)
+
+
+def superblock_sum_x2(xb: torch.Tensor) -> torch.Tensor:
+    """``for (j < QK_K) sumx2 += x[j]*x[j]`` for every super-block of xb [nb, 256] -> [nb]."""
+    xs = xb.t()
+    return seq_sum(xs * xs)
+
+
+def imatrix_weights(xb: torch.Tensor, qw: torch.Tensor, sigma2: torch.Tensor) -> torch.Tensor:
+    """``qw[i] * sqrtf(sigma2 + x[i]*x[i])`` for xb, qw [nb, 256] and sigma2 [nb]."""
+    return qw * sqrtf(sigma2[:, None] + xb * xb)
+
+
+# 2-bit code layout shared by Q2_K and Q3_K (their qs[64]): two chunks of 32 bytes, each
+# covering 128 weights; byte l of chunk c holds weights 128c + l + 32k in bits 2k..2k+1:
+#
+#   qs[32c + l] = L[128c + l] | L[128c + 32 + l] << 2 | L[128c + 64 + l] << 4 | L[128c + 96 + l] << 6
+
+
+def pack_2bit(L: torch.Tensor) -> torch.Tensor:
+    """L int [nb, 256] (0..3) -> uint8 [nb, 64]."""
+    L = L.reshape(-1, 2, 4, 32)
+    b = L[:, :, 0] | (L[:, :, 1] << 2) | (L[:, :, 2] << 4) | (L[:, :, 3] << 6)
+    return b.reshape(-1, 64).to(torch.uint8)
+
+
+def unpack_2bit(qs: torch.Tensor) -> torch.Tensor:
+    """uint8 [nb, 64] -> int64 [nb, 256] (0..3)."""
+    shifts = torch.tensor([0, 2, 4, 6], device=qs.device).view(1, 1, 4, 1)
+    return ((qs.long().view(-1, 2, 1, 32) >> shifts) & 3).reshape(-1, 256)

@@ -1,0 +1,128 @@
+"""Q3_K: 256-weight super-blocks of sixteen 16-weight sub-blocks, x ~ d*sc*q, q in -4..3.
+
+Block layout (110 bytes):
+
+    hmask[32]   bit k of hmask[l] = high bit of code 32k + l (set: q >= 0, i.e. stored L > 3)
+    qs[64]      low 2 bits of the codes, see kquant_search.pack_2bit
+    scales[12]  sixteen 6-bit scales (stored as sc + 32), see pack_scales
+    d (fp16)    super-block scale
+"""
+from __future__ import annotations
+
+import torch
+
+from kernels.kquant_search import (
+    div,
+    first_absmax,
+    fp16_bytes,
+    fp16_round,
+    imatrix_per_block,
+    imatrix_weights,
+    make_q3_quants,
+    make_qx_quants,
+    nearest_int,
+    pack_2bit,
+    rdiv,
+    seq_sum,
+    superblock_sum_x2,
+    unpack_2bit,
+)
+from kernels.types import QK_K
+
+SUB = 16
+NSUB = QK_K // SUB
+BLOCK_BYTES = 110
+
+
+# --------------------------------------------------------------------------------------
+# 6-bit scales, 12 bytes.  s0..s15 are 6-bit values (scale + 32); lo = low nibble,
+# hi = top two bits:
+#
+#   byte 0..7:   [ s(j+8).lo | s(j).lo ]          (high nibble | low nibble), j = byte
+#   byte 8..11:  [ s(k+12).hi | s(k+8).hi | s(k+4).hi | s(k).hi ]   bits 7-6 .. 1-0, k = byte-8
+# --------------------------------------------------------------------------------------
+
+
+def pack_scales(l: torch.Tensor) -> torch.Tensor:
+    """l int [nb, 16] (0..63) -> uint8 [nb, 12]."""
+    lo = torch.stack([l[:, :8] & 0xF, (l[:, 8:] & 0xF) << 4], dim=0).sum(dim=0)
+    hi = (l >> 4).view(-1, 4, 4)  # [nb, j//4, j%4]
+    shifts = torch.tensor([0, 2, 4, 6], device=l.device).view(1, 4, 1)
+    hi = (hi << shifts).sum(dim=1)  # [nb, 4]
+    return (torch.cat([lo, hi], dim=1) & 0xFF).to(torch.uint8)
+
+
+def unpack_scales(b: torch.Tensor) -> torch.Tensor:
+    """uint8 [nb, 12] -> the signed scales int64 [nb, 16] (6-bit value - 32)."""
+    b = b.long()
+    lo = torch.cat([b[:, :8] & 0xF, b[:, :8] >> 4], dim=1)  # [nb, 16]
+    shifts = torch.tensor([0, 2, 4, 6], device=b.device).view(1, 4, 1)
+    hi = ((b[:, 8:12].view(-1, 1, 4) >> shifts) & 3).reshape(-1, 16)
+    return (lo | (hi << 4)) - 32
+
+
+def _groups(xb: torch.Tensor) -> torch.Tensor:
+    """[nb, 256] -> position-major [16, nb*16]."""
+    return xb.reshape(-1, SUB).t().contiguous()
+
+
+def _ref_scales(xb: torch.Tensor):
+    """quantize_row_q3_K_ref: make_q3_quants per sub-block, 6-bit scales against the signed max.
+
+    Returns (6-bit scale codes int [nb, 16], d [nb] before fp16, L [nb, 256] in 0..7).
+    """
+    nb = xb.shape[0]
+    scale, L = make_q3_quants(_groups(xb), 4)
+    scales = scale.view(nb, NSUB)
+    max_scale = first_absmax(scales.t())
+    live = max_scale != 0
+    iscale = rdiv(-32.0, max_scale)
+    l = nearest_int(iscale[:, None] * scales).clamp_(-32, 31) + 32
+    l = torch.where(live[:, None], l, torch.zeros_like(l))
+    d = torch.where(live, rdiv(1.0, iscale), torch.zeros_like(iscale))
+    return l.long(), d, L.t().reshape(nb, QK_K)
+
+
+def _imatrix_scales(xb: torch.Tensor, qw: torch.Tensor):
+    """quantize_row_q3_K_impl: weighted make_qx_quants per sub-block, then on the scales."""
+    nb = xb.shape[0]
+    sigma2 = div(2.0 * superblock_sum_x2(xb), float(QK_K))
+    wt = _groups(imatrix_weights(xb, qw, sigma2))
+    sw = seq_sum(wt)
+    scale, L = make_qx_quants(_groups(xb), 4, wt)
+    d_block, Ls = make_qx_quants(scale.view(nb, NSUB).t(), 32, sw.view(nb, NSUB).t())
+    return Ls.t().long(), d_block, L.t().reshape(nb, QK_K)
+
+
+def quantize_q3_k(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
+    """float32 [rows, n] -> uint8 [rows, n/256*110]."""
+    rows = x.shape[0]
+    xb = x.reshape(-1, QK_K)
+    if imatrix is None:
+        ls, d, L = _ref_scales(xb)
+    else:
+        ls, d, L = _imatrix_scales(xb, imatrix_per_block(imatrix, rows))
+    packed = pack_scales(ls)
+    # final codes from the stored fp16 d and the 6-bit scales; zero-scale sub-blocks keep L
+    dl = (fp16_round(d)[:, None] * unpack_scales(packed).float()).unsqueeze(2)
+    l = nearest_int(xb.view(-1, NSUB, SUB) / dl).clamp_(-4, 3) + 4
+    L = torch.where(dl != 0, l.long(), L.view(-1, NSUB, SUB).long()).reshape(-1, QK_K)
+    high = (L > 3).long().view(-1, 8, 32)
+    shifts = torch.arange(8, device=x.device).view(1, 8, 1)
+    hmask = (high << shifts).sum(dim=1).to(torch.uint8)
+    L = L - 4 * (L > 3).long()
+    out = torch.cat([hmask, pack_2bit(L), packed, fp16_bytes(d)], dim=1)
+    return out.reshape(rows, -1)
+
+
+def dequantize_q3_k(data: torch.Tensor, n_per_row: int) -> torch.Tensor:
+    """(d*sc) * (low2 - (hbit ? 0 : 4)), as dequantize_row_q3_K and gguf-py."""
+    rows = data.shape[0]
+    b = data.reshape(-1, BLOCK_BYTES)
+    d = b[:, 108:110].contiguous().view(torch.float16).float()
+    dl = (d * unpack_scales(b[:, 96:108]).float()).unsqueeze(2)
+    low = unpack_2bit(b[:, 32:96])
+    shifts = torch.arange(8, device=data.device).view(1, 8, 1)
+    hbit = ((b[:, :32].long().view(-1, 1, 32) >> shifts) & 1).reshape(-1, QK_K)
+    q = (low - 4 * (1 - hbit)).view(-1, NSUB, SUB).float()
+    return (dl * q).reshape(rows, n_per_row)
