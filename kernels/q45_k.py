@@ -12,12 +12,15 @@ from kernels.kquant_search import (
     div,
     fp16_bytes,
     fp16_round,
+    imatrix_per_block,
+    imatrix_weights,
     make_qkx,
     make_qp_quants,
     nearest_int,
     rdiv,
     seq_sum,
     sqrtf,
+    superblock_sum_x2,
 )
 from kernels.types import QK_K
 
@@ -142,10 +145,8 @@ def _imatrix_scales(xb: torch.Tensor, qw: torch.Tensor, nmax: int):
     qw: the importance weights of each weight, [nb, 256].
     """
     nb = xb.shape[0]
-    xs = xb.t()  # [256, nb]: super-block sum in C's order
-    sum_x2 = seq_sum(xs * xs)
-    sigma2 = div(2.0 * sum_x2, float(QK_K))
-    w = qw * sqrtf(sigma2[:, None] + xb * xb)
+    sigma2 = div(2.0 * superblock_sum_x2(xb), float(QK_K))
+    w = imatrix_weights(xb, qw, sigma2)
     xt = _to_groups(xb, SUB)
     wt = _to_groups(w, SUB)
     sw = seq_sum(wt)
@@ -172,7 +173,7 @@ def _quantize_k(x: torch.Tensor, imatrix: "torch.Tensor | None", nmax: int, rmin
         scales, mins, L = _ref_scales(xb, nmax, rmin, 0.1, nstep)
         ls, lm, d, dmin = _ref_quantize_scales(scales, mins)
     else:
-        qw = imatrix.view(1, n).expand(rows, n).reshape(-1, QK_K)
+        qw = imatrix_per_block(imatrix, rows)
         ls, lm, d, dmin, L = _imatrix_scales(xb, qw, nmax)
         if clamp_impl:  # Q5_K's impl clamps to 63, Q4_K's does not
             ls, lm = ls.clamp_max(63), lm.clamp_max(63)
