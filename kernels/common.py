@@ -1,0 +1,327 @@
+"""Shared float32 building blocks that reproduce ggml-quants.c bit for bit.
+
+Every helper here is an exact mirror of one C idiom, with C's rounding and
+order of operations, and runs unchanged on CPU and CUDA tensors (eager ops
+only: no torch.compile, so nothing gets fused into a multiply-add).
+
+Layout convention used by the codecs: a chunk of rows is viewed as blocks and
+*transposed* to ``[positions_in_block, n_blocks]`` ("position-major"). A loop
+over the 16 or 32 positions of a block then touches one contiguous vector of
+all blocks per step, which is how sequential in-block sums stay in C's order
+while every op still works on the whole chunk.
+
+Only append to this module: another codec author relies on the existing names.
+"""
+from __future__ import annotations
+
+from typing import Sequence, Union
+
+import torch
+
+Number = Union[int, float]
+TensorOrNumber = Union[torch.Tensor, Number]
+
+# ggml-quants.c: blocks whose largest magnitude is below this are all-zero.
+GROUP_MAX_EPS = 1e-15
+
+# 1.5 * 2**23: adding it to |v| < 2**22 leaves round-half-even(v) in the low mantissa bits.
+_NEAREST_INT_MAGIC = 12582912.0
+
+
+def f32(x: Number) -> float:
+    """The float32 value of a Python number, as a Python float (exactly representable).
+
+    Use it to mirror C float constants and constant-folded float expressions
+    such as ``0.1f*is``: compute them with torch float32 scalars, then pass the
+    result on as an exact Python float.
+    """
+    return float(torch.tensor(x, dtype=torch.float32))
+
+
+def div(a: TensorOrNumber, b: TensorOrNumber) -> torch.Tensor:
+    """IEEE float32 a / b, correctly rounded, on any device.
+
+    Why not ``a / b``: torch computes ``number / tensor`` as
+    ``tensor.reciprocal() * number``, and on CUDA ``tensor / number`` as
+    ``tensor * (1 / number)``; both differ from C's division in the last bit.
+    Turning numbers into tensors on the operand's device takes the true-division
+    kernel on both CPU and CUDA.
+    """
+    if not isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor)
+        a = torch.full_like(b, a)
+    if not isinstance(b, torch.Tensor):
+        b = torch.tensor(b, dtype=torch.float32, device=a.device)
+    return torch.div(a, b)
+
+
+def reciprocal_or_zero(d: torch.Tensor) -> torch.Tensor:
+    """C's ``d ? 1.0f/d : 0.0f`` (a true division: 1/d, never rsqrt tricks)."""
+    inv = div(1.0, d)
+    return torch.where(d != 0, inv, torch.zeros_like(d))
+
+
+def sqrt(x: torch.Tensor) -> torch.Tensor:
+    """Correctly rounded float32 sqrtf, as C's sqrtf (the sqrtss instruction) gives.
+
+    torch.sqrt on CPU float32 is *not* correctly rounded (about 1 result in 6
+    is off by one ulp, vectorised path). Taking the square root in float64 and
+    rounding once to float32 is exact: 53 >= 2*24 + 2 bits makes the double
+    rounding harmless for sqrt. Same result on CUDA.
+    """
+    return torch.sqrt(x.to(torch.float64)).to(torch.float32)
+
+
+def fp16_round(x: torch.Tensor) -> torch.Tensor:
+    """GGML_FP16_TO_FP32(GGML_FP32_TO_FP16(x)): float32 -> nearest-even fp16 -> float32."""
+    return x.to(torch.float16).to(torch.float32)
+
+
+def fp16_bytes(x: torch.Tensor) -> torch.Tensor:
+    """float32 [...] -> uint8 [..., 2]: the little-endian fp16 (round to nearest even) of each value."""
+    h = x.to(torch.float16).contiguous()
+    return h.view(torch.uint8).reshape(*x.shape, 2)
+
+
+def fp16_from_bytes(b: torch.Tensor) -> torch.Tensor:
+    """uint8 [..., 2] little-endian fp16 -> float32 [...] (exact)."""
+    return b.contiguous().view(torch.float16).squeeze(-1).to(torch.float32)
+
+
+def nearest_int(v: torch.Tensor) -> torch.Tensor:
+    """ggml's ``nearest_int(float)``: int32, round half to even for |v| <= 4194303.
+
+    Mirrors the C bit trick itself (add 12582912.f, keep the low 23 bits), so
+    out-of-range inputs give the same garbage C would (its assert is compiled out).
+    """
+    bits = (v + _NEAREST_INT_MAGIC).view(torch.int32)
+    return (bits & 0x007FFFFF) - 0x00400000
+
+
+def nearest_int_f(v: torch.Tensor) -> torch.Tensor:
+    """nearest_int as a float32 tensor, for inputs known to satisfy |v| < 2**22.
+
+    Cheaper than ``nearest_int(v).float()``: rounding half to even is exactly what
+    torch.round does, and the integer result is exactly representable.
+    """
+    return torch.round(v)
+
+
+def roundf(v: torch.Tensor) -> torch.Tensor:
+    """C's roundf: round half away from zero (torch.round rounds half to even).
+
+    ``v - trunc(v)`` is exact in float32, so the tie test is exact too.
+    """
+    t = torch.trunc(v)
+    frac = (v - t).abs()
+    return torch.where(frac >= 0.5, t + torch.sign(v), t)
+
+
+def seq_sum(terms: torch.Tensor, start: "torch.Tensor | None" = None) -> torch.Tensor:
+    """Sum ``terms[0], terms[1], ...`` one after another in float32, as a C loop does.
+
+    ``terms`` is position-major ``[n, ...]``. The accumulator starts at +0.0
+    (``float s = 0``), or at ``start`` when C seeds it with something else.
+    Reductions like torch.sum reorder additions, which changes the rounding.
+    """
+    acc = torch.zeros_like(terms[0]) if start is None else start.clone()
+    for i in range(terms.shape[0]):
+        acc.add_(terms[i])
+    return acc
+
+
+def first_index(mask: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """Index of the first True along ``dim`` (``mask.shape[dim]`` where none is).
+
+    Written with amin over an index tensor rather than argmax so that "first"
+    is guaranteed on every device.
+    """
+    n = mask.shape[dim]
+    shape = [1] * mask.dim()
+    shape[dim] = n
+    idx = torch.arange(n, device=mask.device, dtype=torch.int32).view(shape)
+    big = torch.tensor(n, device=mask.device, dtype=torch.int32)
+    return torch.where(mask, idx, big).amin(dim=dim)
+
+
+def first_abs_max(x: torch.Tensor, dim: int = 0) -> "tuple[torch.Tensor, torch.Tensor]":
+    """C's ``if (fabsf(v) > amax) { amax = fabsf(v); max = v; }`` from amax = max = 0.
+
+    Returns (amax, max): the largest magnitude and the *first* value having it.
+    When every value is a zero, max stays the C initialiser +0.0 (never -0.0).
+    """
+    ax = x.abs()
+    amax = ax.amax(dim=dim)
+    i = first_index(ax == amax.unsqueeze(dim), dim).clamp_max(x.shape[dim] - 1)
+    mx = torch.gather(x, dim, i.unsqueeze(dim).long()).squeeze(dim)
+    mx = torch.where(amax > 0, mx, torch.zeros_like(mx))
+    return amax, mx
+
+
+def first_min_max(x: torch.Tensor, dim: int = 0) -> "tuple[torch.Tensor, torch.Tensor]":
+    """(min, max) as C's strict-comparison scan finds them, signed zeros included.
+
+    A scan with ``if (v < min) min = v`` (from FLT_MAX or from x[0]) keeps the
+    first of equal values, which only shows when the extreme is zero: then the
+    result is the first zero element, +0.0 or -0.0. amin/amax do not promise
+    which zero they return, so that case is patched explicitly.
+    """
+    mn = x.amin(dim=dim)
+    mx = x.amax(dim=dim)
+    zero = x == 0
+    if bool(zero.any()):
+        i = first_index(zero, dim).clamp_max(x.shape[dim] - 1)
+        z = torch.gather(x, dim, i.unsqueeze(dim).long()).squeeze(dim)
+        mn = torch.where(mn == 0, z, mn)
+        mx = torch.where(mx == 0, z, mx)
+    return mn, mx
+
+
+def positions_major(x: torch.Tensor, block: int) -> torch.Tensor:
+    """float [rows, n] -> contiguous [block, rows * n // block]: column b holds block b."""
+    return x.reshape(-1, block).t().contiguous()
+
+
+def row_sum_squares(x: torch.Tensor) -> torch.Tensor:
+    """Per row, ``float s = 0; for j: s += x[j]*x[j];`` in C's order -> float32 [rows].
+
+    Used by the imatrix paths for sigma2. The loop runs over the row length on
+    vectors of all rows, so its cost is n_per_row small ops per chunk.
+    """
+    sq = (x * x).t().contiguous()
+    return seq_sum(sq)
+
+
+def pack_nibbles(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(lo & 0xF) | (hi & 0xF) << 4`` elementwise."""
+    return (lo & 0x0F) | ((hi & 0x0F) << 4)
+
+
+def bits_to_bytes_le(bits: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Pack 0/1 uint8 tensors ``bits[k]`` ([...] each, k = bit number) into bytes [..., len(bits)//8].
+
+    Bit k lands in byte k // 8 at position k % 8, i.e. a little-endian integer of
+    len(bits) bits, as ``memcpy(&y.qh, &qh, sizeof qh)`` stores a uint32 on x86/ARM.
+    """
+    out = []
+    for byte in range(len(bits) // 8):
+        acc = bits[8 * byte].clone()
+        for k in range(1, 8):
+            acc |= bits[8 * byte + k] << k
+        out.append(acc)
+    return torch.stack(out, dim=-1)
+
+
+def _qx_candidate_sums(
+    x: torch.Tensor, w: torch.Tensor, wx: torch.Tensor, iscale: torch.Tensor, nmax: int
+) -> "tuple[torch.Tensor, torch.Tensor]":
+    """(sumlx, suml2) of make_qx_quants for one trial iscale [nb], summed in C's order."""
+    n, nb = x.shape
+    l = torch.round(iscale * x).clamp_(-nmax, nmax - 1)  # nearest_int: |iscale*x| <= nmax + 1
+    terms = torch.empty((n, 2, nb), dtype=x.dtype, device=x.device)
+    torch.mul(wx, l, out=terms[:, 0])  # w*x[i]*l
+    torch.mul(torch.mul(w, l), l, out=terms[:, 1])  # w*l*l
+    s = seq_sum(terms)
+    return s[0], s[1]
+
+
+def make_qx_quants(
+    x: torch.Tensor, nmax: int, weights: "torch.Tensor | None" = None
+) -> "tuple[torch.Tensor, torch.Tensor]":
+    """ggml's ``make_qx_quants(n, nmax, x, L, rmse_type=1, qw)`` for many groups at once.
+
+    x: float32 position-major [n, n_groups]; weights: same shape, or None for
+    C's default ``w = x*x``. Returns (scale [n_groups], L uint8 [n, n_groups])
+    with L in 0..2*nmax-1. Groups whose largest magnitude is below
+    GROUP_MAX_EPS get scale 0 and L 0, as in C.
+
+    C keeps the L of the last accepted trial scale; here the accepted trial's
+    iscale is kept instead and L recomputed once from it at the end, which is
+    the same integers and saves a [n, n_groups] select per trial.
+    """
+    amax, mx = first_abs_max(x, 0)
+    live = amax >= f32(GROUP_MAX_EPS)
+    mx = torch.where(live, mx, torch.ones_like(mx))
+    w = x * x if weights is None else weights
+    wx = w * x
+
+    iscale = div(float(-nmax), mx)
+    sumlx, suml2 = _qx_candidate_sums(x, w, wx, iscale, nmax)
+    scale = torch.where(suml2 != 0, div(sumlx, suml2), torch.zeros_like(sumlx))
+    best = scale * sumlx
+    best_iscale = iscale
+    for step in range(-9, 10):
+        if step == 0:
+            continue
+        # C: iscale = -(nmax + 0.1f*is) / max, the numerator folded in float32
+        iscale = div(-f32(nmax + f32(f32(0.1) * step)), mx)
+        sumlx, suml2 = _qx_candidate_sums(x, w, wx, iscale, nmax)
+        take = (suml2 > 0) & (sumlx * sumlx > best * suml2)
+        scale = torch.where(take, div(sumlx, suml2), scale)
+        best = torch.where(take, scale * sumlx, best)
+        best_iscale = torch.where(take, iscale, best_iscale)
+
+    L = torch.round(best_iscale * x).clamp_(-nmax, nmax - 1) + nmax
+    L = torch.where(live, L, torch.zeros_like(L)).to(torch.uint8)
+    scale = torch.where(live, scale, torch.zeros_like(scale))
+    return scale, L
+
+
+def make_qkx3_quants(
+    x: torch.Tensor,
+    nmax: int,
+    weights: "torch.Tensor | None",
+    rmin: float,
+    rdelta: float,
+    nstep: int,
+    use_mad: bool = False,
+) -> "tuple[torch.Tensor, torch.Tensor, torch.Tensor]":
+    """ggml's ``make_qkx3_quants`` for many groups at once (affine: x ~= scale*L - the_min).
+
+    x, weights: float32 position-major [n, n_groups] (weights None: w = x*x).
+    rmin, rdelta: float32 values (use f32()). Returns (scale, the_min, L uint8 [n, n_groups]).
+    The trial loop is sequential per group: an accepted trial moves ``min``,
+    which the next trials' rounding uses, exactly as in C.
+    """
+    n, nb = x.shape
+    w = x * x if weights is None else weights
+    wx = w * x
+    mn, mx = first_min_max(x, 0)
+    sum_w = seq_sum(w[1:], start=w[0])
+    sum_x = seq_sum(wx[1:], start=wx[0])
+    mn = torch.where(mn > 0, torch.zeros_like(mn), mn)
+    dead = mx <= mn
+    span = torch.where(dead, torch.ones_like(mx), mx - mn)
+
+    def err(scale_: torch.Tensor, min_: torch.Tensor, L_: torch.Tensor) -> torch.Tensor:
+        diff = scale_ * L_ + min_ - x
+        diff = diff.abs() if use_mad else diff * diff
+        return seq_sum(w * diff)
+
+    iscale = div(float(nmax), span)
+    scale = div(1.0, iscale)
+    L = nearest_int(iscale * (x - mn)).clamp_(0, nmax).to(torch.float32)
+    best_mad = err(scale, mn, L)
+    if nstep >= 1:
+        for step in range(nstep + 1):
+            # C: iscale = (rmin + rdelta*is + nmax)/(max - min), with the current min
+            iscale = div(f32(f32(rmin + f32(rdelta * step)) + nmax), mx - mn)
+            l = nearest_int(iscale * (x - mn)).clamp_(0, nmax).to(torch.float32)
+            wl = w * l
+            sums = seq_sum(torch.stack([wl, wl * l, wl * x], dim=1))
+            sum_l, sum_l2, sum_xl = sums[0], sums[1], sums[2]
+            D = sum_w * sum_l2 - sum_l * sum_l
+            this_scale = div(sum_w * sum_xl - sum_x * sum_l, D)
+            this_min = div(sum_l2 * sum_x - sum_l * sum_xl, D)
+            pos = this_min > 0
+            this_min = torch.where(pos, torch.zeros_like(this_min), this_min)
+            this_scale = torch.where(pos, div(sum_xl, sum_l2), this_scale)
+            mad = err(this_scale, this_min, l)
+            take = (D > 0) & (mad < best_mad) & ~dead
+            L = torch.where(take, l, L)
+            best_mad = torch.where(take, mad, best_mad)
+            scale = torch.where(take, this_scale, scale)
+            mn = torch.where(take, this_min, mn)
+    L = torch.where(dead, torch.zeros_like(L), L).to(torch.uint8)
+    scale = torch.where(dead, torch.zeros_like(scale), scale)
+    return scale, -mn, L

@@ -1,0 +1,263 @@
+"""Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0: 32-weight blocks, byte-identical to ggml-quants.c.
+
+Without an importance matrix each type follows ``quantize_row_<t>_ref``; with one,
+Q4_0..Q5_1 follow ``quantize_row_<t>_impl`` (weighted scale search) and Q8_0
+ignores it, exactly as ``ggml_quantize_chunk`` does.
+
+All arithmetic is float32 in C's order. The reference paths have no in-block
+sums, so they work on ``[n_blocks, 32]``; the imatrix paths use the
+position-major layout of kernels.common (``[32, n_blocks]``) for their
+sequential sums.
+"""
+from __future__ import annotations
+
+import torch
+
+from kernels.common import (
+    GROUP_MAX_EPS,
+    bits_to_bytes_le,
+    div,
+    f32,
+    first_abs_max,
+    first_min_max,
+    fp16_bytes,
+    fp16_from_bytes,
+    make_qkx3_quants,
+    make_qx_quants,
+    pack_nibbles,
+    positions_major,
+    reciprocal_or_zero,
+    roundf,
+    row_sum_squares,
+    sqrt,
+)
+
+QK = 32
+# Blocks handled per step inside a chunk: keeps temporaries cache-sized.
+_SUB_BLOCKS = 8192
+
+
+def _sub_chunks(x: torch.Tensor, fn) -> torch.Tensor:
+    """Apply fn to [k, 32] block slices of x viewed as [n_blocks, 32]; concatenate the byte rows."""
+    xb = x.reshape(-1, QK)
+    if xb.shape[0] <= _SUB_BLOCKS:
+        return fn(xb)
+    return torch.cat([fn(xb[i : i + _SUB_BLOCKS]) for i in range(0, xb.shape[0], _SUB_BLOCKS)])
+
+
+def _trunc_to_int_low_byte(v: torch.Tensor, bad: torch.Tensor) -> torch.Tensor:
+    """C's ``(int8_t)`` / ``(uint8_t)`` cast of a float, as x86 GCC code does it, -> int32.
+
+    Finite in-range values truncate toward zero. Blocks flagged ``bad`` had
+    ``id = 1/d`` overflow to inf (d subnormal), so every scaled value is inf or
+    NaN; cvttss2si turns those into INT_MIN, whose low byte is 0.
+    """
+    t = torch.where(bad, torch.zeros_like(v), v).trunc().to(torch.int32)
+    return t
+
+
+# ---------------------------------------------------------------- Q8_0
+#
+#   block_q8_0 (34 bytes)
+#   +--------+--------------------------------+
+#   | d fp16 | qs[32] int8: x[j] ~= d * qs[j] |
+#   +--------+--------------------------------+
+#   0        2                                34
+
+
+def _q8_0_blocks(xb: torch.Tensor) -> torch.Tensor:
+    amax = xb.abs().amax(dim=1)
+    d = div(amax, 127.0)
+    inv = reciprocal_or_zero(d)
+    q = roundf(xb * inv.unsqueeze(1))
+    q = torch.where(torch.isinf(inv).unsqueeze(1), torch.zeros_like(q), q)
+    return torch.cat([fp16_bytes(d), q.to(torch.int8).view(torch.uint8)], dim=1)
+
+
+def quantize_q8_0(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
+    """quantize_row_q8_0_ref; the imatrix is ignored, as in llama.cpp."""
+    rows = x.shape[0]
+    return _sub_chunks(x, _q8_0_blocks).reshape(rows, -1)
+
+
+def dequantize_q8_0(data: torch.Tensor, n_per_row: int) -> torch.Tensor:
+    b = data.reshape(-1, 34)
+    d = fp16_from_bytes(b[:, 0:2])
+    q = b[:, 2:].contiguous().view(torch.int8).to(torch.float32)
+    return (q * d.unsqueeze(1)).reshape(data.shape[0], n_per_row)
+
+
+# ---------------------------------------------------------------- Q4_0 / Q5_0 (symmetric)
+#
+#   block_q4_0 (18 bytes)
+#   +--------+--------------------------------------------------+
+#   | d fp16 | qs[16]: byte j = code[j] | code[j+16] << 4        |
+#   +--------+--------------------------------------------------+
+#   x = d * (code - 8), code in 0..15
+#
+#   block_q5_0 (22 bytes)
+#   +--------+-------------------------------+--------------------------+
+#   | d fp16 | qh: uint32 LE, bit j = bit 4   | qs[16]: low nibbles as   |
+#   |        | of code[j]                     | in q4_0                  |
+#   +--------+-------------------------------+--------------------------+
+#   x = d * (code - 16), code in 0..31
+
+
+def _pack_q4(d: torch.Tensor, codes: torch.Tensor, m: "torch.Tensor | None" = None) -> torch.Tensor:
+    """codes uint8 [nb, 32] (0..15) -> block bytes [nb, 18 or 20] (d, [m,] qs)."""
+    qs = codes[:, :16] | (codes[:, 16:] << 4)
+    head = [fp16_bytes(d)] if m is None else [fp16_bytes(d), fp16_bytes(m)]
+    return torch.cat(head + [qs], dim=1)
+
+
+def _pack_q5(d: torch.Tensor, codes: torch.Tensor, m: "torch.Tensor | None" = None) -> torch.Tensor:
+    """codes uint8 [nb, 32] (0..31) -> block bytes [nb, 22 or 24] (d, [m,] qh, qs)."""
+    qs = pack_nibbles(codes[:, :16], codes[:, 16:])
+    high = (codes & 0x10) >> 4
+    qh = bits_to_bytes_le([high[:, j] for j in range(32)])
+    head = [fp16_bytes(d)] if m is None else [fp16_bytes(d), fp16_bytes(m)]
+    return torch.cat(head + [qh, qs], dim=1)
+
+
+def _symmetric_ref(xb: torch.Tensor, nlevels: int) -> "tuple[torch.Tensor, torch.Tensor]":
+    """quantize_row_q4_0_ref / q5_0_ref body: (d [nb], codes uint8 [nb, 32])."""
+    half = nlevels // 2
+    _, mx = first_abs_max(xb, dim=1)
+    d = div(mx, -float(half))
+    inv = reciprocal_or_zero(d)
+    v = xb * inv.unsqueeze(1) + (half + 0.5)
+    bad = torch.isinf(inv).unsqueeze(1).expand_as(v)
+    codes = _trunc_to_int_low_byte(v, bad).clamp_max(nlevels - 1)
+    return d, codes.to(torch.uint8)
+
+
+def _symmetric_impl(x: torch.Tensor, imatrix: torch.Tensor, nmax: int) -> "tuple[torch.Tensor, torch.Tensor]":
+    """quantize_row_q4_0_impl / q5_0_impl body for whole rows: (d [nb], codes uint8 [nb, 32])."""
+    weight = _impl_weights(x, imatrix)
+    d, L = make_qx_quants(positions_major(x, QK), nmax, positions_major(weight, QK))
+    return d, L.t().contiguous()
+
+
+def _impl_weights(x: torch.Tensor, imatrix: torch.Tensor) -> torch.Tensor:
+    """``qw[j] * sqrtf(sigma2 + x[j]*x[j])`` with sigma2 = (sequential row sum of x^2) / n."""
+    n = x.shape[1]
+    sigma2 = div(row_sum_squares(x), float(n))
+    return imatrix.unsqueeze(0) * sqrt(sigma2.unsqueeze(1) + x * x)
+
+
+def quantize_q4_0(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
+    rows = x.shape[0]
+    if imatrix is None:
+        out = _sub_chunks(x, lambda xb: _pack_q4(*_symmetric_ref(xb, 16)))
+    else:
+        out = _pack_q4(*_symmetric_impl(x, imatrix, 8))
+    return out.reshape(rows, -1)
+
+
+def quantize_q5_0(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
+    rows = x.shape[0]
+    if imatrix is None:
+        out = _sub_chunks(x, lambda xb: _pack_q5(*_symmetric_ref(xb, 32)))
+    else:
+        out = _pack_q5(*_symmetric_impl(x, imatrix, 16))
+    return out.reshape(rows, -1)
+
+
+# ---------------------------------------------------------------- Q4_1 / Q5_1 (with minimum)
+#
+#   block_q4_1 (20 bytes)                 block_q5_1 (24 bytes)
+#   +--------+--------+---------+         +--------+--------+--------+---------+
+#   | d fp16 | m fp16 | qs[16]  |         | d fp16 | m fp16 | qh u32 | qs[16]  |
+#   +--------+--------+---------+         +--------+--------+--------+---------+
+#   x = d * code + m                       (qh / qs as in q5_0)
+
+
+def _affine_ref(xb: torch.Tensor, nlevels: int) -> "tuple[torch.Tensor, torch.Tensor, torch.Tensor]":
+    """quantize_row_q4_1_ref / q5_1_ref body: (d, m, codes uint8 [nb, 32])."""
+    mn, mx = first_min_max(xb, dim=1)
+    d = div(mx - mn, float(nlevels - 1))
+    inv = reciprocal_or_zero(d)
+    v = (xb - mn.unsqueeze(1)) * inv.unsqueeze(1) + 0.5
+    bad = torch.isinf(inv).unsqueeze(1).expand_as(v)
+    codes = _trunc_to_int_low_byte(v, bad)
+    if nlevels == 16:  # q4_1 clamps with MIN(15, .); q5_1 does not need to
+        codes = codes.clamp_max(15)
+    return d, mn, codes.to(torch.uint8)
+
+
+def _affine_impl(x: torch.Tensor, imatrix: torch.Tensor, nmax: int) -> "tuple[torch.Tensor, torch.Tensor, torch.Tensor]":
+    """quantize_row_q4_1_impl / q5_1_impl for whole rows: (d, m, codes uint8 [nb, 32])."""
+    weight = _impl_weights(x, imatrix)
+    d, the_min, L = make_qkx3_quants(
+        positions_major(x, QK), nmax, positions_major(weight, QK), f32(-0.9), f32(0.05), 36
+    )
+    return d, -the_min, L.t().contiguous()
+
+
+def quantize_q4_1(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
+    rows = x.shape[0]
+    if imatrix is None:
+        out = _sub_chunks(x, lambda xb: _pack_q4(*_pick_dmc(_affine_ref(xb, 16))))
+    else:
+        out = _pack_q4(*_pick_dmc(_affine_impl(x, imatrix, 15)))
+    return out.reshape(rows, -1)
+
+
+def quantize_q5_1(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
+    rows = x.shape[0]
+    if imatrix is None:
+        out = _sub_chunks(x, lambda xb: _pack_q5(*_pick_dmc(_affine_ref(xb, 32))))
+    else:
+        out = _pack_q5(*_pick_dmc(_affine_impl(x, imatrix, 31)))
+    return out.reshape(rows, -1)
+
+
+def _pick_dmc(dmc: "tuple[torch.Tensor, torch.Tensor, torch.Tensor]"):
+    """(d, m, codes) -> the (d, codes, m) argument order of the pack helpers."""
+    d, m, codes = dmc
+    return d, codes, m
+
+
+# ---------------------------------------------------------------- dequantization
+
+
+def _unpack_nibbles(qs: torch.Tensor) -> torch.Tensor:
+    """qs uint8 [nb, 16] -> codes [nb, 32]: low nibbles are weights 0..15, high ones 16..31."""
+    return torch.cat([qs & 0x0F, qs >> 4], dim=1)
+
+
+def _unpack_qh(qh: torch.Tensor) -> torch.Tensor:
+    """qh uint8 [nb, 4] (uint32 LE) -> bit 4 of each code, [nb, 32] as 0 or 16."""
+    shifts = torch.arange(8, device=qh.device, dtype=torch.uint8)
+    bits = (qh.unsqueeze(2) >> shifts) & 1  # [nb, 4, 8]: bit j = byte j//8, bit j%8
+    return bits.reshape(-1, 32) << 4
+
+
+def dequantize_q4_0(data: torch.Tensor, n_per_row: int) -> torch.Tensor:
+    b = data.reshape(-1, 18)
+    d = fp16_from_bytes(b[:, 0:2])
+    q = _unpack_nibbles(b[:, 2:]).to(torch.float32) - 8
+    return (q * d.unsqueeze(1)).reshape(data.shape[0], n_per_row)
+
+
+def dequantize_q4_1(data: torch.Tensor, n_per_row: int) -> torch.Tensor:
+    b = data.reshape(-1, 20)
+    d = fp16_from_bytes(b[:, 0:2])
+    m = fp16_from_bytes(b[:, 2:4])
+    q = _unpack_nibbles(b[:, 4:]).to(torch.float32)
+    return (q * d.unsqueeze(1) + m.unsqueeze(1)).reshape(data.shape[0], n_per_row)
+
+
+def dequantize_q5_0(data: torch.Tensor, n_per_row: int) -> torch.Tensor:
+    b = data.reshape(-1, 22)
+    d = fp16_from_bytes(b[:, 0:2])
+    q = (_unpack_nibbles(b[:, 6:]) | _unpack_qh(b[:, 2:6])).to(torch.float32) - 16
+    return (q * d.unsqueeze(1)).reshape(data.shape[0], n_per_row)
+
+
+def dequantize_q5_1(data: torch.Tensor, n_per_row: int) -> torch.Tensor:
+    b = data.reshape(-1, 24)
+    d = fp16_from_bytes(b[:, 0:2])
+    m = fp16_from_bytes(b[:, 2:4])
+    q = (_unpack_nibbles(b[:, 8:]) | _unpack_qh(b[:, 4:8])).to(torch.float32)
+    return (q * d.unsqueeze(1) + m.unsqueeze(1)).reshape(data.shape[0], n_per_row)
