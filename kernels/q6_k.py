@@ -1,0 +1,120 @@
+"""Q6_K: 256-weight super-blocks of 16 sub-blocks, byte-identical to ggml-quants.c.
+
+Without an importance matrix this is ``quantize_row_q6_K_ref``; with one,
+``quantize_row_q6_K_impl``, whose only difference is the weights given to
+``make_qx_quants`` (imatrix values instead of x*x).
+
+Work is done on position-major sub-blocks ``[16, n_subblocks]`` (see
+kernels.common): the 19-trial scale search of make_qx_quants runs once over all
+sub-blocks of a slice, with its sequential sums in C's order.
+"""
+from __future__ import annotations
+
+import torch
+
+from kernels.common import (
+    GROUP_MAX_EPS,
+    div,
+    f32,
+    first_abs_max,
+    fp16_bytes,
+    fp16_from_bytes,
+    make_qx_quants,
+    nearest_int,
+    positions_major,
+)
+
+QK_K = 256
+BLOCK_BYTES = QK_K // 2 + QK_K // 4 + QK_K // 16 + 2  # 210
+# Super-blocks per slice of a chunk: bounds the trial-search temporaries
+# (a few [16, 16 * _SUB_SUPERBLOCKS] float32 tensors) and keeps them cache-sized.
+_SUB_SUPERBLOCKS = 256
+
+
+def _scales_and_codes(
+    x: torch.Tensor, weights: "torch.Tensor | None"
+) -> "tuple[torch.Tensor, torch.Tensor, torch.Tensor]":
+    """One slice of super-blocks: x [nsb, 256] (and weights alike) -> (d, scales int8 [nsb, 16], L [nsb, 256]).
+
+    Mirrors the body of quantize_row_q6_K_ref/_impl up to, not including, packing.
+    L holds codes 0..63 (stored value + 32).
+    """
+    nsb = x.shape[0]
+    xs = positions_major(x, 16)  # [16, nsb*16]
+    ws = None if weights is None else positions_major(weights, 16)
+    scale, L = make_qx_quants(xs, 32, ws)
+    scales = scale.view(nsb, 16)
+    L = L.t().reshape(nsb, QK_K)
+
+    max_abs_scale, max_scale = first_abs_max(scales, dim=1)
+    dead = max_abs_scale < f32(GROUP_MAX_EPS)
+    max_scale = torch.where(dead, torch.ones_like(max_scale), max_scale)
+    iscale = div(-128.0, max_scale)
+    d = div(1.0, iscale)  # stored as fp16(1/iscale)
+    sc = nearest_int(iscale.unsqueeze(1) * scales).clamp_max(127)  # MIN(127, nearest_int(.))
+    # d re-read from fp16, times the int8 scale, as C does before re-quantizing
+    dsub = d.to(torch.float16).to(torch.float32).unsqueeze(1) * sc.to(torch.int8).to(torch.float32)
+    dsub = dsub.repeat_interleave(16, dim=1)  # [nsb, 256]
+    live_sub = dsub != 0
+    q = nearest_int(div(x, torch.where(live_sub, dsub, torch.ones_like(dsub)))).clamp_(-32, 31) + 32
+    L = torch.where(live_sub, q.to(torch.uint8), L)  # sub-blocks with d == 0 keep make_qx_quants' L
+
+    d = torch.where(dead, torch.zeros_like(d), d)
+    sc = torch.where(dead.unsqueeze(1), torch.zeros_like(sc), sc)
+    L = torch.where(dead.unsqueeze(1), torch.zeros_like(L), L)  # memset(&y[i], 0, ...)
+    return d, sc.to(torch.int8), L
+
+
+#   block_q6_K (210 bytes)
+#   +-----------+----------+-------------+--------+
+#   | ql[128]   | qh[64]   | scales[16]  | d fp16 |
+#   +-----------+----------+-------------+--------+
+#   0           128        192           208      210
+#
+#   Code L (0..63, value = d * scales[sub] * (L - 32)) of weight w = 128*h + 32*k + l
+#   (half h in 0..1, quarter k in 0..3, lane l in 0..31):
+#     low 4 bits  -> ql[64*h + 32*(k % 2) + l], low nibble for k < 2, high nibble for k >= 2
+#     high 2 bits -> qh[32*h + l], bits 2k..2k+1
+#   scales[j] (int8) scales weights 16j..16j+15.
+
+
+def _pack(d: torch.Tensor, sc: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
+    """(d [nsb], scales int8 [nsb, 16], L uint8 [nsb, 256]) -> block bytes [nsb, 210]."""
+    nsb = L.shape[0]
+    Lq = L.view(nsb, 2, 4, 32)
+    lo = Lq & 0x0F
+    ql = lo[:, :, 0:2] | (lo[:, :, 2:4] << 4)  # [nsb, 2, 2, 32]
+    hi = Lq >> 4
+    qh = hi[:, :, 0] | (hi[:, :, 1] << 2) | (hi[:, :, 2] << 4) | (hi[:, :, 3] << 6)  # [nsb, 2, 32]
+    return torch.cat(
+        [ql.reshape(nsb, 128), qh.reshape(nsb, 64), sc.view(torch.uint8), fp16_bytes(d)], dim=1
+    )
+
+
+def quantize_q6_k(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
+    """quantize_row_q6_K_ref (imatrix None) or quantize_row_q6_K_impl, row by row."""
+    rows, n = x.shape
+    xb = x.reshape(-1, QK_K)
+    wb = None if imatrix is None else imatrix.unsqueeze(0).expand(rows, n).reshape(-1, QK_K)
+    out = []
+    for i in range(0, xb.shape[0], _SUB_SUPERBLOCKS):
+        w = None if wb is None else wb[i : i + _SUB_SUPERBLOCKS]
+        out.append(_pack(*_scales_and_codes(xb[i : i + _SUB_SUPERBLOCKS], w)))
+    return torch.cat(out).reshape(rows, -1)
+
+
+def dequantize_q6_k(data: torch.Tensor, n_per_row: int) -> torch.Tensor:
+    """Inverse of the layout above; (d * scale) * q in float32, as gguf and ggml compute it."""
+    b = data.reshape(-1, BLOCK_BYTES)
+    nsb = b.shape[0]
+    ql = b[:, :128].reshape(nsb, 2, 1, 64)
+    qh = b[:, 128:192].reshape(nsb, 2, 1, 32)
+    sc = b[:, 192:208].contiguous().view(torch.int8).to(torch.float32)
+    d = fp16_from_bytes(b[:, 208:210])
+    shifts4 = torch.tensor([0, 4], dtype=torch.uint8, device=b.device).view(1, 1, 2, 1)
+    shifts2 = torch.tensor([0, 2, 4, 6], dtype=torch.uint8, device=b.device).view(1, 1, 4, 1)
+    lo = ((ql >> shifts4) & 0x0F).reshape(nsb, 2, 4, 32)
+    hi = ((qh >> shifts2) & 0x03).reshape(nsb, 2, 4, 32)
+    q = ((lo | (hi << 4)).to(torch.float32) - 32).reshape(nsb, 16, 16)
+    dl = (d.unsqueeze(1) * sc).unsqueeze(2)
+    return (dl * q).reshape(data.shape[0], n_per_row)
