@@ -3,10 +3,22 @@ from __future__ import annotations
 
 import datetime as dt
 
+import re
+
 from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.db import models
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import models, transaction
 from django.utils import timezone
+
+APPROVERS_GROUP = "approvers"
+VERSION_TAG = re.compile(r"v\d+")
+
+
+def is_approver(user) -> bool:
+    """Approvers are members of the "approvers" group or hold registry.approve_release (superusers do)."""
+    if user is None or not getattr(user, "is_authenticated", False) or not user.is_active:
+        return False
+    return user.has_perm("registry.approve_release") or user.groups.filter(name=APPROVERS_GROUP).exists()
 
 
 class Checkpoint(models.Model):
@@ -35,6 +47,42 @@ class Checkpoint(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @staticmethod
+    def describe_config(config: dict) -> dict:
+        """Architecture and parameter count of a config.json; ValidationError names what is wrong.
+
+        The parameter count is that of the GGUF file (DeepSeek's multi-token-prediction layer is
+        not written), so sizes, bits per weight and fit all use the same denominator.
+        """
+        from quant import architectures
+
+        if not isinstance(config, dict):
+            raise ValidationError("config must be a JSON object (the checkpoint's config.json)")
+        try:
+            arch = architectures.gguf_arch(config)
+            specs = architectures.tensor_specs(config)
+        except KeyError as exc:
+            raise ValidationError(f"config.json is missing {exc.args[0]!r}") from None
+        except (ValueError, TypeError) as exc:
+            raise ValidationError(str(exc)) from None
+        count = 0
+        for _, shape in specs:
+            n = 1
+            for d in shape:
+                n *= d
+            count += n
+        return {"architecture": arch, "parameter_count": count}
+
+    @classmethod
+    def register(cls, *, name: str, family: str, config: dict, user=None, **fields) -> "Checkpoint":
+        """Validate a config and store a new checkpoint (audited)."""
+        facts = cls.describe_config(config)
+        if cls.objects.filter(name=name).exists():
+            raise ValidationError(f"a checkpoint named {name!r} already exists")
+        checkpoint = cls.objects.create(name=name, family=family, config=config, **facts, **fields)
+        AuditLog.record(user, "checkpoint.register", checkpoint, **facts)
+        return checkpoint
+
 
 class Recipe(models.Model):
     """An immutable, hashed quantization recipe (quant.recipes data)."""
@@ -58,6 +106,43 @@ class Recipe(models.Model):
         if self.pk and Recipe.objects.filter(pk=self.pk).exclude(sha256=self.sha256).exists():
             raise ValidationError("recipes are immutable: save a new version instead")
         super().save(*args, **kwargs)
+
+    @classmethod
+    def register(cls, definition: dict, *, user=None, builtin: bool = False) -> "tuple[Recipe, bool]":
+        """Store a recipe definition as a new immutable version, or return the version it already is.
+
+        The definition is validated by quant.recipes. Two definitions that differ only in their
+        version number are the same recipe; anything else gets the next version number of its
+        name, and the hash is taken of the definition as stored, version included.
+        """
+        from quant import recipes as quant_recipes
+
+        try:
+            parsed = quant_recipes.load_recipe(dict(definition))
+        except quant_recipes.RecipeError as exc:
+            raise ValidationError(str(exc)) from None
+        same_rules = {k: v for k, v in parsed.to_dict().items() if k != "version"}
+        for existing in cls.objects.filter(name=parsed.name):
+            try:
+                stored = quant_recipes.load_recipe(existing.definition).to_dict()
+            except quant_recipes.RecipeError:
+                continue
+            if {k: v for k, v in stored.items() if k != "version"} == same_rules:
+                return existing, False
+        latest = cls.objects.filter(name=parsed.name).order_by("-version").first()
+        version = latest.version + 1 if latest else parsed.version
+        stored_definition = dict(definition, version=version)
+        resolved = quant_recipes.load_recipe(stored_definition)
+        recipe = cls.objects.create(name=resolved.name, version=version, sha256=resolved.sha256,
+                                    definition=stored_definition, builtin=builtin, created_by=user)
+        AuditLog.record(user, "recipe.create", recipe, name=recipe.name, version=version, sha256=recipe.sha256)
+        return recipe, True
+
+    def parsed(self):
+        """This recipe as a quant.recipes.Recipe (what the planner and the quantizer use)."""
+        from quant import recipes as quant_recipes
+
+        return quant_recipes.load_recipe(self.definition)
 
 
 class JobState(models.TextChoices):
@@ -221,6 +306,7 @@ class Release(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [models.UniqueConstraint(fields=["variant", "version"], name="one_release_per_version")]
+        permissions = [("approve_release", "Can approve or reject releases and move channels")]
 
     @property
     def label(self) -> str:
@@ -228,6 +314,70 @@ class Release(models.Model):
 
     def __str__(self) -> str:
         return f"{self.variant} {self.label}"
+
+    @classmethod
+    def request(cls, variant: Variant, user, notes: str = "") -> "Release":
+        """Propose the next version of a variant for review.
+
+        Versions count per checkpoint and quant (not per variant row), so `deepseek-r1:DQ3_K_M@v3`
+        means the third release of that quant whichever recipe version or imatrix made it.
+        """
+        if variant.status != Variant.Status.READY:
+            raise ValidationError(f"variant {variant} is {variant.status}, only ready variants can be released")
+        with transaction.atomic():
+            # Lock the checkpoint row so two requests cannot take the same version number.
+            Checkpoint.objects.select_for_update().get(pk=variant.checkpoint_id)
+            last = cls.objects.filter(variant__checkpoint_id=variant.checkpoint_id,
+                                      variant__recipe__name=variant.recipe.name).aggregate(m=models.Max("version"))
+            release = cls.objects.create(variant=variant, version=(last["m"] or 0) + 1, notes=notes,
+                                         requested_by=user)
+            AuditLog.record(user, "release.request", release, variant=variant.pk, version=release.version)
+        return release
+
+    def _decide(self, user, reason: str, state: str) -> None:
+        if not is_approver(user):
+            raise PermissionDenied("only approvers can approve or reject releases")
+        if self.requested_by_id == getattr(user, "pk", None):
+            raise PermissionDenied("the requester of a release cannot approve or reject it")
+        if self.state != Release.State.CANDIDATE:
+            raise ValidationError(f"release {self} is already {self.state}")
+        self.state, self.decided_by, self.decided_at, self.decision_reason = state, user, timezone.now(), reason
+        self.save(update_fields=["state", "decided_by", "decided_at", "decision_reason"])
+
+    def approve(self, user, reason: str = "") -> None:
+        """Approve a candidate: it gets its immutable version tag and becomes `latest`."""
+        with transaction.atomic():
+            locked = Release.objects.select_for_update().get(pk=self.pk)
+            locked._decide(user, reason, Release.State.APPROVED)
+            checkpoint, quant = self.variant.checkpoint, self.variant.recipe.name
+            Tag.objects.create(checkpoint=checkpoint, quant=quant, name=self.label, kind=Tag.Kind.VERSION,
+                               release=locked, updated_by=user)
+            Tag.channel(checkpoint, quant, "latest").move(locked, user)
+            AuditLog.record(user, "release.approve", locked, reason=reason)
+        self.refresh_from_db()
+
+    def reject(self, user, reason: str) -> None:
+        if not reason.strip():
+            raise ValidationError("say why the release is rejected")
+        with transaction.atomic():
+            locked = Release.objects.select_for_update().get(pk=self.pk)
+            locked._decide(user, reason, Release.State.REJECTED)
+            AuditLog.record(user, "release.reject", locked, reason=reason)
+        self.refresh_from_db()
+
+    def mark_published(self, hub_repo: str, hub_commit: str, hub_tag: str = "") -> None:
+        """Record the Hub commit an approved release was uploaded to (called by the publisher)."""
+        changed = Release.objects.filter(pk=self.pk, state__in=[Release.State.APPROVED, Release.State.PUBLISHED]).update(
+            state=Release.State.PUBLISHED, hub_repo=hub_repo, hub_commit=hub_commit, hub_tag=hub_tag,
+            published_at=timezone.now())
+        if changed != 1:
+            raise ValidationError(f"release {self} is {self.state}: only approved releases can be published")
+        AuditLog.record(None, "release.publish", self, hub_repo=hub_repo, hub_commit=hub_commit)
+        self.refresh_from_db()
+
+    @property
+    def pullable(self) -> bool:
+        return self.state in (Release.State.APPROVED, Release.State.PUBLISHED)
 
 
 class Tag(models.Model):
@@ -253,6 +403,44 @@ class Tag(models.Model):
     def __str__(self) -> str:
         return f"{self.checkpoint}:{self.quant}@{self.name}"
 
+    @classmethod
+    def channel(cls, checkpoint: Checkpoint, quant: str, name: str) -> "Tag":
+        """An unsaved channel (or the existing one): call .move() to point it somewhere."""
+        if VERSION_TAG.fullmatch(name):
+            raise ValidationError(f"{name!r} looks like a version tag; channels need another name")
+        existing = cls.objects.filter(checkpoint=checkpoint, quant=quant, name=name).first()
+        if existing is not None and existing.kind != cls.Kind.CHANNEL:
+            raise ValidationError(f"{existing} is a version tag")
+        return existing or cls(checkpoint=checkpoint, quant=quant, name=name, kind=cls.Kind.CHANNEL)
+
+    def move(self, release: "Release", user) -> "TagMove":
+        """Point a channel at another approved release of the same quant; the move is kept in history."""
+        if self.kind != Tag.Kind.CHANNEL:
+            raise ValidationError(f"{self} is a version tag: version tags never move")
+        if not is_approver(user):
+            raise PermissionDenied("only approvers can move channels")
+        if not release.pullable:
+            raise ValidationError(f"release {release} is {release.state}; channels only point at approved releases")
+        variant = release.variant
+        if variant.checkpoint_id != self.checkpoint_id or variant.recipe.name != self.quant:
+            raise ValidationError(f"release {release} is not a {self.checkpoint}:{self.quant} release")
+        with transaction.atomic():
+            previous = None
+            if self.pk:
+                previous = Tag.objects.select_for_update().get(pk=self.pk).release
+            self.release, self.updated_by, self.updated_at = release, user, timezone.now()
+            self.save()
+            move = TagMove.objects.create(tag=self, from_release=previous, to_release=release, moved_by=user)
+            AuditLog.record(user, "tag.move", self, to_release=release.pk,
+                            from_release=previous.pk if previous else None)
+        return move
+
+    def save(self, *args, **kwargs):
+        if self.pk and self.kind == Tag.Kind.VERSION and Tag.objects.filter(pk=self.pk).exclude(
+                release_id=self.release_id).exists():
+            raise ValidationError("version tags are immutable")
+        super().save(*args, **kwargs)
+
 
 class TagMove(models.Model):
     """History of a channel: every move, by whom, from which release to which."""
@@ -265,7 +453,7 @@ class TagMove(models.Model):
     moved_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        ordering = ["-moved_at"]
+        ordering = ["-moved_at", "-pk"]
 
 
 class AuditLog(models.Model):
