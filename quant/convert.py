@@ -1,0 +1,511 @@
+"""Streaming conversion: HF safetensors (or a float GGUF) -> quantized GGUF, tensor by tensor.
+
+read headers -> adapt names/shapes (quant.adapters) -> recipe types -> plan (tensor infos,
+byte sizes, shards) -> stream each tensor's rows through kernels.quantize into temporary
+files -> verify them with gguf.GGUFReader -> rename to the final names.
+
+Memory stays bounded by the largest slab of rows, not the model: sources are read a slab at
+a time (adapters), each slab is quantized and written before the next is read, and files are
+written sequentially (their sha256 is computed on the way out). A failure or cancellation
+deletes every temporary file; nothing is left half-written under the final names.
+"""
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import gguf
+import numpy as np
+import torch
+
+import kernels
+from quant import recipes as recipes_mod
+from quant.adapters import SLAB_WEIGHTS, Adapter, GGUFPassthrough, OutTensor, adapter_for
+from quant.gguf_file import (
+    KV,
+    GGUFFileWriter,
+    TensorInfo,
+    kvs_from_writer,
+    plan_shards,
+    reader_kvs,
+    shard_name,
+    split_kvs,
+)
+from quant.imatrix import Imatrix, load_imatrix
+from quant.sources import GGUFSource, HFSource, open_source
+
+FLOAT_TYPES = ("F32", "F16", "BF16")
+
+
+class ConversionCancelled(Exception):
+    """Raised when the cancellation hook asks to stop; temporaries are gone by then."""
+
+
+class ConversionError(RuntimeError):
+    pass
+
+
+# -- recipes ---------------------------------------------------------------------------------------
+
+
+def resolve_recipe(recipe: Any):
+    """A recipe object, a built-in name, or a path to a recipe JSON file.
+
+    F32/F16/BF16 are trivial recipes (everything llama.cpp quantizes in that type, the rest
+    F32) when the built-in table does not define them."""
+    if not isinstance(recipe, (str, Path)):
+        return recipe
+    p = Path(recipe)
+    if str(recipe).endswith(".json") and p.is_file():
+        return recipes_mod.load_recipe(p)
+    try:
+        return recipes_mod.get_recipe(str(recipe))
+    except recipes_mod.RecipeError:
+        if str(recipe).upper() in FLOAT_TYPES:
+            t = str(recipe).upper()
+            return recipes_mod.parse_recipe({"name": t, "default_type": t, "description": f"every quantizable tensor in {t}"})
+        raise
+
+
+def file_type_of(recipe_name: str, types: dict[str, int]) -> int:
+    """general.file_type: the llama_ftype named like the recipe, else the one of the type
+    holding most weights (DQ3_K_M -> the Q3_K_M ftype)."""
+    name = recipe_name.upper().replace("-", "_")
+    if name == "F32":
+        return int(gguf.LlamaFileType.ALL_F32)
+    for cand in (f"MOSTLY_{name}", f"MOSTLY_{name.lstrip('D')}"):
+        if cand in gguf.LlamaFileType.__members__:
+            return int(gguf.LlamaFileType[cand])
+    for cand in (f"MOSTLY_{name.split('_DENSE')[0].lstrip('D')}",):
+        if cand in gguf.LlamaFileType.__members__:
+            return int(gguf.LlamaFileType[cand])
+    quantized = {t: n for t, n in types.items() if t not in FLOAT_TYPES}
+    if not quantized:
+        return int(gguf.LlamaFileType.MOSTLY_F16 if types.get("F16") else gguf.LlamaFileType.ALL_F32)
+    top = max(quantized, key=quantized.get)
+    by_type = {"Q2_K": "MOSTLY_Q2_K", "Q3_K": "MOSTLY_Q3_K_M", "Q4_K": "MOSTLY_Q4_K_M", "Q5_K": "MOSTLY_Q5_K_M"}
+    return int(gguf.LlamaFileType[by_type.get(top, f"MOSTLY_{top}")])
+
+
+# -- results and progress -----------------------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    index: int  # 1-based index of the tensor being written
+    total: int
+    name: str
+    type: str
+    bytes_done: int  # output bytes written so far
+    bytes_total: int
+    elapsed_s: float
+    rate_bps: float
+    eta_s: "float | None"
+    tensor_done: bool  # False for an update part-way through a large tensor
+
+
+@dataclass
+class TensorResult:
+    name: str
+    shape: tuple[int, ...]
+    type: str
+    nbytes: int
+    file_index: int
+    rmse: float = 0.0
+    rel_error: float = 0.0  # ||w - q|| / ||w||
+    sqnr_db: float = math.inf  # 10 log10(sum w^2 / sum (w - q)^2)
+    max_abs_error: float = 0.0
+
+
+@dataclass
+class FileResult:
+    path: Path
+    size: int
+    sha256: str
+    n_tensors: int
+
+
+@dataclass
+class ConversionResult:
+    files: list[FileResult]
+    tensors: list[TensorResult]
+    recipe_name: str
+    recipe_sha256: str
+    arch: str
+    n_params: int
+    total_bytes: int  # tensor data bytes
+    seconds: float
+    imatrix: "str | None" = None
+
+    @property
+    def bits_per_weight(self) -> float:
+        return 8.0 * self.total_bytes / max(1, self.n_params)
+
+    def types(self) -> dict[str, str]:
+        return {t.name: t.type for t in self.tensors}
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["bits_per_weight"] = self.bits_per_weight
+        for f in d["files"]:
+            f["path"] = str(f["path"])
+        for t in d["tensors"]:
+            if math.isinf(t["sqnr_db"]):
+                t["sqnr_db"] = None
+        return d
+
+
+@dataclass
+class PlannedTensor:
+    out: OutTensor
+    info: TensorInfo
+    file_index: int = 0
+
+
+@dataclass
+class ConversionPlan:
+    source: "HFSource | GGUFSource"
+    arch: str
+    recipe: Any
+    tensors: list[PlannedTensor]
+    kvs: list[KV]
+    shards: list[list[TensorInfo]]
+    stem: str
+    imatrix: "Imatrix | None" = None
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(t.info.nbytes for t in self.tensors)
+
+    @property
+    def n_params(self) -> int:
+        return sum(t.out.n_elements for t in self.tensors)
+
+    def file_names(self) -> list[str]:
+        return [shard_name(self.stem, i, len(self.shards)) for i in range(len(self.shards))]
+
+    def describe(self) -> str:
+        lines = [f"{self.arch}: {len(self.tensors)} tensors, {self.n_params:,} weights -> "
+                 f"{self.total_bytes / 2**20:.1f} MiB ({8 * self.total_bytes / max(1, self.n_params):.3f} bpw) "
+                 f"in {len(self.shards)} file(s)"]
+        for t in self.tensors:
+            lines.append(f"  {t.info.name:40s} {str(list(t.info.shape)):24s} {t.info.type:6s} {t.info.nbytes:>12,}")
+        return "\n".join(lines)
+
+
+def _model_facts(arch: str, kv: dict[str, Any], tied: bool):
+    facts_cls = getattr(recipes_mod, "ModelFacts", None)
+    if facts_cls is None:
+        return None
+    return facts_cls(
+        arch=arch,
+        n_head=kv.get(f"{arch}.attention.head_count"),
+        n_head_kv=kv.get(f"{arch}.attention.head_count_kv"),
+        n_expert=kv.get(f"{arch}.expert_count", 0) or 0,
+        tied_embeddings=tied,
+    )
+
+
+def _tensor_type(recipe, name: str, shape: tuple[int, ...], n_layer: int, facts) -> str:
+    if facts is not None:
+        try:
+            return recipe.tensor_type(name, shape, n_layer, facts)
+        except TypeError:
+            pass
+    return recipe.tensor_type(name, shape, n_layer)
+
+
+def _nbytes(qtype: str, shape: tuple[int, ...]) -> int:
+    rows = math.prod(shape[:-1]) if len(shape) > 1 else 1
+    return rows * kernels.row_bytes(qtype, shape[-1])
+
+
+def plan_conversion(
+    src_path: "str | Path",
+    recipe: Any,
+    *,
+    imatrix: "str | Path | Imatrix | None" = None,
+    shard_size: "int | None" = None,
+    name: "str | None" = None,
+    source_repo: "str | None" = None,
+    source_revision: "str | None" = None,
+    tokenizer_pre: "str | None" = None,
+    allow_requantize: bool = False,
+) -> ConversionPlan:
+    """Everything but the data: tensors, types, byte sizes, metadata, shard layout."""
+    recipe = resolve_recipe(recipe)
+    src = open_source(src_path, allow_requantize=allow_requantize)
+    imat = load_imatrix(imatrix) if isinstance(imatrix, (str, Path)) else imatrix
+
+    collector = gguf.GGUFWriter(None, "deepseek2")  # only a typed key/value builder
+    if isinstance(src, GGUFSource):
+        adapter: "Adapter | GGUFPassthrough" = GGUFPassthrough(src)
+        arch = adapter.arch_name
+        drop = {
+            "general.file_type", "general.quantization_version",
+            gguf.Keys.Split.LLM_KV_SPLIT_NO, gguf.Keys.Split.LLM_KV_SPLIT_COUNT, gguf.Keys.Split.LLM_KV_SPLIT_TENSORS_COUNT,
+        }
+        base_kvs = [kv for kv in reader_kvs(src.reader, skip=drop) if not kv.key.startswith(("dsq.", "quantize.imatrix."))]
+        stem_default = Path(src_path).stem.split("-00001-of-")[0]
+    else:
+        adapter = adapter_for(src, tokenizer_pre)
+        arch = adapter.arch_name
+        collector = gguf.GGUFWriter(None, arch)
+        adapter.add_metadata(collector)
+        adapter.add_tokenizer(collector)
+        base_kvs = kvs_from_writer(collector)
+        stem_default = Path(src_path).name
+    kv_values = {kv.key: kv.value for kv in base_kvs}
+    n_layer = int(kv_values.get(f"{arch}.block_count", 0))
+
+    outs = adapter.plan()
+    tied = not any(t.name == "output.weight" for t in outs)
+    facts = _model_facts(arch, kv_values, tied)
+    planned: list[PlannedTensor] = []
+    for t in outs:
+        qtype = _tensor_type(recipe, t.name, t.shape, n_layer, facts)
+        if t.source_type is not None and not recipes_mod.is_quantizable(t.name, t.shape):
+            qtype = t.source_type  # llama-quantize keeps what it does not quantize
+        if qtype not in kernels.TYPES:
+            raise ConversionError(f"{t.name}: recipe type {qtype} is not supported by the kernels")
+        planned.append(PlannedTensor(t, TensorInfo(t.name, tuple(t.shape), qtype, _nbytes(qtype, t.shape))))
+
+    type_weights: dict[str, int] = {}
+    for p in planned:
+        type_weights[p.info.type] = type_weights.get(p.info.type, 0) + p.out.n_elements
+
+    extra = [
+        KV("general.quantization_version", gguf.GGUFValueType.UINT32, gguf.GGML_QUANT_VERSION),
+        KV("general.file_type", gguf.GGUFValueType.UINT32, file_type_of(recipe.name, type_weights)),
+        KV("dsq.recipe.name", gguf.GGUFValueType.STRING, recipe.name),
+        KV("dsq.recipe.version", gguf.GGUFValueType.UINT32, int(getattr(recipe, "version", 1))),
+        KV("dsq.recipe.sha256", gguf.GGUFValueType.STRING, recipe.sha256),
+    ]
+    if source_repo:
+        extra.append(KV("dsq.source.repo", gguf.GGUFValueType.STRING, source_repo))
+    if source_revision:
+        extra.append(KV("dsq.source.revision", gguf.GGUFValueType.STRING, source_revision))
+    if imat is not None:
+        # what llama-quantize records about its --imatrix
+        if imat.path is not None:
+            extra.append(KV("quantize.imatrix.file", gguf.GGUFValueType.STRING, str(imat.path)))
+        if imat.datasets:
+            extra.append(KV("quantize.imatrix.dataset", gguf.GGUFValueType.STRING, imat.datasets[0]))
+        extra.append(KV("quantize.imatrix.entries_count", gguf.GGUFValueType.INT32, len(imat.data)))
+        if imat.chunk_count > 0:
+            extra.append(KV("quantize.imatrix.chunks_count", gguf.GGUFValueType.INT32, imat.chunk_count))
+    keys = {kv.key for kv in extra}
+    kvs = [kv for kv in base_kvs if kv.key not in keys] + extra
+
+    shards = plan_shards([p.info for p in planned], shard_size)
+    index_of = {info.name: i for i, shard in enumerate(shards) for info in shard}
+    for p in planned:
+        p.file_index = index_of[p.info.name]
+    stem = name or f"{stem_default}-{recipe.name}"
+    return ConversionPlan(src, arch, recipe, planned, kvs, shards, stem, imat)
+
+
+# -- streaming ----------------------------------------------------------------------------------------
+
+
+class _ErrorStats:
+    def __init__(self) -> None:
+        self.err2 = 0.0
+        self.sig2 = 0.0
+        self.n = 0
+        self.max_abs = 0.0
+
+    def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        d = (x - y).double()
+        self.err2 += float((d * d).sum())
+        self.sig2 += float((x.double() ** 2).sum())
+        self.n += x.numel()
+        if d.numel():
+            self.max_abs = max(self.max_abs, float(d.abs().max()))
+
+    def fill(self, r: TensorResult) -> None:
+        if self.n == 0:
+            return
+        r.rmse = math.sqrt(self.err2 / self.n)
+        r.rel_error = math.sqrt(self.err2 / self.sig2) if self.sig2 > 0 else (0.0 if self.err2 == 0 else math.inf)
+        r.sqnr_db = 10 * math.log10(self.sig2 / self.err2) if self.err2 > 0 else math.inf
+        r.max_abs_error = self.max_abs
+
+
+def _device(device: "str | None") -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConversionError("--device cuda asked for, but torch sees no CUDA device")
+    return dev
+
+
+def verify_file(path: Path, infos: Sequence[TensorInfo], n_split: int, split_index: int) -> None:
+    """Re-read a written file: every tensor's name, type, shape and size as planned."""
+    r = gguf.GGUFReader(path)
+    if len(r.tensors) != len(infos):
+        raise ConversionError(f"{path.name}: {len(r.tensors)} tensors, planned {len(infos)}")
+    for t, info in zip(r.tensors, infos):
+        shape = tuple(int(d) for d in reversed(t.shape.tolist()))
+        # GGUFReader drops trailing 1-sized ggml dims; compare without them
+        want = tuple(info.shape)
+        while len(want) > 1 and want[0] == 1 and len(shape) < len(want):
+            want = want[1:]
+        if t.name != info.name or t.tensor_type.name != info.type or shape != want or int(t.n_bytes) != info.nbytes:
+            raise ConversionError(
+                f"{path.name}: tensor {t.name} {t.tensor_type.name} {shape} {int(t.n_bytes)}B, "
+                f"planned {info.name} {info.type} {info.shape} {info.nbytes}B"
+            )
+    if n_split > 1:
+        got = r.fields[gguf.Keys.Split.LLM_KV_SPLIT_NO].contents(), r.fields[gguf.Keys.Split.LLM_KV_SPLIT_COUNT].contents()
+        if got != (split_index, n_split):
+            raise ConversionError(f"{path.name}: split keys {got}, expected {(split_index, n_split)}")
+
+
+def execute(
+    plan: ConversionPlan,
+    out_dir: "str | Path",
+    *,
+    device: "str | None" = "cpu",
+    progress: "Callable[[Progress], None] | None" = None,
+    should_cancel: "Callable[[], bool] | None" = None,
+    stats: bool = True,
+    slab_weights: int = SLAB_WEIGHTS,
+) -> ConversionResult:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dev = _device(device)
+    t_start = time.monotonic()
+    n_files = len(plan.shards)
+    names = plan.file_names()
+    tmp_dir = Path(tempfile.mkdtemp(prefix=".dsq-partial-", dir=out_dir))
+    writers: list[GGUFFileWriter] = []
+    results: list[TensorResult] = []
+    files: list[FileResult] = []
+    bytes_total = plan.total_bytes
+    done = 0
+    try:
+        by_file: list[list[PlannedTensor]] = [[] for _ in range(n_files)]
+        for p in plan.tensors:
+            by_file[p.file_index].append(p)
+        index = 0
+        for fi, shard in enumerate(plan.shards):
+            kvs = (plan.kvs if fi == 0 else []) + (split_kvs(fi, n_files, len(plan.tensors)) if n_files > 1 else [])
+            w = GGUFFileWriter(tmp_dir / names[fi], kvs, shard)
+            writers.append(w)
+            w.write_header()
+            for p in by_file[fi]:
+                index += 1
+                if should_cancel is not None and should_cancel():
+                    raise ConversionCancelled(f"cancelled before tensor {index} of {len(plan.tensors)} ({p.info.name})")
+                res = TensorResult(p.info.name, p.info.shape, p.info.type, p.info.nbytes, fi)
+                est = _ErrorStats()
+                w.begin_tensor(p.info.name)
+                done_before = done
+                for wrote in _stream_tensor(plan, p, w, dev, est if stats else None, slab_weights):
+                    done += wrote
+                    if should_cancel is not None and should_cancel():
+                        raise ConversionCancelled(f"cancelled inside tensor {index} of {len(plan.tensors)} ({p.info.name})")
+                    if progress is not None and done - done_before < p.info.nbytes:
+                        progress(_progress(index, plan, p, done, bytes_total, t_start, False))
+                w.end_tensor()
+                est.fill(res)
+                results.append(res)
+                if progress is not None:
+                    progress(_progress(index, plan, p, done, bytes_total, t_start, True))
+            size, sha = w.close()
+            files.append(FileResult(out_dir / names[fi], size, sha, len(shard)))
+        for fi, shard in enumerate(plan.shards):
+            verify_file(tmp_dir / names[fi], shard, n_files, fi)
+        for fi in range(n_files):
+            os.replace(tmp_dir / names[fi], out_dir / names[fi])
+    except BaseException:
+        for w in writers:
+            w.abort()
+        raise
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return ConversionResult(
+        files=files,
+        tensors=results,
+        recipe_name=plan.recipe.name,
+        recipe_sha256=plan.recipe.sha256,
+        arch=plan.arch,
+        n_params=plan.n_params,
+        total_bytes=bytes_total,
+        seconds=time.monotonic() - t_start,
+        imatrix=str(plan.imatrix.path) if plan.imatrix is not None and plan.imatrix.path else None,
+    )
+
+
+def _progress(index, plan, p, done, total, t_start, finished) -> Progress:
+    elapsed = time.monotonic() - t_start
+    rate = done / elapsed if elapsed > 0 else 0.0
+    eta = (total - done) / rate if rate > 0 else None
+    return Progress(index, len(plan.tensors), p.info.name, p.info.type, done, total, elapsed, rate, eta, finished)
+
+
+def _stream_tensor(plan: ConversionPlan, p: PlannedTensor, w: GGUFFileWriter, dev: torch.device, est, slab_weights: int):
+    """Write one tensor's bytes; yields the bytes written per slab."""
+    info, out = p.info, p.out
+    src = plan.source
+    # llama-quantize copies a tensor whose type does not change
+    if out.source_type is not None and out.source_type == info.type and isinstance(src, GGUFSource):
+        rows = math.prod(info.shape[:-1]) if len(info.shape) > 1 else 1
+        step = max(1, slab_weights // info.shape[-1])
+        for r0 in range(0, rows, step):
+            data = src.raw_bytes(info.name, (r0, min(rows, r0 + step)))
+            w.write(data)
+            yield len(data)
+        return
+    n_mat = info.shape[0] if len(info.shape) == 3 else 1
+    imat = None
+    if plan.imatrix is not None and info.type not in FLOAT_TYPES:
+        imat = plan.imatrix.for_tensor(info.name, info.shape[-1], n_mat)
+    for slab in out.slabs(slab_weights):
+        x = slab.data
+        if x.dtype != torch.float32:
+            x = x.float()
+        x = x.to(dev)
+        im = imat[slab.expert] if imat is not None else None
+        q = kernels.quantize(x, info.type, im)
+        if est is not None:
+            if info.type == "F32":
+                est.add(x, x)
+            else:
+                est.add(x, kernels.dequantize(q, info.type, info.shape[-1]))
+        data = q.cpu().numpy()
+        w.write(memoryview(np.ascontiguousarray(data)).cast("B"))
+        yield data.nbytes
+
+
+def convert(
+    src_path: "str | Path",
+    out_dir: "str | Path",
+    recipe: Any,
+    *,
+    imatrix: "str | Path | Imatrix | None" = None,
+    device: "str | None" = "cpu",
+    shard_size: "int | None" = None,
+    name: "str | None" = None,
+    progress: "Callable[[Progress], None] | None" = None,
+    should_cancel: "Callable[[], bool] | None" = None,
+    source_repo: "str | None" = None,
+    source_revision: "str | None" = None,
+    tokenizer_pre: "str | None" = None,
+    allow_requantize: bool = False,
+    stats: bool = True,
+) -> ConversionResult:
+    """Convert a checkpoint to GGUF with a recipe; see the module docstring."""
+    plan = plan_conversion(
+        src_path, recipe, imatrix=imatrix, shard_size=shard_size, name=name, source_repo=source_repo,
+        source_revision=source_revision, tokenizer_pre=tokenizer_pre, allow_requantize=allow_requantize,
+    )
+    return execute(plan, out_dir, device=device, progress=progress, should_cancel=should_cancel, stats=stats)
