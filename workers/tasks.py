@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from workers.celery_app import app
+from workers import publish as publishing
 from workers import runner
 
 
@@ -18,3 +19,8 @@ def benchmark(job_id: int) -> str:
 @app.task(name="dsq.reap_expired")
 def reap_expired() -> int:
     return runner.reap_and_requeue()
+
+
+@app.task(name="dsq.publish", acks_late=True, reject_on_worker_lost=True)
+def publish(release_id: int) -> str:
+    return publishing.publish_release(release_id).commit

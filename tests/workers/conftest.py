@@ -1,0 +1,59 @@
+"""Worker test fixtures: the Hub look-alike, a released variant with files on disk."""
+from __future__ import annotations
+
+import hashlib
+import os
+
+os.environ.setdefault("HF_HUB_DISABLE_XET", "1")  # before huggingface_hub reads its constants
+
+import pytest
+
+from tests.hub_server import HubServer
+
+HUB_TOKEN = "hf_test_SECRET_token_0123456789"
+
+
+@pytest.fixture
+def hub(settings, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
+    with HubServer(token=HUB_TOKEN) as server:
+        settings.HF_ENDPOINT = server.url
+        settings.HF_TOKEN = HUB_TOKEN
+        settings.DSQ_HUB_NAMESPACE = "dsq-test"
+        settings.DSQ_PUBLISH_BACKOFF_SECONDS = 0.01
+        yield server
+
+
+@pytest.fixture
+def make_release(tmp_path, django_user_model):
+    """An approved release of a variant whose GGUF shards exist under tmp_path."""
+    from registry.models import ArtifactFile, Release, Variant
+    from tests import factories
+
+    user = django_user_model.objects.create_user("approver")
+    counter = iter(range(1000))
+
+    def make(quant: str = "DQ3_K_M", version: int = 1, checkpoint=None, shards: int = 2,
+             state: str = Release.State.APPROVED) -> Release:
+        ckpt = checkpoint or factories.checkpoint("deepseek-r1", hf_repo="deepseek-ai/DeepSeek-R1")
+        rcp = factories.recipe(quant, version=next(counter) + 1)
+        root = tmp_path / f"{quant}-{rcp.pk}"
+        root.mkdir()
+        variant = Variant.objects.create(checkpoint=ckpt, recipe=rcp, status=Variant.Status.READY,
+                                         storage_path=str(root), bits_per_weight=3.52,
+                                         quality={"wikitext-ppl": {"value": 6.31, "reference": 6.02}})
+        total = 0
+        for i in range(1, shards + 1):
+            name = f"{ckpt.name}-{quant}-{i:05d}-of-{shards:05d}.gguf"
+            data = b"GGUF" + hashlib.sha256(f"{quant}{version}{i}".encode()).digest() * (200 + i)
+            (root / name).write_bytes(data)
+            ArtifactFile.objects.create(variant=variant, name=name, size=len(data),
+                                        sha256=hashlib.sha256(data).hexdigest())
+            total += len(data)
+        Variant.objects.filter(pk=variant.pk).update(total_bytes=total)
+        return Release.objects.create(variant=variant, version=version, state=state, requested_by=user,
+                                      decided_by=user)
+
+    return make

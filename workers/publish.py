@@ -1,0 +1,213 @@
+"""Publish an approved release to the Hugging Face Hub: one atomic commit, one tag, recorded on the row.
+
+Layout (what `llama-server -hf REPO:QUANT` and Ollama look for): one repo per base model,
+`<namespace>/<checkpoint>-GGUF`, one folder per quant holding its GGUF file(s), and a README.md
+model card describing every published quant. Each release is one commit created against the
+branch head we read (`parent_commit`), then a Hub tag `<QUANT>-v<N>` on that commit.
+
+Idempotent: a release whose tag already exists on the Hub, or whose commit landed but whose
+tag did not, is recorded without uploading anything again. Transient Hub errors (5xx, 429,
+connection resets) are retried with bounded exponential backoff. The token comes from
+settings.HF_TOKEN (the environment) and is only ever handed to the client.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, TypeVar
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from registry.models import AuditLog, Release
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+class PublishError(RuntimeError):
+    """The release cannot be published (not approved, files missing, Hub refused)."""
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    repo_id: str
+    commit: str
+    tag: str
+    uploaded: bool  # False when the Hub already had this release
+
+
+def hub_api():
+    """An HfApi on settings.HF_ENDPOINT with settings.HF_TOKEN (never stored, never logged)."""
+    from huggingface_hub import HfApi
+
+    return HfApi(endpoint=settings.HF_ENDPOINT, token=settings.HF_TOKEN or None, library_name="dsq")
+
+
+def repo_id_for(release: Release) -> str:
+    return f"{settings.DSQ_HUB_NAMESPACE}/{release.variant.checkpoint.name}-GGUF"
+
+
+def tag_for(release: Release) -> str:
+    return f"{release.variant.quant_name}-v{release.version}"
+
+
+def commit_title(release: Release) -> str:
+    """Unique per release: lets a retry find a commit whose response was lost."""
+    return f"dsq: publish {release.variant.checkpoint.name} {tag_for(release)}"
+
+
+def is_transient(exc: BaseException) -> bool:
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    if status is not None:
+        return status in TRANSIENT_STATUS
+    try:
+        import httpx2
+
+        if isinstance(exc, httpx2.TransportError):
+            return True
+    except ImportError:  # pragma: no cover
+        pass
+    return isinstance(exc, (ConnectionError, TimeoutError))
+
+
+def status_of(exc: BaseException) -> "int | None":
+    return getattr(getattr(exc, "response", None), "status_code", None)
+
+
+def with_retries(what: str, call: Callable[[], T], *, attempts: "int | None" = None,
+                 base_delay: "float | None" = None) -> T:
+    """Run `call`, retrying transient Hub errors with exponential backoff; other errors go straight up."""
+    attempts = attempts or getattr(settings, "DSQ_PUBLISH_ATTEMPTS", 5)
+    delay = base_delay if base_delay is not None else getattr(settings, "DSQ_PUBLISH_BACKOFF_SECONDS", 2.0)
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except Exception as exc:
+            if attempt == attempts or not is_transient(exc):
+                raise
+            wait = min(60.0, delay * 2 ** (attempt - 1))
+            log.warning("%s: transient Hub error (%s, status %s); retry %d/%d in %.1fs",
+                        what, type(exc).__name__, status_of(exc), attempt, attempts - 1, wait)
+            time.sleep(wait)
+    raise AssertionError("unreachable")
+
+
+def artifact_paths(release: Release) -> list[tuple[Path, str]]:
+    """(local file, path in repo) for every artifact of the release's variant, checked to exist."""
+    variant = release.variant
+    root = Path(variant.storage_path)
+    files = list(variant.files.all())
+    if not files:
+        raise PublishError(f"{variant} has no artifact files")
+    out = []
+    for f in files:
+        local = root / f.name
+        if not local.is_file() or local.stat().st_size != f.size:
+            raise PublishError(f"artifact {local} is missing or has the wrong size")
+        out.append((local, f"{variant.quant_name}/{f.name}"))
+    return out
+
+
+def publish_release(release_id: int, api=None) -> PublishResult:
+    """Publish one approved release (or record that the Hub already has it)."""
+    release = Release.objects.select_related("variant__checkpoint", "variant__recipe").get(pk=release_id)
+    repo_id, tag = repo_id_for(release), tag_for(release)
+    if release.state == Release.State.PUBLISHED and release.hub_commit:
+        return PublishResult(release.hub_repo, release.hub_commit, release.hub_tag, uploaded=False)
+    if release.state != Release.State.APPROVED:
+        raise PublishError(f"release {release} is {release.state}; only approved releases are published")
+    api = api or hub_api()
+
+    with_retries("create repo", lambda: api.create_repo(repo_id, exist_ok=True))
+    commit, tagged = existing_commit(api, repo_id, release)
+    uploaded = commit is None
+    if commit is None:
+        commit = upload(api, repo_id, release)
+    if not tagged:
+        ensure_tag(api, repo_id, tag, commit)
+    record(release, repo_id, commit, tag)
+    log.info("release %s published to %s@%s (%s)", release.pk, repo_id, tag,
+             "new commit" if uploaded else "already on the Hub")
+    return PublishResult(repo_id, commit, tag, uploaded)
+
+
+def existing_commit(api, repo_id: str, release: Release) -> "tuple[str | None, bool]":
+    """(commit already holding this release, whether it is tagged): the tag's target, else a commit
+    on main with the release's unique title (its tag was never created), else (None, False)."""
+    tag = tag_for(release)
+    refs = with_retries("list refs", lambda: api.list_repo_refs(repo_id))
+    for ref in refs.tags:
+        if ref.name == tag:
+            return ref.target_commit, True
+    title = commit_title(release)
+    for commit in with_retries("list commits", lambda: api.list_repo_commits(repo_id)):
+        if commit.title == title:
+            return commit.commit_id, False
+    return None, False
+
+
+def upload(api, repo_id: str, release: Release) -> str:
+    """One commit with the release's files and the refreshed card, against the head we read."""
+    from huggingface_hub import CommitOperationAdd
+
+    from workers.model_card import render_card
+
+    files = artifact_paths(release)
+    title = commit_title(release)
+    max_attempts = getattr(settings, "DSQ_PUBLISH_ATTEMPTS", 5)
+    for attempt in range(1, max_attempts + 1):
+        head = with_retries("read head", lambda: api.repo_info(repo_id, revision="main")).sha
+        card = render_card(release, repo_id)
+        ops = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(local)) for local, path in files]
+        ops.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card.encode()))
+        try:
+            info = api.create_commit(repo_id, ops, commit_message=title, parent_commit=head,
+                                     commit_description=f"Release {release.label} of {release.variant}.")
+            return info.oid
+        except Exception as exc:
+            if attempt == max_attempts or not (is_transient(exc) or status_of(exc) == 412):
+                raise
+            # The commit may have landed with its response lost: look before sending it again.
+            landed, _ = existing_commit(api, repo_id, release)
+            if landed is not None:
+                return landed
+            wait = min(60.0, getattr(settings, "DSQ_PUBLISH_BACKOFF_SECONDS", 2.0) * 2 ** (attempt - 1))
+            log.warning("commit for %s failed (status %s); retry %d/%d in %.1fs",
+                        repo_id, status_of(exc), attempt, max_attempts - 1, wait)
+            time.sleep(wait)
+    raise AssertionError("unreachable")
+
+
+def ensure_tag(api, repo_id: str, tag: str, commit: str) -> None:
+    try:
+        with_retries("create tag", lambda: api.create_tag(repo_id, tag=tag, revision=commit,
+                                                          tag_message=f"dsq release {tag}"))
+    except Exception as exc:
+        if status_of(exc) != 409:
+            raise
+        refs = with_retries("list refs", lambda: api.list_repo_refs(repo_id))
+        target = next((r.target_commit for r in refs.tags if r.name == tag), None)
+        if target != commit:
+            raise PublishError(f"Hub tag {tag} on {repo_id} points at {target}, not {commit}") from exc
+
+
+def record(release: Release, repo_id: str, commit: str, tag: str) -> None:
+    with transaction.atomic():
+        changed = Release.objects.filter(pk=release.pk, state__in=[Release.State.APPROVED]).update(
+            state=Release.State.PUBLISHED, hub_repo=repo_id, hub_commit=commit, hub_tag=tag,
+            published_at=timezone.now())
+        if changed:
+            AuditLog.record(None, "release.published", release, hub_repo=repo_id, hub_commit=commit, hub_tag=tag)
+
+
+def enqueue_publish(release_id: int) -> None:
+    """Send dsq.publish once the surrounding transaction commits."""
+    from workers import tasks
+
+    transaction.on_commit(lambda: tasks.publish.delay(release_id))
