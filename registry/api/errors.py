@@ -37,3 +37,10 @@ def json_exception_handler(exc, context):
 
 def error(message: str, code: int = status.HTTP_400_BAD_REQUEST) -> Response:
     return Response({"error": message, "status": code}, status=code)
+
+
+def not_found(request, *args, **kwargs):
+    """Catch-all for /api/: an unknown route is a JSON 404 like every other API error."""
+    from django.http import JsonResponse
+
+    return JsonResponse({"error": f"no API route {request.path}", "status": 404}, status=404)

@@ -1,14 +1,31 @@
 """Serializers list their fields explicitly."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from django.conf import settings
 from rest_framework import serializers
 
-from registry.models import ArtifactFile, BenchmarkJob, Checkpoint, QuantizationJob, Recipe, Variant
+from registry.models import (ArtifactFile, BenchmarkJob, Checkpoint, QuantizationJob, Recipe, Release, Tag, TagMove,
+                             Variant)
 
 
 class CheckpointSerializer(serializers.ModelSerializer):
     class Meta:
         model = Checkpoint
         fields = ["id", "name", "family", "hf_repo", "revision", "architecture", "parameter_count",
-                  "source_dtype", "created_at"]
+                  "source_dtype", "local_path", "created_at"]
+
+
+class CheckpointCreateSerializer(serializers.ModelSerializer):
+    """Registration input: a config inline, or where to read config.json from (local_path or hf_repo)."""
+
+    config = serializers.JSONField(required=False)
+
+    class Meta:
+        model = Checkpoint
+        fields = ["name", "family", "hf_repo", "revision", "source_dtype", "local_path", "config"]
 
 
 class RecipeSerializer(serializers.ModelSerializer):
@@ -36,6 +53,52 @@ class BenchmarkJobSerializer(serializers.ModelSerializer):
         fields = JOB_FIELDS + ["variant", "suite", "options", "result"]
 
 
+class RecipeField(serializers.Field):
+    """A recipe by id, by name (its newest version) or as NAME@vN."""
+
+    def to_internal_value(self, data):
+        text = str(data).strip()
+        if text.isdigit():
+            recipe = Recipe.objects.filter(pk=int(text)).first()
+        elif "@v" in text:
+            name, _, version = text.rpartition("@v")
+            recipe = Recipe.objects.filter(name__iexact=name, version=int(version) if version.isdigit() else -1).first()
+        else:
+            recipe = Recipe.objects.filter(name__iexact=text).order_by("-version").first()
+        if recipe is None:
+            raise serializers.ValidationError(f"unknown recipe {text!r}")
+        return recipe
+
+    def to_representation(self, value):
+        return str(value)
+
+
+class QuantizationRequestSerializer(serializers.Serializer):
+    checkpoint = serializers.SlugRelatedField(slug_field="name", queryset=Checkpoint.objects.all())
+    recipe = RecipeField()
+    imatrix = serializers.CharField(required=False, allow_blank=True, default="",
+                                    help_text="importance matrix path, relative to DSQ_STORAGE_ROOT")
+    imatrix_sha256 = serializers.RegexField(r"^[0-9a-f]{64}$", required=False, allow_blank=True, default="")
+    benchmark_suites = serializers.ListField(child=serializers.CharField(max_length=100), required=False, default=list)
+
+    def validate(self, data):
+        if data["imatrix"]:
+            root = Path(settings.DSQ_STORAGE_ROOT).resolve()
+            path = (root / data["imatrix"]).resolve()
+            if path.is_relative_to(root) and path.is_file():
+                digest = hashlib.sha256()
+                with path.open("rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        digest.update(chunk)
+                data["imatrix_sha256"] = digest.hexdigest()
+            elif not data["imatrix_sha256"]:
+                raise serializers.ValidationError(
+                    {"imatrix": f"{data['imatrix']} is not under the storage root; give imatrix_sha256 too"})
+        elif data["imatrix_sha256"]:
+            raise serializers.ValidationError({"imatrix": "imatrix_sha256 needs the imatrix path"})
+        return data
+
+
 class ArtifactFileSerializer(serializers.ModelSerializer):
     class Meta:
         model = ArtifactFile
@@ -45,9 +108,69 @@ class ArtifactFileSerializer(serializers.ModelSerializer):
 class VariantSerializer(serializers.ModelSerializer):
     checkpoint = serializers.SlugRelatedField(slug_field="name", read_only=True)
     recipe = serializers.StringRelatedField()
+    quant = serializers.CharField(source="recipe.name", read_only=True)
     files = ArtifactFileSerializer(many=True, read_only=True)
 
     class Meta:
         model = Variant
-        fields = ["id", "checkpoint", "recipe", "imatrix_sha256", "status", "total_bytes", "bits_per_weight",
+        fields = ["id", "checkpoint", "recipe", "quant", "imatrix_sha256", "status", "total_bytes", "bits_per_weight",
                   "weight_error", "quality", "files", "created_at"]
+
+
+class ReleaseSerializer(serializers.ModelSerializer):
+    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    checkpoint = serializers.CharField(source="variant.checkpoint.name", read_only=True)
+    quant = serializers.CharField(source="variant.recipe.name", read_only=True)
+
+    class Meta:
+        model = Release
+        fields = ["id", "variant", "checkpoint", "quant", "version", "label", "state", "notes", "requested_by",
+                  "decided_by", "decided_at", "decision_reason", "hub_repo", "hub_commit", "hub_tag",
+                  "published_at", "created_at"]
+
+
+class ReleaseRequestSerializer(serializers.Serializer):
+    variant = serializers.PrimaryKeyRelatedField(queryset=Variant.objects.select_related("recipe", "checkpoint"))
+    notes = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class DecisionSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class TagMoveSerializer(serializers.ModelSerializer):
+    moved_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    from_version = serializers.CharField(source="from_release.label", read_only=True, default=None)
+    to_version = serializers.CharField(source="to_release.label", read_only=True)
+
+    class Meta:
+        model = TagMove
+        fields = ["from_release", "from_version", "to_release", "to_version", "moved_by", "moved_at"]
+
+
+class TagSerializer(serializers.ModelSerializer):
+    checkpoint = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    version = serializers.CharField(source="release.label", read_only=True)
+    updated_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    history = TagMoveSerializer(source="moves", many=True, read_only=True)
+    ref = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Tag
+        fields = ["id", "ref", "checkpoint", "quant", "name", "kind", "release", "version", "updated_by",
+                  "updated_at", "history"]
+
+    def get_ref(self, tag: Tag) -> str:
+        return f"{tag.checkpoint.name}:{tag.quant}@{tag.name}"
+
+
+class ChannelSerializer(serializers.Serializer):
+    checkpoint = serializers.SlugRelatedField(slug_field="name", queryset=Checkpoint.objects.all())
+    quant = serializers.CharField(max_length=100)
+    name = serializers.SlugField(max_length=100)
+    release = serializers.PrimaryKeyRelatedField(queryset=Release.objects.select_related("variant__recipe"))
+
+
+class MoveSerializer(serializers.Serializer):
+    release = serializers.PrimaryKeyRelatedField(queryset=Release.objects.select_related("variant__recipe"))

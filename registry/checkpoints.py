@@ -1,0 +1,48 @@
+"""Where a checkpoint's config.json comes from: a local directory or the Hugging Face Hub."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+
+def config_from_path(local_path: str) -> dict:
+    """config.json of a local checkpoint directory (or the file itself)."""
+    path = Path(local_path)
+    if path.is_dir():
+        path = path / "config.json"
+    try:
+        return json.loads(path.read_text())
+    except OSError as exc:
+        raise ValidationError(f"cannot read {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise ValidationError(f"{path} is not valid JSON: {exc}") from None
+
+
+def config_from_hub(hf_repo: str, revision: str = "") -> tuple[dict, str]:
+    """(config.json, pinned commit) of a Hub repository at a revision (default: main)."""
+    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub.utils import HfHubHTTPError
+
+    try:
+        api = HfApi(endpoint=settings.HF_ENDPOINT, token=settings.HF_TOKEN or None)
+        commit = api.model_info(hf_repo, revision=revision or None).sha
+        path = hf_hub_download(hf_repo, "config.json", revision=commit, endpoint=settings.HF_ENDPOINT,
+                               token=settings.HF_TOKEN or None)
+    except (HfHubHTTPError, OSError, ValueError) as exc:
+        raise ValidationError(f"cannot read config.json of {hf_repo}@{revision or 'main'} from the Hub: {exc}") from None
+    return config_from_path(path), commit or revision
+
+
+def resolve_config(*, config: "dict | None" = None, local_path: str = "", hf_repo: str = "",
+                   revision: str = "") -> tuple[dict, str]:
+    """The config to validate, from the first source given: inline, local path, Hub. Returns (config, revision)."""
+    if config:
+        return config, revision
+    if local_path:
+        return config_from_path(local_path), revision
+    if hf_repo:
+        return config_from_hub(hf_repo, revision)
+    raise ValidationError("give a config, a local_path or an hf_repo to read config.json from")

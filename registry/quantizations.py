@@ -1,0 +1,58 @@
+"""Requesting a quantization: the same inputs never queue a second job or rebuild a variant."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Optional
+
+from django.db import IntegrityError, transaction
+
+from registry.models import AuditLog, Checkpoint, JobState, QuantizationJob, Recipe, Variant
+
+LIVE = (JobState.QUEUED, JobState.RUNNING)
+
+
+def request_key(checkpoint: Checkpoint, recipe: Recipe, imatrix_sha256: str) -> str:
+    """What makes a variant: the checkpoint revision, the recipe hash, the importance matrix hash.
+
+    Benchmark suites are not part of it: they do not change the files, only what is measured.
+    """
+    text = f"{checkpoint.pk}:{checkpoint.revision}:{recipe.sha256}:{imatrix_sha256}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class Outcome:
+    job: Optional[QuantizationJob]
+    variant: Optional[Variant]
+    created: bool
+
+
+def request_quantization(checkpoint: Checkpoint, recipe: Recipe, *, user, imatrix: str = "",
+                         imatrix_sha256: str = "", benchmark_suites: "list[str] | None" = None) -> Outcome:
+    """Return the ready variant or the live job for these inputs, or queue a new job (after commit)."""
+    from workers import runner
+
+    variant = Variant.objects.filter(checkpoint=checkpoint, recipe=recipe, imatrix_sha256=imatrix_sha256,
+                                     status=Variant.Status.READY).first()
+    if variant is not None:
+        return Outcome(None, variant, False)
+    key = request_key(checkpoint, recipe, imatrix_sha256)
+    live = QuantizationJob.objects.filter(request_key=key, state__in=LIVE).first()
+    if live is not None:
+        return Outcome(live, live.variant, False)
+    try:
+        with transaction.atomic():
+            job = QuantizationJob.objects.create(
+                checkpoint=checkpoint, recipe=recipe, request_key=key, imatrix=imatrix,
+                imatrix_sha256=imatrix_sha256, benchmark_suites=list(benchmark_suites or []), requested_by=user)
+            AuditLog.record(user, "quantization.request", job, checkpoint=checkpoint.name, recipe=str(recipe))
+    except IntegrityError:
+        # Another request with the same inputs committed between our check and our insert:
+        # the partial unique index kept one live job, and that one is the answer.
+        winner = QuantizationJob.objects.filter(request_key=key, state__in=LIVE).first()
+        if winner is None:
+            raise
+        return Outcome(winner, winner.variant, False)
+    transaction.on_commit(lambda: runner.enqueue("quantize", job.pk))
+    return Outcome(job, None, True)
