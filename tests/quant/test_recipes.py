@@ -10,6 +10,7 @@ from quant import architectures
 from quant.configs import load_config
 from quant.recipes import (
     ModelFacts,
+    SUPPORTED_TYPES,
     RecipeError,
     builtin_names,
     get_recipe,
@@ -246,3 +247,9 @@ def test_unknown_builtin():
     with pytest.raises(RecipeError, match="unknown recipe 'Q9_K'"):
         get_recipe("Q9_K")
     assert get_recipe("q4_k_m").name == "Q4_K_M"
+
+
+def test_supported_types_are_the_ones_the_kernels_write():
+    import kernels
+
+    assert set(SUPPORTED_TYPES) == set(kernels.TYPES)
