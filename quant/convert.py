@@ -11,6 +11,8 @@ deletes every temporary file; nothing is left half-written under the final names
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import shutil
@@ -322,12 +324,14 @@ class _ErrorStats:
         self.max_abs = 0.0
 
     def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        d = (x - y).double()
-        self.err2 += float((d * d).sum())
-        self.sig2 += float((x.double() ** 2).sum())
+        if not x.numel():
+            return
+        d = (x - y).reshape(-1)
+        xf = x.reshape(-1)
+        self.err2 += float(torch.dot(d, d))
+        self.sig2 += float(torch.dot(xf, xf))
         self.n += x.numel()
-        if d.numel():
-            self.max_abs = max(self.max_abs, float(d.abs().max()))
+        self.max_abs = max(self.max_abs, float(d.abs().max()))
 
     def fill(self, r: TensorResult) -> None:
         if self.n == 0:
@@ -378,8 +382,19 @@ def execute(
     should_cancel: "Callable[[], bool] | None" = None,
     stats: bool = True,
     slab_weights: int = SLAB_WEIGHTS,
+    tensor_cache_dir: "str | Path | None" = None,
 ) -> ConversionResult:
+    """Write the plan's files into out_dir.
+
+    With `tensor_cache_dir`, every finished tensor's bytes are also kept there
+    (`<i>-<name>-<type>.bin`, written atomically, with a `.json` sidecar holding its sha256 and
+    error stats); a later run with the same plan and directory reuses every cached tensor whose
+    checksum still matches instead of quantizing it again, so an interrupted job resumes and
+    produces the same bytes."""
     out_dir = Path(out_dir)
+    cache = Path(tensor_cache_dir) if tensor_cache_dir is not None else None
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     dev = _device(device)
     t_start = time.monotonic()
@@ -409,14 +424,21 @@ def execute(
                 est = _ErrorStats()
                 w.begin_tensor(p.info.name)
                 done_before = done
-                for wrote in _stream_tensor(plan, p, w, dev, est if stats else None, slab_weights):
-                    done += wrote
-                    if should_cancel is not None and should_cancel():
-                        raise ConversionCancelled(f"cancelled inside tensor {index} of {len(plan.tensors)} ({p.info.name})")
-                    if progress is not None and done - done_before < p.info.nbytes:
-                        progress(_progress(index, plan, p, done, bytes_total, t_start, False))
+                cached = _cached_tensor(cache, index, p.info) if cache is not None else None
+                if cached is not None:
+                    done += _replay_cached(cached, w, res)
+                else:
+                    sink = _TensorCacheWriter(cache, index, p.info, w) if cache is not None else w
+                    for wrote in _stream_tensor(plan, p, sink, dev, est if stats else None, slab_weights):
+                        done += wrote
+                        if should_cancel is not None and should_cancel():
+                            raise ConversionCancelled(f"cancelled inside tensor {index} of {len(plan.tensors)} ({p.info.name})")
+                        if progress is not None and done - done_before < p.info.nbytes:
+                            progress(_progress(index, plan, p, done, bytes_total, t_start, False))
+                    est.fill(res)
+                    if cache is not None:
+                        sink.commit(res)
                 w.end_tensor()
-                est.fill(res)
                 results.append(res)
                 if progress is not None:
                     progress(_progress(index, plan, p, done, bytes_total, t_start, True))
@@ -443,6 +465,69 @@ def execute(
         seconds=time.monotonic() - t_start,
         imatrix=str(plan.imatrix.path) if plan.imatrix is not None and plan.imatrix.path else None,
     )
+
+
+# -- per-tensor cache (resumable jobs) ----------------------------------------------------------------
+
+
+def _cache_stem(cache: Path, index: int, info: TensorInfo) -> Path:
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in info.name)
+    return cache / f"{index}-{safe}-{info.type}"
+
+
+def _cached_tensor(cache: Path, index: int, info: TensorInfo) -> "tuple[Path, dict] | None":
+    """The cached bytes of tensor `index` if present, complete and matching their checksum."""
+    stem = _cache_stem(cache, index, info)
+    data, meta = stem.with_suffix(".bin"), stem.with_suffix(".json")
+    if not (data.is_file() and meta.is_file()) or data.stat().st_size != info.nbytes:
+        return None
+    try:
+        sidecar = json.loads(meta.read_text())
+    except ValueError:
+        return None
+    h = hashlib.sha256()
+    with open(data, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return (data, sidecar) if h.hexdigest() == sidecar.get("sha256") else None
+
+
+def _replay_cached(cached: "tuple[Path, dict]", w: GGUFFileWriter, res: TensorResult) -> int:
+    data, sidecar = cached
+    n = 0
+    with open(data, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            w.write(chunk)
+            n += len(chunk)
+    for key in ("rmse", "rel_error", "sqnr_db", "max_abs_error"):
+        value = sidecar.get(key)
+        setattr(res, key, math.inf if value is None and key == "sqnr_db" else (value or 0.0))
+    return n
+
+
+class _TensorCacheWriter:
+    """Passes a tensor's bytes to the GGUF writer and keeps a copy; commit() publishes it atomically."""
+
+    def __init__(self, cache: Path, index: int, info: TensorInfo, w: GGUFFileWriter):
+        self.stem = _cache_stem(cache, index, info)
+        self.w = w
+        self.tmp = self.stem.with_suffix(".bin.tmp")
+        self.f = open(self.tmp, "wb")
+        self.h = hashlib.sha256()
+
+    def write(self, data: "bytes | memoryview") -> None:
+        self.w.write(data)
+        self.f.write(data)
+        self.h.update(data)
+
+    def commit(self, res: TensorResult) -> None:
+        self.f.close()
+        os.replace(self.tmp, self.stem.with_suffix(".bin"))
+        meta = {"sha256": self.h.hexdigest(), "rmse": res.rmse, "rel_error": res.rel_error,
+                "sqnr_db": None if math.isinf(res.sqnr_db) else res.sqnr_db, "max_abs_error": res.max_abs_error}
+        tmp_meta = self.stem.with_suffix(".json.tmp")
+        tmp_meta.write_text(json.dumps(meta))
+        os.replace(tmp_meta, self.stem.with_suffix(".json"))
 
 
 def _progress(index, plan, p, done, total, t_start, finished) -> Progress:
@@ -502,10 +587,12 @@ def convert(
     tokenizer_pre: "str | None" = None,
     allow_requantize: bool = False,
     stats: bool = True,
+    tensor_cache_dir: "str | Path | None" = None,
 ) -> ConversionResult:
     """Convert a checkpoint to GGUF with a recipe; see the module docstring."""
     plan = plan_conversion(
         src_path, recipe, imatrix=imatrix, shard_size=shard_size, name=name, source_repo=source_repo,
         source_revision=source_revision, tokenizer_pre=tokenizer_pre, allow_requantize=allow_requantize,
     )
-    return execute(plan, out_dir, device=device, progress=progress, should_cancel=should_cancel, stats=stats)
+    return execute(plan, out_dir, device=device, progress=progress, should_cancel=should_cancel, stats=stats,
+                   tensor_cache_dir=tensor_cache_dir)
