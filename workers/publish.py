@@ -101,7 +101,7 @@ def with_retries(what: str, call: Callable[[], T], *, attempts: "int | None" = N
 def artifact_paths(release: Release) -> list[tuple[Path, str]]:
     """(local file, path in repo) for every artifact of the release's variant, checked to exist."""
     variant = release.variant
-    root = Path(variant.storage_path)
+    root = Path(settings.DSQ_STORAGE_ROOT) / variant.storage_path  # relative to the root, or absolute
     files = list(variant.files.all())
     if not files:
         raise PublishError(f"{variant} has no artifact files")
