@@ -1,0 +1,90 @@
+"""Releases: anyone logged in proposes; approvers decide, never on their own request."""
+from __future__ import annotations
+
+import pytest
+
+from registry.models import AuditLog, Release, Tag, Variant
+from tests import factories
+from tests.registry.personas import client_for, make_approver
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def variant():
+    return factories.variant(factories.checkpoint("deepseek-r1"), factories.recipe("DQ3_K_M"))
+
+
+@pytest.fixture
+def candidate(requester, variant):
+    return factories.release(variant, by=requester.user, notes="first DQ3")
+
+
+def test_it_creates_a_candidate_with_the_next_version(requester, variant):
+    first = requester.post("/api/releases/", {"variant": variant.pk, "notes": "v1"}, format="json")
+    second = requester.post("/api/releases/", {"variant": variant.pk}, format="json")
+    assert first.status_code == second.status_code == 201
+    assert (first.json()["label"], second.json()["label"]) == ("v1", "v2")
+    assert first.json()["state"] == "candidate" and first.json()["requested_by"] == "rita"
+
+
+def test_it_refuses_a_release_of_an_unfinished_variant(requester, variant):
+    Variant.objects.filter(pk=variant.pk).update(status=Variant.Status.BUILDING)
+    response = requester.post("/api/releases/", {"variant": variant.pk}, format="json")
+    assert response.status_code == 400 and "only ready variants" in response.json()["error"]
+
+
+def test_anonymous_cannot_propose(anonymous, variant):
+    assert anonymous.post("/api/releases/", {"variant": variant.pk}, format="json").status_code == 401
+
+
+def test_an_approver_approves_and_the_release_gets_its_tags(approver, candidate):
+    response = approver.post(f"/api/releases/{candidate.pk}/approve/", {"reason": "KLD fine"}, format="json")
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert (body["state"], body["decided_by"], body["decision_reason"]) == ("approved", "alice", "KLD fine")
+    tags = {t.name: t for t in Tag.objects.filter(release=candidate)}
+    assert tags["v1"].kind == Tag.Kind.VERSION and tags["latest"].kind == Tag.Kind.CHANNEL
+    assert AuditLog.objects.filter(action="release.approve", object_id=str(candidate.pk), actor="alice").exists()
+
+
+def test_the_requester_cannot_approve_their_own_release_even_as_approver(variant):
+    boss = make_approver("bob")
+    release = factories.release(variant, by=boss)
+    response = client_for(boss).post(f"/api/releases/{release.pk}/approve/", {}, format="json")
+    assert response.status_code == 403 and "requester" in response.json()["error"]
+    assert Release.objects.get(pk=release.pk).state == Release.State.CANDIDATE
+
+
+def test_admins_cannot_approve_their_own_release_either(admin, variant):
+    release = factories.release(variant, by=admin.user)
+    assert admin.post(f"/api/releases/{release.pk}/approve/").status_code == 403
+
+
+def test_an_admin_approves_someone_elses_release(admin, candidate):
+    assert admin.post(f"/api/releases/{candidate.pk}/approve/").json()["state"] == "approved"
+
+
+def test_non_approvers_cannot_decide(requester, teammate, anonymous, candidate):
+    assert requester.post(f"/api/releases/{candidate.pk}/approve/").status_code == 403
+    assert teammate.post(f"/api/releases/{candidate.pk}/reject/", {"reason": "no"}).status_code == 403
+    assert anonymous.post(f"/api/releases/{candidate.pk}/approve/").status_code == 401
+
+
+def test_rejecting_needs_a_reason(approver, candidate):
+    response = approver.post(f"/api/releases/{candidate.pk}/reject/", {"reason": " "}, format="json")
+    assert response.status_code == 400 and "why" in response.json()["error"]
+    response = approver.post(f"/api/releases/{candidate.pk}/reject/", {"reason": "PPL +8%"}, format="json")
+    assert response.json()["state"] == "rejected" and not Tag.objects.exists()
+
+
+def test_a_decided_release_cannot_be_decided_again(approver, candidate):
+    approver.post(f"/api/releases/{candidate.pk}/approve/")
+    response = approver.post(f"/api/releases/{candidate.pk}/reject/", {"reason": "changed my mind"})
+    assert response.status_code == 400 and "already approved" in response.json()["error"]
+
+
+def test_it_lists_and_filters_releases(anonymous, candidate):
+    body = anonymous.get("/api/releases/?state=candidate&variant__checkpoint__name=deepseek-r1").json()
+    assert [r["id"] for r in body["results"]] == [candidate.pk]
+    assert anonymous.get("/api/releases/?state=approved").json()["results"] == []
