@@ -126,30 +126,58 @@ def make_qkx(
     group decodes as ``scale*L - the_min``.  The two C functions only differ in the
     degenerate test (``max == min`` vs ``max <= min``), which is the same thing because
     min is clamped to <= 0 <= ... <= max; and qkx3's default weights are never used here.
+
+    Codes are rounded with torch.round, valid while |iscale*(x - min)| < 2**22.  That
+    bound is checked per group on the fly; a group that breaks it (a range so small
+    that ``nmax/(max - min)`` overflows, e.g. subnormal weights) makes the call rerun
+    with C's bit-exact nearest_int, so the result is exact either way.
     """
+    scale, the_min, L, suspicious = _make_qkx(x, w, nmax, rmin, rdelta, nstep, use_mad, exact=False)
+    if bool(suspicious.any()):
+        scale, the_min, L, _ = _make_qkx(x, w, nmax, rmin, rdelta, nstep, use_mad, exact=True)
+    return scale, the_min, L
+
+
+_SAFE_CODE = 4.0e6  # below 2**22 = 4194304 with room for the rounding of the bound itself
+
+
+def _make_qkx(x, w, nmax, rmin, rdelta, nstep, use_mad, exact):
+    fmax = float(nmax)
+
+    def codes(v: torch.Tensor) -> torch.Tensor:
+        if exact:
+            return nearest_int(v).clamp_(0, nmax).float()
+        return round_bounded(v).clamp_(0.0, fmax)
+
+    xmin = x.amin(dim=0)
     mx = x.amax(dim=0)
-    mn = x.amin(dim=0)
-    mn = torch.where(mn > 0, torch.zeros_like(mn), mn)  # if (min > 0) min = 0
+    mn = torch.where(xmin > 0, torch.zeros_like(xmin), xmin)  # if (min > 0) min = 0
     sum_w = seq_sum(w, from_zero=False)
     sum_x = seq_sum(w * x, from_zero=False)
     degenerate = mx == mn
 
+    def unsafe(isc: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
+        """Groups where some |isc*(x - origin)| may reach 2**22 (or is NaN)."""
+        reach = torch.maximum((mx - origin).abs(), (xmin - origin).abs())
+        return ~((isc.abs() * reach) < _SAFE_CODE)
+
     # C updates `min` whenever a step wins and later steps measure from the new min,
     # so the (iscale, min) pair behind the winning codes is what we remember.
-    iscale = rdiv(float(nmax), mx - mn)
+    iscale = rdiv(fmax, mx - mn)
     scale = rdiv(1.0, iscale)
-    L = round_bounded((x - mn) * iscale).clamp_(0.0, float(nmax))
+    L = codes((x - mn) * iscale)
+    suspicious = unsafe(iscale, mn)
     best_err = seq_sum(w * _err(scale * L + mn - x, use_mad))
     best_iscale, best_origin, cur_min = iscale, mn, mn
     if nstep >= 1:
         for step in range(nstep + 1):
             f = np.float32(rmin) + np.float32(rdelta) * np.float32(step)
             cand_iscale = rdiv(float(f + np.float32(nmax)), mx - cur_min)
-            laux = round_bounded((x - cur_min) * cand_iscale).clamp_(0.0, float(nmax))
+            suspicious |= unsafe(cand_iscale, cur_min)
+            laux = codes((x - cur_min) * cand_iscale)
             wl = w * laux
-            sum_l = seq_sum(wl)
-            sum_l2 = seq_sum(wl * laux)
-            sum_xl = seq_sum(wl * x)
+            sums = seq_sum(torch.stack([wl, wl * laux, wl * x], dim=1))
+            sum_l, sum_l2, sum_xl = sums[0], sums[1], sums[2]
             D = sum_w * sum_l2 - sum_l * sum_l
             this_scale = (sum_w * sum_xl - sum_x * sum_l) / D
             this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D
@@ -163,12 +191,12 @@ def make_qkx(
             best_iscale = torch.where(better, cand_iscale, best_iscale)
             best_origin = torch.where(better, cur_min, best_origin)
             cur_min = torch.where(better, this_min, cur_min)
-        L = round_bounded((x - best_origin) * best_iscale).clamp_(0.0, float(nmax))
+        L = codes((x - best_origin) * best_iscale)
     zero = torch.zeros_like(scale)
     L = torch.where(degenerate, torch.zeros_like(L), L)
     scale = torch.where(degenerate, zero, scale)
     the_min = -torch.where(degenerate, mn, cur_min)
-    return scale, the_min, L
+    return scale, the_min, L, suspicious & ~degenerate
 
 
 def _err(diff: torch.Tensor, use_mad: bool) -> torch.Tensor:
