@@ -1,0 +1,88 @@
+"""Admin: release review with approve/reject, the read-only audit log, the recipe editor's dry run."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from registry.models import AuditLog, Recipe, Release
+from tests import factories
+from tests.registry.personas import make_approver
+
+pytestmark = pytest.mark.django_db
+
+
+def staff_client(user: User) -> Client:
+    user.is_staff = True
+    user.save()
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def candidate():
+    ckpt = factories.checkpoint("deepseek-r1")
+    factories.variant(ckpt, factories.recipe("Q8_0"), bits_per_weight=8.5,
+                      quality={"ppl": 5.1, "scores": {"mmlu": 80.0}})
+    v = factories.variant(ckpt, factories.recipe("DQ3_K_M"), bits_per_weight=3.59, total_bytes=281 * 2**30,
+                          quality={"ppl": 5.4, "kld_mean": 0.05, "scores": {"mmlu": 78.0}})
+    return factories.release(v, by=User.objects.create_user("rita"))
+
+
+def test_the_review_page_shows_size_bpw_and_drop(candidate):
+    page = staff_client(make_approver("alice")).get(f"/admin/registry/release/{candidate.pk}/review/")
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "281.00 GiB" in html and "3.590" in html and "2.50 %" in html and 'name="_approve"' in html
+
+
+def test_an_approver_approves_from_the_review_page(candidate):
+    client = staff_client(make_approver("alice"))
+    response = client.post(f"/admin/registry/release/{candidate.pk}/review/", {"reason": "ok", "_approve": "1"})
+    assert response.status_code == 302
+    candidate.refresh_from_db()
+    assert candidate.state == Release.State.APPROVED and candidate.decision_reason == "ok"
+
+
+def test_the_requester_sees_no_buttons_and_cannot_post_a_decision(candidate):
+    candidate.requested_by.groups.add(make_approver("x").groups.first())
+    client = staff_client(candidate.requested_by)
+    assert "you requested it" in client.get(f"/admin/registry/release/{candidate.pk}/review/").content.decode()
+    client.post(f"/admin/registry/release/{candidate.pk}/review/", {"reason": "mine", "_approve": "1"})
+    assert Release.objects.get(pk=candidate.pk).state == Release.State.CANDIDATE
+
+
+def test_the_audit_log_cannot_be_edited_even_by_a_superuser(candidate):
+    client = Client()
+    client.force_login(User.objects.create_superuser("root", "r@example.com", "pw"))
+    entry = AuditLog.objects.first()
+    assert client.get("/admin/registry/auditlog/").status_code == 200
+    assert client.get("/admin/registry/auditlog/add/").status_code == 403
+    assert client.post(f"/admin/registry/auditlog/{entry.pk}/delete/").status_code == 403
+    assert AuditLog.objects.filter(pk=entry.pk).exists()
+
+
+def test_the_recipe_editor_previews_a_plan_then_saves_a_new_version():
+    ckpt = factories.deepseek_checkpoint()
+    factories.builtin_recipe("Q4_K_M")
+    client = Client()
+    client.force_login(User.objects.create_superuser("root", "r@example.com", "pw"))
+    custom = {"name": "Q4_K_M", "extends": "Q4_K_M", "rules": [{"match": "ffn_down_exps", "type": "Q6_K"}]}
+    dry = client.post("/admin/registry/recipe/new-version/", {"definition": json.dumps(custom),
+                                                              "checkpoint": ckpt.pk, "_dryrun": "1"})
+    html = dry.content.decode()
+    assert 'id="plan-preview"' in html and "bits per weight" in html and "Q6_K" in html
+    assert Recipe.objects.filter(name="Q4_K_M").count() == 1  # a dry run saves nothing
+    client.post("/admin/registry/recipe/new-version/", {"definition": json.dumps(custom), "_save": "1"})
+    assert list(Recipe.objects.filter(name="Q4_K_M").values_list("version", flat=True)) == [2, 1]
+
+
+def test_the_recipe_editor_shows_validation_errors():
+    client = Client()
+    client.force_login(User.objects.create_superuser("root", "r@example.com", "pw"))
+    bad = client.post("/admin/registry/recipe/new-version/", {"definition": '{"name": "x", "default_type": "Q9_Z"}',
+                                                              "_save": "1"})
+    assert "unknown GGML type" in bad.content.decode() and not Recipe.objects.exists()
