@@ -1,0 +1,157 @@
+"""A real `celery -A workers worker` process on a real Redis and the PostgreSQL test database.
+
+The worker quantizes a tiny DeepSeek-V3 checkpoint end to end; a cancelled job leaves no files;
+a worker killed mid-job loses its lease, the reaper re-queues the job, and a new worker resumes
+from the finished tensors and produces the same bytes as an uninterrupted run.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+
+from registry import jobs
+from registry.models import JobState, QuantizationJob, Variant
+from tests import factories
+from workers import runner
+from workers.celery_app import app
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_for(what: str, predicate, timeout: float, proc: "subprocess.Popen | None" = None, log: "Path | None" = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    tail = log.read_text()[-3000:] if log and log.exists() else ""
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; worker log tail:\n{tail}")
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    from quant.tiny import TinySpec, make_tiny
+
+    spec = TinySpec(num_hidden_layers=2, n_routed_experts=4, num_experts_per_tok=2, n_group=2, topk_group=1,
+                    vocab_size=512, n_merges=50, num_nextn_predict_layers=0)
+    return make_tiny(tmp_path_factory.mktemp("tiny") / "model", spec)
+
+
+@pytest.fixture
+def storage(settings, tmp_path):
+    settings.DSQ_STORAGE_ROOT = tmp_path / "storage"
+    return settings.DSQ_STORAGE_ROOT
+
+
+@pytest.fixture
+def start_worker(redis_server, storage, tmp_path):
+    app.conf.broker_url = redis_server.url
+    db = django_settings.DATABASES["default"]
+    env = {**os.environ, "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+           "CELERY_BROKER_URL": redis_server.url, "DSQ_STORAGE_ROOT": str(storage),
+           "DSQ_HEARTBEAT_SECONDS": "1", "DSQ_LEASE_SECONDS": "4", "DSQ_DEVICE": "cpu", "PYTHONUNBUFFERED": "1"}
+    procs = []
+
+    def start(name: str) -> tuple[subprocess.Popen, Path]:
+        log = tmp_path / f"{name}.log"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", "gpu", "-c", "1",
+             "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "-l", "INFO"],
+            cwd=ROOT, env={**env, "DSQ_WORKER_NAME": name}, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+            start_new_session=True)
+        procs.append(proc)
+        wait_for(f"worker {name} to be ready", lambda: "ready." in log.read_text(), 90, proc, log)
+        return proc, log
+
+    yield start
+    app.control.purge()
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+
+
+def make_job(checkpoint_path: Path) -> QuantizationJob:
+    ckpt = factories.checkpoint("tiny-v3", local_path=str(checkpoint_path))
+    rcp = factories.recipe("Q4_K_M", definition={"name": "Q4_K_M"})
+    return factories.quantization_job(ckpt, rcp, max_attempts=3)
+
+
+def state_of(job) -> QuantizationJob:
+    return QuantizationJob.objects.get(pk=job.pk)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_worker_quantizes_a_checkpoint_end_to_end(start_worker, tiny_checkpoint, storage):
+    proc, log = start_worker("w1")
+    job = make_job(tiny_checkpoint)
+    runner.enqueue("quantize", job.pk)
+    done = wait_for("the job to finish", lambda: state_of(job).is_final and state_of(job), 300, proc, log)
+    assert done.state == JobState.SUCCEEDED, done.error + done.log_tail
+    variant = Variant.objects.get(pk=done.variant_id)
+    assert variant.status == Variant.Status.READY and variant.bits_per_weight > 0
+    files = list(variant.files.all())
+    assert files and variant.total_bytes == sum(f.size for f in files)
+    for f in files:
+        assert sha256(storage / variant.storage_path / f.name) == f.sha256
+    assert not (storage / "work" / str(job.pk)).exists()
+    assert done.progress == 1.0 and "tensor 1/" in done.log_tail
+
+
+def test_a_cancelled_job_stops_and_leaves_no_files(start_worker, tiny_checkpoint, storage):
+    proc, log = start_worker("w1")
+    job = make_job(tiny_checkpoint)
+    runner.enqueue("quantize", job.pk)
+    wait_for("the job to make progress", lambda: state_of(job).progress > 0.05, 120, proc, log)
+    assert jobs.request_cancel(state_of(job))
+    done = wait_for("the job to stop", lambda: state_of(job).is_final and state_of(job), 120, proc, log)
+    assert done.state == JobState.CANCELLED and done.variant_id is None
+    assert not (storage / "work" / str(job.pk)).exists()
+    assert not Variant.objects.exists() and not (storage / "variants").exists()
+
+
+def test_a_killed_worker_loses_its_lease_and_another_resumes_byte_identically(
+        start_worker, tiny_checkpoint, storage, tmp_path):
+    from quant import convert
+
+    proc, log = start_worker("w1")
+    job = make_job(tiny_checkpoint)
+    runner.enqueue("quantize", job.pk)
+    wait_for("the job to get half way", lambda: state_of(job).progress > 0.4, 180, proc, log)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    cached = list((storage / "work" / str(job.pk) / "tensors").glob("*.bin"))
+    assert cached, "finished tensors should be kept in the job's work directory"
+
+    assert state_of(job).state == JobState.RUNNING
+    wait_for("the lease to expire", lambda: jobs.reap_expired() or None, 30)  # re-queues and returns it
+    assert state_of(job).state == JobState.QUEUED
+    runner.enqueue("quantize", job.pk)
+    proc2, log2 = start_worker("w2")
+    done = wait_for("the resumed job to finish", lambda: state_of(job).is_final and state_of(job), 300, proc2, log2)
+    assert done.state == JobState.SUCCEEDED and done.worker == "w2" and done.attempts == 2, done.error
+    assert "lease expired on w1" not in done.error  # cleared on the new claim
+    resumed = {f.name: f.sha256 for f in Variant.objects.get(pk=done.variant_id).files.all()}
+
+    whole = convert.convert(tiny_checkpoint, tmp_path / "whole", "Q4_K_M", name="tiny-v3-Q4_K_M",
+                            shard_size=getattr(django_settings, "DSQ_SHARD_BYTES", None))
+    assert resumed == {f.path.name: f.sha256 for f in whole.files}
