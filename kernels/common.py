@@ -95,7 +95,10 @@ def nearest_int(v: torch.Tensor) -> torch.Tensor:
     out-of-range inputs give the same garbage C would (its assert is compiled out).
     """
     bits = (v + _NEAREST_INT_MAGIC).view(torch.int32)
-    return (bits & 0x007FFFFF) - 0x00400000
+    out = (bits & 0x007FFFFF) - 0x00400000
+    # NaN: x86 produces the default NaN 0xFFC00000, whose low bits give 0; CUDA's
+    # canonical NaN has other bits, so pin the x86 answer on every device.
+    return torch.where(torch.isnan(v), torch.zeros_like(out), out)
 
 
 def nearest_int_f(v: torch.Tensor) -> torch.Tensor:
@@ -151,6 +154,7 @@ def first_abs_max(x: torch.Tensor, dim: int = 0) -> "tuple[torch.Tensor, torch.T
     When every value is a zero, max stays the C initialiser +0.0 (never -0.0).
     """
     ax = x.abs()
+    ax = torch.where(torch.isnan(ax), torch.zeros_like(ax), ax)  # NaN > amax is false in C
     amax = ax.amax(dim=dim)
     i = first_index(ax == amax.unsqueeze(dim), dim).clamp_max(x.shape[dim] - 1)
     mx = torch.gather(x, dim, i.unsqueeze(dim).long()).squeeze(dim)

