@@ -1,10 +1,57 @@
-"""Dashboard: checkpoints → variants, live jobs."""
+"""Dashboard: checkpoints → variants with quality and release state, size-vs-quality chart, live jobs, history."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
 from django.shortcuts import render
 
-from registry.models import Checkpoint, QuantizationJob
+from registry import charts, quality
+from registry.models import Checkpoint, QuantizationJob, Release, TagMove, Variant
+
+GiB = 2**30
+
+
+@dataclass
+class VariantRow:
+    checkpoint: str
+    variant: Variant
+    size_gib: float
+    ppl: Optional[float]
+    kld: Optional[float]
+    drop: Optional[float]
+    is_baseline: bool
+    release: Optional[Release]
+
+
+def _rows(checkpoints) -> tuple[list[VariantRow], dict[str, list[charts.Point]]]:
+    rows, points = [], {}
+    for c in checkpoints:
+        variants = list(c.variants.all())
+        report = quality.comparison(c, [v for v in variants if v.status == Variant.Status.READY])
+        for v in variants:
+            row = quality.drop_of(v, report)
+            releases = sorted(v.releases.all(), key=lambda r: -r.version)
+            rows.append(VariantRow(c.name, v, v.total_bytes / GiB, row.ppl if row else None,
+                                   row.kld_mean if row else None, row.acc_drop_percent if row else None,
+                                   bool(row and report and row.variant == report.baseline),
+                                   releases[0] if releases else None))
+    for r in rows:
+        loss = r.drop if r.drop is not None else (0.0 if r.is_baseline else None)
+        if loss is not None and r.size_gib > 0:
+            points.setdefault(r.checkpoint, []).append(charts.Point(r.variant.recipe.name, r.size_gib, loss))
+    return rows, points
 
 
 def dashboard(request):
-    checkpoints = Checkpoint.objects.prefetch_related("variants__recipe", "variants__releases")
+    checkpoints = Checkpoint.objects.prefetch_related("variants__recipe", "variants__releases", "variants__files")
+    rows, points = _rows(checkpoints)
+    chosen = request.GET.get("checkpoint") or max(points, key=lambda k: len(points[k]), default=None)
+    chart = charts.size_quality_svg(points[chosen], "accuracy drop (%)") if chosen in points else None
     jobs = QuantizationJob.objects.select_related("checkpoint", "recipe")[:20]
-    return render(request, "registry/dashboard.html", {"checkpoints": checkpoints, "jobs": jobs})
+    releases = Release.objects.select_related("variant__checkpoint", "variant__recipe", "requested_by",
+                                              "decided_by")[:20]
+    moves = TagMove.objects.select_related("tag__checkpoint", "from_release", "to_release", "moved_by")[:20]
+    return render(request, "registry/dashboard.html", {
+        "rows": rows, "chart": chart, "chart_checkpoint": chosen, "chart_choices": sorted(points),
+        "jobs": jobs, "releases": releases, "moves": moves})
