@@ -49,3 +49,18 @@ def test_it_explains_bad_parameters(anonymous, r1):
     bad_ctx = anonymous.get("/api/fit", {"variant": v.pk, "context": "lots"})
     assert bad_ctx.status_code == 400 and "context" in bad_ctx.json()["error"]
     assert anonymous.get("/api/fit", {"variant": 999999}).status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_dsq_fit_asks_the_registry_for_a_registered_variant(live_server, capsys):
+    import json
+
+    from dsq import cli
+
+    v = factories.variant(factories.deepseek_checkpoint(), factories.builtin_recipe("DQ3_K_M"))
+    code = cli.main(["fit", "--variant", str(v.pk), "--registry", live_server.url, "--hardware", "8xH100-80GB",
+                     "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["fits"] is True and out["recipe"] == "DQ3_K_M"
+    assert cli.main(["fit", "--variant", "999999", "--registry", live_server.url, "--hardware", "8xH100-80GB"]) == 2
+    assert "404" in capsys.readouterr().err
