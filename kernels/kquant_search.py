@@ -96,14 +96,25 @@ def seq_sum(t: torch.Tensor, from_zero: bool = True) -> torch.Tensor:
     """
     acc = t[0] + 0.0 if from_zero else t[0].clone()
     for i in range(1, t.shape[0]):
-        acc += t[i]
+        acc.add_(t[i])
     return acc
 
 
 def first_absmax(x: torch.Tensor) -> torch.Tensor:
-    """The signed value of largest magnitude per group; the first one on ties (C's ``ax > amax``)."""
-    idx = x.abs().argmax(dim=0, keepdim=True)
-    return x.gather(0, idx)[0]
+    """The signed value of largest magnitude per group, first one on ties, +0.0 if all zero.
+
+    C: ``if (fabsf(x[i]) > amax) { amax = fabsf(x[i]); max = x[i]; }`` from 0.  A scan
+    over the positions (cheap: n small ops on [G]) rather than argmax, which is slow
+    across dim 0 and whose tie-breaking is not promised on every device.
+    """
+    ax = x.abs()
+    amax = torch.zeros_like(x[0])
+    mx = torch.zeros_like(x[0])
+    for i in range(x.shape[0]):
+        gt = ax[i] > amax
+        amax = torch.where(gt, ax[i], amax)
+        mx = torch.where(gt, x[i], mx)
+    return mx
 
 
 # --------------------------------------------------------------------------------------
@@ -129,9 +140,27 @@ def make_qkx(
 
     Codes are rounded with torch.round, valid while |iscale*(x - min)| < 2**22.  That
     bound is checked per group on the fly; a group that breaks it (a range so small
-    that ``nmax/(max - min)`` overflows, e.g. subnormal weights) makes the call rerun
+    that ``nmax/(max - min)`` overflows, e.g. subnormal weights) makes its slice rerun
     with C's bit-exact nearest_int, so the result is exact either way.
+
+    Groups are independent, so they are processed in slices of about SLICE_WEIGHTS
+    weights: the ~15 full passes per search step then stay in cache.
     """
+    n, G = x.shape
+    step_g = max(1, SLICE_WEIGHTS // n)
+    if G <= step_g:
+        return _make_qkx_checked(x, w, nmax, rmin, rdelta, nstep, use_mad)
+    parts = [
+        _make_qkx_checked(x[:, a : a + step_g], w[:, a : a + step_g], nmax, rmin, rdelta, nstep, use_mad)
+        for a in range(0, G, step_g)
+    ]
+    return tuple(torch.cat(p, dim=-1) for p in zip(*parts))  # type: ignore[return-value]
+
+
+SLICE_WEIGHTS = 1 << 19
+
+
+def _make_qkx_checked(x, w, nmax, rmin, rdelta, nstep, use_mad):
     scale, the_min, L, suspicious = _make_qkx(x, w, nmax, rmin, rdelta, nstep, use_mad, exact=False)
     if bool(suspicious.any()):
         scale, the_min, L, _ = _make_qkx(x, w, nmax, rmin, rdelta, nstep, use_mad, exact=True)
@@ -142,18 +171,37 @@ _SAFE_CODE = 4.0e6  # below 2**22 = 4194304 with room for the rounding of the bo
 
 
 def _make_qkx(x, w, nmax, rmin, rdelta, nstep, use_mad, exact):
+    n, G = x.shape
     fmax = float(nmax)
+    x = x.contiguous()
+    w = w.contiguous()
+    buf = torch.empty((n, G), dtype=x.dtype, device=x.device)
+    terms = torch.empty((n, 3, G), dtype=x.dtype, device=x.device)
 
-    def codes(v: torch.Tensor) -> torch.Tensor:
+    def codes(origin: torch.Tensor, isc: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """nearest_int(isc*(x - origin)) clamped to 0..nmax, as float32 in `out`."""
+        torch.sub(x, origin, out=out)
+        out.mul_(isc)
         if exact:
-            return nearest_int(v).clamp_(0, nmax).float()
-        return round_bounded(v).clamp_(0.0, fmax)
+            out.copy_(nearest_int(out).clamp_(0, nmax))
+            return out
+        return out.round_().clamp_(0.0, fmax)
+
+    def error(sc: torch.Tensor, mn_: torch.Tensor, L_: torch.Tensor) -> torch.Tensor:
+        """sum_i w[i] * f(sc*L[i] + mn - x[i]) in C's order, f = |.| or square."""
+        torch.mul(L_, sc, out=buf)
+        buf.add_(mn_).sub_(x)
+        if use_mad:
+            buf.abs_()
+        else:
+            buf.mul_(buf)
+        return seq_sum(buf.mul_(w))
 
     xmin = x.amin(dim=0)
     mx = x.amax(dim=0)
     mn = torch.where(xmin > 0, torch.zeros_like(xmin), xmin)  # if (min > 0) min = 0
     sum_w = seq_sum(w, from_zero=False)
-    sum_x = seq_sum(w * x, from_zero=False)
+    sum_x = seq_sum(torch.mul(w, x, out=buf), from_zero=False)
     degenerate = mx == mn
 
     def unsafe(isc: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
@@ -165,18 +213,22 @@ def _make_qkx(x, w, nmax, rmin, rdelta, nstep, use_mad, exact):
     # so the (iscale, min) pair behind the winning codes is what we remember.
     iscale = rdiv(fmax, mx - mn)
     scale = rdiv(1.0, iscale)
-    L = codes((x - mn) * iscale)
+    L = codes(mn, iscale, torch.empty_like(x))
     suspicious = unsafe(iscale, mn)
-    best_err = seq_sum(w * _err(scale * L + mn - x, use_mad))
+    best_err = error(scale, mn, L)
     best_iscale, best_origin, cur_min = iscale, mn, mn
     if nstep >= 1:
+        laux = L  # reuse: L is recomputed from the winner at the end
+        wl, wl2, wlx = terms[:, 0], terms[:, 1], terms[:, 2]
         for step in range(nstep + 1):
             f = np.float32(rmin) + np.float32(rdelta) * np.float32(step)
             cand_iscale = rdiv(float(f + np.float32(nmax)), mx - cur_min)
             suspicious |= unsafe(cand_iscale, cur_min)
-            laux = codes((x - cur_min) * cand_iscale)
-            wl = w * laux
-            sums = seq_sum(torch.stack([wl, wl * laux, wl * x], dim=1))
+            codes(cur_min, cand_iscale, laux)
+            torch.mul(w, laux, out=wl)
+            torch.mul(wl, laux, out=wl2)
+            torch.mul(wl, x, out=wlx)
+            sums = seq_sum(terms)
             sum_l, sum_l2, sum_xl = sums[0], sums[1], sums[2]
             D = sum_w * sum_l2 - sum_l * sum_l
             this_scale = (sum_w * sum_xl - sum_x * sum_l) / D
@@ -184,16 +236,16 @@ def _make_qkx(x, w, nmax, rmin, rdelta, nstep, use_mad, exact):
             pos = this_min > 0
             this_min = torch.where(pos, torch.zeros_like(this_min), this_min)
             this_scale = torch.where(pos, sum_xl / sum_l2, this_scale)
-            cur_err = seq_sum(w * _err(this_scale * laux + this_min - x, use_mad))
+            cur_err = error(this_scale, this_min, laux)
             better = (D > 0) & (cur_err < best_err)
             best_err = torch.where(better, cur_err, best_err)
             scale = torch.where(better, this_scale, scale)
             best_iscale = torch.where(better, cand_iscale, best_iscale)
             best_origin = torch.where(better, cur_min, best_origin)
             cur_min = torch.where(better, this_min, cur_min)
-        L = codes((x - best_origin) * best_iscale)
+        L = codes(best_origin, best_iscale, laux)
     zero = torch.zeros_like(scale)
-    L = torch.where(degenerate, torch.zeros_like(L), L)
+    L = L.masked_fill_(degenerate, 0.0)
     scale = torch.where(degenerate, zero, scale)
     the_min = -torch.where(degenerate, mn, cur_min)
     return scale, the_min, L, suspicious & ~degenerate
@@ -401,13 +453,26 @@ def imatrix_weights(xb: torch.Tensor, qw: torch.Tensor, sigma2: torch.Tensor) ->
 
 
 def pack_2bit(L: torch.Tensor) -> torch.Tensor:
-    """L int [nb, 256] (0..3) -> uint8 [nb, 64]."""
+    """L uint8 [nb, 256] (0..3) -> uint8 [nb, 64]."""
     L = L.reshape(-1, 2, 4, 32)
     b = L[:, :, 0] | (L[:, :, 1] << 2) | (L[:, :, 2] << 4) | (L[:, :, 3] << 6)
-    return b.reshape(-1, 64).to(torch.uint8)
+    return b.reshape(-1, 64)
 
 
 def unpack_2bit(qs: torch.Tensor) -> torch.Tensor:
     """uint8 [nb, 64] -> int64 [nb, 256] (0..3)."""
     shifts = torch.tensor([0, 2, 4, 6], device=qs.device).view(1, 1, 4, 1)
     return ((qs.long().view(-1, 2, 1, 32) >> shifts) & 3).reshape(-1, 256)
+
+
+def bit_planes(bits: torch.Tensor) -> torch.Tensor:
+    """uint8 0/1 [nb, 8, k] -> uint8 [nb, k]: bit p of byte l = bits[:, p, l]."""
+    out = bits[:, 0].clone()
+    for p in range(1, bits.shape[1]):
+        out |= bits[:, p] << p
+    return out
+
+
+def codes_to_blocks(Lt: torch.Tensor, nb: int) -> torch.Tensor:
+    """Position-major codes [n, nb*256/n] (small non-negative ints) -> uint8 [nb, 256]."""
+    return Lt.to(torch.uint8).t().reshape(nb, 256)

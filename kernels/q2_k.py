@@ -89,8 +89,8 @@ def quantize_q2_k(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tens
     # final codes from the stored fp16 scales; sub-blocks whose scale is 0 keep the search's codes
     dl = (fp16_round(d)[:, None] * (packed & 0xF).float()).unsqueeze(2)
     ml = (fp16_round(dmin)[:, None] * (packed >> 4).float()).unsqueeze(2)
-    l = nearest_int((xb.view(-1, NSUB, SUB) + ml) / dl).clamp_(0, 3).long()
-    L = torch.where(dl != 0, l, L.view(-1, NSUB, SUB).long()).reshape(-1, QK_K)
+    l = nearest_int((xb.view(-1, NSUB, SUB) + ml) / dl).clamp_(0, 3).to(torch.uint8)
+    L = torch.where(dl != 0, l, L.view(-1, NSUB, SUB).to(torch.uint8)).reshape(-1, QK_K)
     out = torch.cat([packed.to(torch.uint8), pack_2bit(L), fp16_bytes(d), fp16_bytes(dmin)], dim=1)
     return out.reshape(rows, -1)
 

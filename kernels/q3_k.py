@@ -13,6 +13,8 @@ import torch
 
 from kernels.kquant_search import (
     div,
+    bit_planes,
+    codes_to_blocks,
     first_absmax,
     fp16_bytes,
     fp16_round,
@@ -66,13 +68,13 @@ def _groups(xb: torch.Tensor) -> torch.Tensor:
     return xb.reshape(-1, SUB).t().contiguous()
 
 
-def _ref_scales(xb: torch.Tensor):
+def _ref_scales(xt: torch.Tensor, nb: int):
     """quantize_row_q3_K_ref: make_q3_quants per sub-block, 6-bit scales against the signed max.
 
-    Returns (6-bit scale codes int [nb, 16], d [nb] before fp16, L [nb, 256] in 0..7).
+    xt: position-major [16, nb*16].  Returns (6-bit scale codes int [nb, 16], d [nb]
+    before fp16, L [16, nb*16] in 0..7).
     """
-    nb = xb.shape[0]
-    scale, L = make_q3_quants(_groups(xb), 4)
+    scale, L = make_q3_quants(xt, 4)
     scales = scale.view(nb, NSUB)
     max_scale = first_absmax(scales.t())
     live = max_scale != 0
@@ -80,38 +82,39 @@ def _ref_scales(xb: torch.Tensor):
     l = nearest_int(iscale[:, None] * scales).clamp_(-32, 31) + 32
     l = torch.where(live[:, None], l, torch.zeros_like(l))
     d = torch.where(live, rdiv(1.0, iscale), torch.zeros_like(iscale))
-    return l.long(), d, L.t().reshape(nb, QK_K)
+    return l.long(), d, L
 
 
-def _imatrix_scales(xb: torch.Tensor, qw: torch.Tensor):
+def _imatrix_scales(xb: torch.Tensor, xt: torch.Tensor, qw: torch.Tensor):
     """quantize_row_q3_K_impl: weighted make_qx_quants per sub-block, then on the scales."""
     nb = xb.shape[0]
     sigma2 = div(2.0 * superblock_sum_x2(xb), float(QK_K))
     wt = _groups(imatrix_weights(xb, qw, sigma2))
     sw = seq_sum(wt)
-    scale, L = make_qx_quants(_groups(xb), 4, wt)
+    scale, L = make_qx_quants(xt, 4, wt)
     d_block, Ls = make_qx_quants(scale.view(nb, NSUB).t(), 32, sw.view(nb, NSUB).t())
-    return Ls.t().long(), d_block, L.t().reshape(nb, QK_K)
+    return Ls.t().long(), d_block, L
 
 
 def quantize_q3_k(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
     """float32 [rows, n] -> uint8 [rows, n/256*110]."""
     rows = x.shape[0]
     xb = x.reshape(-1, QK_K)
+    nb = xb.shape[0]
+    xt = _groups(xb)
     if imatrix is None:
-        ls, d, L = _ref_scales(xb)
+        ls, d, L = _ref_scales(xt, nb)
     else:
-        ls, d, L = _imatrix_scales(xb, imatrix_per_block(imatrix, rows))
+        ls, d, L = _imatrix_scales(xb, xt, imatrix_per_block(imatrix, rows))
     packed = pack_scales(ls)
     # final codes from the stored fp16 d and the 6-bit scales; zero-scale sub-blocks keep L
-    dl = (fp16_round(d)[:, None] * unpack_scales(packed).float()).unsqueeze(2)
-    l = nearest_int(xb.view(-1, NSUB, SUB) / dl).clamp_(-4, 3) + 4
-    L = torch.where(dl != 0, l.long(), L.view(-1, NSUB, SUB).long()).reshape(-1, QK_K)
-    high = (L > 3).long().view(-1, 8, 32)
-    shifts = torch.arange(8, device=x.device).view(1, 8, 1)
-    hmask = (high << shifts).sum(dim=1).to(torch.uint8)
-    L = L - 4 * (L > 3).long()
-    out = torch.cat([hmask, pack_2bit(L), packed, fp16_bytes(d)], dim=1)
+    dl = (fp16_round(d)[:, None] * unpack_scales(packed).float()).reshape(-1)  # [nb*16]
+    l = nearest_int(xt / dl).clamp_(-4, 3).add_(4)
+    L = torch.where(dl != 0, l, L.to(torch.int32))
+    L = codes_to_blocks(L, nb)  # [nb, 256] uint8, 0..7
+    high = L >> 2  # 1 where L > 3
+    hmask = bit_planes(high.view(nb, 8, 32))
+    out = torch.cat([hmask, pack_2bit(L & 3), packed, fp16_bytes(d)], dim=1)
     return out.reshape(rows, -1)
 
 
