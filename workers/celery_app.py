@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.signals import worker_ready
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dsq.settings")
@@ -24,3 +25,15 @@ app.conf.beat_schedule = {
     "reap-expired-leases": {"task": "dsq.reap_expired", "schedule": 60.0},
 }
 app.autodiscover_tasks(["workers"], related_name="tasks")
+
+
+@worker_ready.connect
+def _advertise_host(sender=None, **_) -> None:
+    """Keep this host's capabilities (GPU memory, free disk) visible in Redis while it runs."""
+    from workers import hosts, runner
+
+    try:
+        queues = sorted(sender.app.amqp.queues.consume_from)
+    except AttributeError:
+        queues = []
+    hosts.start_advertising(runner.worker_name(), queues)

@@ -21,6 +21,7 @@ from django.db import transaction
 
 from registry import jobs
 from registry.models import ArtifactFile, BenchmarkJob, QuantizationJob, Variant
+from workers.hosts import device
 from workers.runner import Cancelled, JobContext
 
 
@@ -32,9 +33,20 @@ def work_dir(job: QuantizationJob) -> Path:
     return storage_root() / "work" / str(job.pk)
 
 
-def device() -> str:
-    """The torch device of this worker: DSQ_DEVICE (e.g. cuda:1), default cpu."""
-    return os.environ.get("DSQ_DEVICE") or getattr(settings, "DSQ_DEVICE", "cpu")
+def requirements(kind: str, job) -> dict:
+    """What a job needs from a host, estimated before claiming it (workers.hosts.shortfall)."""
+    if kind != "quantize":
+        return {}
+    from quant import convert
+    from quant.adapters import SLAB_WEIGHTS
+
+    plan = convert.plan_conversion(job.checkpoint.local_path, _recipe(job), imatrix=job.imatrix or None,
+                                   name=f"{job.checkpoint.name}-{job.recipe.name}")
+    largest = max((t.out.n_elements for t in plan.tensors), default=0)
+    # The tensor cache and the output are both on disk until the files move into place;
+    # the GPU holds one slab in float32 plus the codec's working copies.
+    return {"disk_bytes": 2 * plan.total_bytes + (64 << 20),
+            "gpu_bytes": 16 * min(largest, SLAB_WEIGHTS) if device().startswith("cuda") else 0}
 
 
 def _recipe(job: QuantizationJob):

@@ -100,6 +100,9 @@ def run_job(kind: str, job_id: int) -> str:
     """Claim and run a job; returns its final state (or 'not-claimed')."""
     close_old_connections()
     model = jobs.JOB_MODELS[kind]
+    reason = unfit_reason(kind, job_id)
+    if reason is not None:
+        return reason
     job = jobs.claim(model, job_id, worker_name())
     if job is None:
         log.info("%s job %s not claimable here (taken, final or backing off)", kind, job_id)
@@ -126,6 +129,35 @@ def run_job(kind: str, job_id: int) -> str:
         return state
     finally:
         close_old_connections()
+
+
+def unfit_reason(kind: str, job_id: int) -> "str | None":
+    """'unfit' when this host cannot hold the queued job: the row says why and the message goes back."""
+    from workers import hosts
+
+    job = jobs.JOB_MODELS[kind].objects.filter(pk=job_id, state=JobState.QUEUED).first()
+    if job is None:
+        return None  # claim() decides
+    have = hosts.advertise(worker_name())
+    try:
+        needs = handlers_requirements(kind, job)
+    except Exception as exc:  # the handler will meet (and record) the same problem
+        log.warning("%s job %s: cannot estimate its needs: %s", kind, job_id, exc)
+        return None
+    why = hosts.shortfall(needs, have)
+    if why is None:
+        return None
+    step = f"waiting for a host: {worker_name()} {why}"[:200]
+    jobs.JOB_MODELS[kind].objects.filter(pk=job_id, state=JobState.QUEUED).update(step=step)
+    log.info("%s job %s does not fit here: %s", kind, job_id, why)
+    enqueue(kind, job_id, countdown=getattr(settings, "DSQ_UNFIT_RETRY_SECONDS", 60))
+    return "unfit"
+
+
+def handlers_requirements(kind: str, job: Job) -> dict:
+    from workers.handlers import requirements
+
+    return requirements(kind, job)
 
 
 def _backoff_seconds(job: Job) -> int:
