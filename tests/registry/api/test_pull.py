@@ -64,3 +64,20 @@ def test_a_candidate_cannot_be_pulled(anonymous, requester, approved):
     factories.release(approved.variant, by=requester.user)
     assert anonymous.get("/api/pull/deepseek-r1:DQ3_K_M@v2").status_code == 404
     assert Release.objects.filter(state="candidate").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_dsq_pull_downloads_and_verifies_through_the_file_endpoint(live_server, storage, tmp_path):
+    """The client (dsq.pull) against this API and file endpoint, end to end over HTTP."""
+    from dsq.pull import pull
+
+    from django.contrib.auth.models import User
+
+    v = factories.variant(factories.checkpoint("deepseek-r1"), factories.recipe("DQ3_K_M"), storage=storage,
+                          files=SHARDS)
+    factories.release(v, by=User.objects.create_user("rita")).approve(make_approver("alice"))
+    result = pull("deepseek-r1:DQ3_K_M@v1", str(tmp_path / "out"), live_server.url, None, show_progress=False)
+    got = {p.name if hasattr(p, "name") else str(p).rsplit("/", 1)[-1] for p in result.files}
+    assert got == set(SHARDS)
+    for name, data in SHARDS.items():
+        assert (tmp_path / "out" / name).read_bytes() == data
