@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
 # Debian packages dsq needs on a fresh machine: Redis (broker), PostgreSQL 15 client/server tools
-# (tests start a throwaway cluster), docker-compose (validates docker-compose.yml).
+# (tests start a throwaway cluster), docker-compose (validates docker-compose.yml), chromium (headless
+# browser tests of the dashboard).
 # Installs only what is missing; needs root (or sudo) the first time.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 { command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || need+=(postgresql)
 command -v docker-compose >/dev/null || need+=(docker-compose)
-if [ "${DSQ_WITH_BROWSER:-0}" = 1 ]; then
-  command -v chromium >/dev/null || need+=(chromium)
-fi
+command -v chromium >/dev/null || need+=(chromium)   # dashboard browser tests
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 echo "installing Debian packages: ${need[*]}"
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
