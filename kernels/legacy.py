@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from kernels.common import (
+    select,
     GROUP_MAX_EPS,
     bits_to_bytes_le,
     div,
@@ -27,7 +28,7 @@ from kernels.common import (
     pack_nibbles,
     positions_major,
     reciprocal_or_zero,
-    roundf,
+    roundf_small,
     row_sum_squares,
     sqrt,
 )
@@ -48,12 +49,11 @@ def _sub_chunks(x: torch.Tensor, fn) -> torch.Tensor:
 def _trunc_to_int_low_byte(v: torch.Tensor, bad: torch.Tensor) -> torch.Tensor:
     """C's ``(int8_t)`` / ``(uint8_t)`` cast of a float, as x86 GCC code does it, -> int32.
 
-    Finite in-range values truncate toward zero. Blocks flagged ``bad`` had
-    ``id = 1/d`` overflow to inf (d subnormal), so every scaled value is inf or
-    NaN; cvttss2si turns those into INT_MIN, whose low byte is 0.
+    Finite in-range values truncate toward zero. Blocks flagged ``bad`` ([nb, 1])
+    had ``id = 1/d`` overflow to inf (d subnormal), so every scaled value is inf
+    or NaN; cvttss2si turns those into INT_MIN, whose low byte is 0.
     """
-    t = torch.where(bad, torch.zeros_like(v), v).trunc().to(torch.int32)
-    return t
+    return select(bad, torch.zeros_like(v), v).to(torch.int32)
 
 
 # ---------------------------------------------------------------- Q8_0
@@ -69,8 +69,10 @@ def _q8_0_blocks(xb: torch.Tensor) -> torch.Tensor:
     amax = xb.abs().amax(dim=1)
     d = div(amax, 127.0)
     inv = reciprocal_or_zero(d)
-    q = roundf(xb * inv.unsqueeze(1))
-    q = torch.where(torch.isinf(inv).unsqueeze(1), torch.zeros_like(q), q)
+    # id = inf (d subnormal): C's x*id is +-inf or NaN and its int8 cast gives 0;
+    # an id of 0 gives the same codes without non-finite values.
+    inv = select(torch.isinf(inv), torch.zeros_like(inv), inv)
+    q = roundf_small(xb * inv.unsqueeze(1))  # |x*id| <= 127.00002
     return torch.cat([fp16_bytes(d), q.to(torch.int8).view(torch.uint8)], dim=1)
 
 
@@ -126,7 +128,7 @@ def _symmetric_ref(xb: torch.Tensor, nlevels: int) -> "tuple[torch.Tensor, torch
     d = div(mx, -float(half))
     inv = reciprocal_or_zero(d)
     v = xb * inv.unsqueeze(1) + (half + 0.5)
-    bad = torch.isinf(inv).unsqueeze(1).expand_as(v)
+    bad = torch.isinf(inv).unsqueeze(1)
     codes = _trunc_to_int_low_byte(v, bad).clamp_max(nlevels - 1)
     return d, codes.to(torch.uint8)
 
@@ -178,7 +180,7 @@ def _affine_ref(xb: torch.Tensor, nlevels: int) -> "tuple[torch.Tensor, torch.Te
     d = div(mx - mn, float(nlevels - 1))
     inv = reciprocal_or_zero(d)
     v = (xb - mn.unsqueeze(1)) * inv.unsqueeze(1) + 0.5
-    bad = torch.isinf(inv).unsqueeze(1).expand_as(v)
+    bad = torch.isinf(inv).unsqueeze(1)
     codes = _trunc_to_int_low_byte(v, bad)
     if nlevels == 16:  # q4_1 clamps with MIN(15, .); q5_1 does not need to
         codes = codes.clamp_max(15)

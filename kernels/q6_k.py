@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from kernels.common import (
+    select,
     GROUP_MAX_EPS,
     div,
     f32,
@@ -48,7 +49,7 @@ def _scales_and_codes(
 
     max_abs_scale, max_scale = first_abs_max(scales, dim=1)
     dead = max_abs_scale < f32(GROUP_MAX_EPS)
-    max_scale = torch.where(dead, torch.ones_like(max_scale), max_scale)
+    max_scale = select(dead, torch.ones_like(max_scale), max_scale)
     iscale = div(-128.0, max_scale)
     d = div(1.0, iscale)  # stored as fp16(1/iscale)
     sc = nearest_int(iscale.unsqueeze(1) * scales).clamp_max(127)  # MIN(127, nearest_int(.))
@@ -56,12 +57,12 @@ def _scales_and_codes(
     dsub = d.to(torch.float16).to(torch.float32).unsqueeze(1) * sc.to(torch.int8).to(torch.float32)
     dsub = dsub.repeat_interleave(16, dim=1)  # [nsb, 256]
     live_sub = dsub != 0
-    q = nearest_int(div(x, torch.where(live_sub, dsub, torch.ones_like(dsub)))).clamp_(-32, 31) + 32
-    L = torch.where(live_sub, q.to(torch.uint8), L)  # sub-blocks with d == 0 keep make_qx_quants' L
+    q = nearest_int(div(x, select(live_sub, dsub, torch.ones_like(dsub)))).clamp_(-32, 31) + 32
+    L = select(live_sub, q.to(torch.uint8), L)  # sub-blocks with d == 0 keep make_qx_quants' L
 
-    d = torch.where(dead, torch.zeros_like(d), d)
-    sc = torch.where(dead.unsqueeze(1), torch.zeros_like(sc), sc)
-    L = torch.where(dead.unsqueeze(1), torch.zeros_like(L), L)  # memset(&y[i], 0, ...)
+    d = select(dead, torch.zeros_like(d), d)
+    sc = select(dead.unsqueeze(1), torch.zeros_like(sc), sc)
+    L = select(dead.unsqueeze(1), torch.zeros_like(L), L)  # memset(&y[i], 0, ...)
     return d, sc.to(torch.int8), L
 
 

