@@ -1,0 +1,51 @@
+import json
+from pathlib import Path
+
+import pytest
+
+import lm_eval
+from quant.eval.report import DEFAULT_PUBLISHED_PATH
+from quant.eval.suites import TASKS_DIR, available_suites, load_suite
+
+REPEATED = {"AIME 2024", "MATH 500", "GPQA", "MBPP", "MBPP+", "LiveCodeBench"}
+
+
+def lm_eval_task_names() -> set[str]:
+    """Task and group names declared in lm-eval's bundled YAML files and in ours (no indexing run)."""
+    names = set()
+    for root in (Path(lm_eval.__file__).parent / "tasks", TASKS_DIR):
+        for path in root.rglob("*.yaml"):
+            for line in path.read_text(errors="replace").splitlines():
+                if line.startswith(("task:", "group:")):
+                    names.add(line.split(":", 1)[1].strip().strip("'\""))
+    return names
+
+
+def test_the_deepseek_paper_suite_lists_the_nine_benchmarks_with_repeats():
+    suite = load_suite("deepseek-paper")
+
+    assert len(suite.tasks) == 9
+    for task in suite.tasks:
+        assert (task.repeats > 1) == (task.benchmark in REPEATED), task.benchmark
+
+
+@pytest.mark.skipif(not DEFAULT_PUBLISHED_PATH.exists(), reason="shared/reference/ is not beside the checkout")
+def test_its_benchmark_names_are_the_published_columns():
+    published = json.loads(DEFAULT_PUBLISHED_PATH.read_text())["benchmarks"]
+    assert load_suite("deepseek-paper").benchmarks == published
+
+
+def test_every_mapped_task_exists_in_the_installed_lm_eval():
+    known = lm_eval_task_names()
+    for name in available_suites():
+        for task in load_suite(name).tasks:
+            assert task.lm_eval_task is None or task.lm_eval_task in known, task.lm_eval_task
+
+
+def test_a_suite_file_can_be_loaded_by_path_and_bad_repeats_are_refused(tmp_path):
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"name": "mine", "tasks": [{"benchmark": "X", "lm_eval_task": "x", "repeats": 0}]}))
+    with pytest.raises(ValueError, match="repeats"):
+        load_suite(path)
+    with pytest.raises(FileNotFoundError, match="deepseek-paper"):
+        load_suite("no-such-suite")
