@@ -176,7 +176,7 @@ def float_rows(draw):
     return np.ascontiguousarray(x)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(x=float_rows(), use_imatrix=st.booleans(), im_seed=st.integers(0, 2**16))
 def test_property_matches_llama_cpp(reference, ktype, x, use_imatrix, im_seed):
     im = imatrix_for(x.shape[1], seed=im_seed) if use_imatrix else None
