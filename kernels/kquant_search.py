@@ -147,7 +147,8 @@ def make_qkx(
     weights: the ~15 full passes per search step then stay in cache.
     """
     n, G = x.shape
-    step_g = max(1, SLICE_WEIGHTS // n)
+    # on CPU, slices keep the working set in cache; on a GPU they would only add launches
+    step_g = G if x.device.type != "cpu" else max(1, SLICE_WEIGHTS // n)
     if G <= step_g:
         return _make_qkx_checked(x, w, nmax, rmin, rdelta, nstep, use_mad)
     parts = [
