@@ -149,15 +149,22 @@ def roundf(v: torch.Tensor) -> torch.Tensor:
     return select(big, v, roundf_small(small).to(v.dtype))
 
 
-def seq_sum(terms: torch.Tensor, start: "torch.Tensor | None" = None) -> torch.Tensor:
+def seq_sum(terms: torch.Tensor, start: "torch.Tensor | None" = None, out: "torch.Tensor | None" = None) -> torch.Tensor:
     """Sum ``terms[0], terms[1], ...`` one after another in float32, as a C loop does.
 
     ``terms`` is position-major ``[n, ...]``. The accumulator starts at +0.0
     (``float s = 0``), or at ``start`` when C seeds it with something else.
     Reductions like torch.sum reorder additions, which changes the rounding.
+    ``out``, if given, receives the result (a reusable buffer).
     """
-    acc = torch.zeros_like(terms[0]) if start is None else start.clone()
-    for i in range(terms.shape[0]):
+    if start is None:
+        # 0.0f + t0 is t0 except that -0.0 becomes +0.0: t0 + 0.0 does the same
+        acc = torch.add(terms[0], 0.0, out=out)
+        first = 1
+    else:
+        acc = out.copy_(start) if out is not None else start.clone()
+        first = 0
+    for i in range(first, terms.shape[0]):
         acc.add_(terms[i])
     return acc
 
@@ -245,59 +252,93 @@ def bits_to_bytes_le(bits: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.stack(out, dim=-1)
 
 
-def _qx_candidate_sums(
-    x: torch.Tensor, w: torch.Tensor, wx: torch.Tensor, iscale: torch.Tensor, nmax: int
-) -> "tuple[torch.Tensor, torch.Tensor]":
-    """(sumlx, suml2) of make_qx_quants for one trial iscale [nb], summed in C's order."""
-    n, nb = x.shape
-    l = torch.round(iscale * x).clamp_(-nmax, nmax - 1)  # nearest_int: |iscale*x| <= nmax + 1
-    terms = torch.empty((n, 2, nb), dtype=x.dtype, device=x.device)
-    torch.mul(wx, l, out=terms[:, 0])  # w*x[i]*l
-    torch.mul(torch.mul(w, l), l, out=terms[:, 1])  # w*l*l
-    s = seq_sum(terms)
-    return s[0], s[1]
+class Workspace:
+    """Named scratch buffers reused across the slices of one quantize call.
+
+    Fresh multi-megabyte CPU tensors come from mmap and are page-faulted on
+    first touch, which costs more than the arithmetic done in them; hot loops
+    write their temporaries into these buffers instead (``out=`` / in-place).
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self._bufs: dict = {}
+
+    def get(self, name: str, shape: "tuple[int, ...]", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        numel = 1
+        for s in shape:
+            numel *= s
+        buf = self._bufs.get((name, dtype))
+        if buf is None or buf.numel() < numel:
+            buf = torch.empty(numel, dtype=dtype, device=self.device)
+            self._bufs[(name, dtype)] = buf
+        return buf[:numel].view(shape)
+
+
+# C folds ``nmax + 0.1f*is`` in float32 for is = -9..9 (is = 0 is the plain -nmax/max trial).
+_QX_STEPS = [0] + [k for k in range(-9, 10) if k != 0]
 
 
 def make_qx_quants(
-    x: torch.Tensor, nmax: int, weights: "torch.Tensor | None" = None
+    x: torch.Tensor, nmax: int, weights: "torch.Tensor | None" = None, ws: "Workspace | None" = None
 ) -> "tuple[torch.Tensor, torch.Tensor]":
     """ggml's ``make_qx_quants(n, nmax, x, L, rmse_type=1, qw)`` for many groups at once.
 
-    x: float32 position-major [n, n_groups]; weights: same shape, or None for
-    C's default ``w = x*x``. Returns (scale [n_groups], L uint8 [n, n_groups])
-    with L in 0..2*nmax-1. Groups whose largest magnitude is below
-    GROUP_MAX_EPS get scale 0 and L 0, as in C.
+    x: float32 position-major [n, G]; weights: same shape, or None for C's
+    default ``w = x*x``. Returns (scale [G], L uint8 [n, G]) with L in
+    0..2*nmax-1. Groups whose largest magnitude is below GROUP_MAX_EPS get
+    scale 0 and L 0, as in C.
 
-    C keeps the L of the last accepted trial scale; here the accepted trial's
-    iscale is kept instead and L recomputed once from it at the end, which is
-    the same integers and saves a [n, n_groups] select per trial.
+    All 19 trial scales are evaluated together ([n, 19, G] tensors, sums still
+    sequential over the n positions); then C's sequential accept rule
+    (``suml2 > 0 && sumlx*sumlx > best*suml2``, first best wins) runs over
+    the trials on [G] vectors. The accepted trial's codes are gathered at the end,
+    which equals C recomputing L on every acceptance.
     """
+    n, G = x.shape
+    T = len(_QX_STEPS)
+    ws = ws or Workspace(x.device)
     amax, mx = first_abs_max(x, 0)
     live = amax >= f32(GROUP_MAX_EPS)
     mx = select(live, mx, torch.ones_like(mx))
     w = x * x if weights is None else weights
     wx = w * x
 
-    iscale = div(float(-nmax), mx)
-    sumlx, suml2 = _qx_candidate_sums(x, w, wx, iscale, nmax)
-    scale = select(suml2 != 0, div(sumlx, suml2), torch.zeros_like(sumlx))
-    best = scale * sumlx
-    best_iscale = iscale
-    for step in range(-9, 10):
-        if step == 0:
-            continue
-        # C: iscale = -(nmax + 0.1f*is) / max, the numerator folded in float32
-        iscale = div(-f32(nmax + f32(f32(0.1) * step)), mx)
-        sumlx, suml2 = _qx_candidate_sums(x, w, wx, iscale, nmax)
-        take = (suml2 > 0) & (sumlx * sumlx > best * suml2)
-        scale = select(take, div(sumlx, suml2), scale)
-        best = select(take, scale * sumlx, best)
-        best_iscale = select(take, iscale, best_iscale)
+    # iscale_k = -(nmax + 0.1f*k) / max, numerators folded in float32 as C does
+    num = torch.tensor([-f32(nmax + f32(f32(0.1) * k)) if k else float(-nmax) for k in _QX_STEPS],
+                       dtype=torch.float32, device=x.device)
+    iscale = torch.div(num.unsqueeze(1).expand(T, G), mx.unsqueeze(0).expand(T, G))  # [T, G]
 
-    L = torch.round(best_iscale * x).clamp_(-nmax, nmax - 1) + nmax
-    L = select(live, L, torch.zeros_like(L)).to(torch.uint8)
+    L = ws.get("qx_L", (n, T, G))
+    torch.mul(x.unsqueeze(1), iscale.unsqueeze(0), out=L)
+    L.round_().clamp_(-nmax, nmax - 1)  # nearest_int: |iscale*x| <= nmax + 1
+    terms = ws.get("qx_terms", (n, 2, T, G))
+    torch.mul(wx.unsqueeze(1), L, out=terms[:, 0])  # w*x[i]*l
+    torch.mul(w.unsqueeze(1), L, out=terms[:, 1])
+    terms[:, 1].mul_(L)  # w*l*l
+    sums = seq_sum(terms, out=ws.get("qx_sums", (2, T, G)))  # [2, T, G]
+    sumlx, suml2 = sums[0], sums[1]
+
+    ratio = torch.div(sumlx, suml2)  # scale of each trial where suml2 != 0
+    prod = ratio * sumlx  # its best = scale*sumlx
+    sq = sumlx * sumlx
+    pos = suml2 > 0
+    # trial 0: scale = suml2 ? sumlx/suml2 : 0
+    nz0 = suml2[0] != 0
+    best = select(nz0, prod[0], torch.zeros_like(prod[0]) * sumlx[0])
+    pick = torch.zeros(G, dtype=torch.int64, device=x.device)
+    for k in range(1, T):
+        take = pos[k] & (sq[k] > best * suml2[k])
+        best = select(take, prod[k], best)
+        pick = select(take, torch.full_like(pick, k), pick)
+    scale = ratio.gather(0, pick.unsqueeze(0)).squeeze(0)
+    scale = select((pick == 0) & ~nz0, torch.zeros_like(scale), scale)
     scale = select(live, scale, torch.zeros_like(scale))
-    return scale, L
+
+    chosen = iscale.gather(0, pick.unsqueeze(0))  # [1, G]: the accepted trial's iscale
+    codes = torch.round(x * chosen).clamp_(-nmax, nmax - 1).add_(nmax)
+    codes = select(live.unsqueeze(0), codes, torch.zeros_like(codes))
+    return scale, codes.to(torch.uint8)
 
 
 def make_qkx3_quants(

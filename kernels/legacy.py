@@ -65,21 +65,51 @@ def _trunc_to_int_low_byte(v: torch.Tensor, bad: torch.Tensor) -> torch.Tensor:
 #   0        2                                34
 
 
-def _q8_0_blocks(xb: torch.Tensor) -> torch.Tensor:
-    amax = xb.abs().amax(dim=1)
+class _Q8Workspace:
+    """Buffers for one slice of Q8_0 blocks, reused across the slices of a chunk.
+
+    Fresh multi-megabyte tensors are served by mmap and page-faulted on first
+    touch, which cost several times the arithmetic; writing every temporary
+    into the same few buffers (``out=`` / in-place ops) avoids that.
+    """
+
+    def __init__(self, nb: int, device: torch.device):
+        self.v = torch.empty((nb, QK), dtype=torch.float32, device=device)
+        self.f = torch.empty((nb, QK), dtype=torch.float32, device=device)
+        self.t = torch.empty((nb, QK), dtype=torch.int32, device=device)
+        self.u = torch.empty((nb, QK), dtype=torch.int32, device=device)
+
+
+def _q8_0_blocks(xb: torch.Tensor, ws: _Q8Workspace, out: torch.Tensor) -> None:
+    """quantize_row_q8_0_ref on blocks xb [nb, 32] -> out [nb, 34] (bytes)."""
+    nb = xb.shape[0]
+    v, f, t, u = ws.v[:nb], ws.f[:nb], ws.t[:nb], ws.u[:nb]
+    amax = torch.abs(xb, out=v).amax(dim=1)
     d = div(amax, 127.0)
     inv = reciprocal_or_zero(d)
     # id = inf (d subnormal): C's x*id is +-inf or NaN and its int8 cast gives 0;
     # an id of 0 gives the same codes without non-finite values.
     inv = select(torch.isinf(inv), torch.zeros_like(inv), inv)
-    q = roundf_small(xb * inv.unsqueeze(1))  # |x*id| <= 127.00002
-    return torch.cat([fp16_bytes(d), q.to(torch.int8).view(torch.uint8)], dim=1)
+    torch.mul(xb, inv.unsqueeze(1), out=v)  # x0 = x*id, |x0| <= 127.00002
+    # roundf(x0) (half away from zero): t = (int)x0; t += (int)(2*(x0 - t)), see roundf_small
+    t.copy_(v)
+    f.copy_(t)
+    v.sub_(f).mul_(2.0)
+    u.copy_(v)
+    t.add_(u)
+    out[:, :2] = fp16_bytes(d)
+    out[:, 2:].view(torch.int8).copy_(t)
 
 
 def quantize_q8_0(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
     """quantize_row_q8_0_ref; the imatrix is ignored, as in llama.cpp."""
     rows = x.shape[0]
-    return _sub_chunks(x, _q8_0_blocks).reshape(rows, -1)
+    xb = x.reshape(-1, QK)
+    out = torch.empty((xb.shape[0], 34), dtype=torch.uint8, device=x.device)
+    ws = _Q8Workspace(min(_SUB_BLOCKS, xb.shape[0]), x.device)
+    for i in range(0, xb.shape[0], _SUB_BLOCKS):
+        _q8_0_blocks(xb[i : i + _SUB_BLOCKS], ws, out[i : i + _SUB_BLOCKS])
+    return out.reshape(rows, -1)
 
 
 def dequantize_q8_0(data: torch.Tensor, n_per_row: int) -> torch.Tensor:

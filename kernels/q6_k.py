@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from kernels.common import (
+    Workspace,
     select,
     GROUP_MAX_EPS,
     div,
@@ -33,7 +34,7 @@ _SUB_SUPERBLOCKS = 256
 
 
 def _scales_and_codes(
-    x: torch.Tensor, weights: "torch.Tensor | None"
+    x: torch.Tensor, weights: "torch.Tensor | None", ws: "Workspace | None" = None
 ) -> "tuple[torch.Tensor, torch.Tensor, torch.Tensor]":
     """One slice of super-blocks: x [nsb, 256] (and weights alike) -> (d, scales int8 [nsb, 16], L [nsb, 256]).
 
@@ -42,8 +43,8 @@ def _scales_and_codes(
     """
     nsb = x.shape[0]
     xs = positions_major(x, 16)  # [16, nsb*16]
-    ws = None if weights is None else positions_major(weights, 16)
-    scale, L = make_qx_quants(xs, 32, ws)
+    wts = None if weights is None else positions_major(weights, 16)
+    scale, L = make_qx_quants(xs, 32, wts, ws)
     scales = scale.view(nsb, 16)
     L = L.t().reshape(nsb, QK_K)
 
@@ -98,9 +99,10 @@ def quantize_q6_k(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tens
     xb = x.reshape(-1, QK_K)
     wb = None if imatrix is None else imatrix.unsqueeze(0).expand(rows, n).reshape(-1, QK_K)
     out = []
+    ws = Workspace(x.device)
     for i in range(0, xb.shape[0], _SUB_SUPERBLOCKS):
         w = None if wb is None else wb[i : i + _SUB_SUPERBLOCKS]
-        out.append(_pack(*_scales_and_codes(xb[i : i + _SUB_SUPERBLOCKS], w)))
+        out.append(_pack(*_scales_and_codes(xb[i : i + _SUB_SUPERBLOCKS], w, ws)))
     return torch.cat(out).reshape(rows, -1)
 
 
