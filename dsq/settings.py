@@ -121,10 +121,16 @@ DSQ_STORAGE_ROOT = Path(os.environ.get("DSQ_STORAGE_ROOT", BASE_DIR / "var" / "s
 HF_ENDPOINT = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
 HF_TOKEN = os.environ.get("HF_TOKEN", "")
 DSQ_HUB_NAMESPACE = os.environ.get("DSQ_HUB_NAMESPACE", "dsq")
+# Approving a release sends it to the Hub; set to 0 to publish only through the explicit publish action.
+DSQ_PUBLISH_ON_APPROVAL = env_bool("DSQ_PUBLISH_ON_APPROVAL", True)
 # Job leases: a worker that stops heartbeating for this long loses its claim.
 DSQ_LEASE_SECONDS = env_int("DSQ_LEASE_SECONDS", 300)
 DSQ_HEARTBEAT_SECONDS = env_int("DSQ_HEARTBEAT_SECONDS", 30)
 DSQ_MAX_ATTEMPTS = env_int("DSQ_MAX_ATTEMPTS", 3)
+# Tier-1 evaluation defaults (a job's options override them): context, windows (0 = the whole text), GPU layers.
+DSQ_EVAL_N_CTX = env_int("DSQ_EVAL_N_CTX", 512)
+DSQ_EVAL_MAX_WINDOWS = env_int("DSQ_EVAL_MAX_WINDOWS", 32) or None
+DSQ_EVAL_GPU_LAYERS = env_int("DSQ_EVAL_GPU_LAYERS", 0)
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
 CELERY_TASK_ACKS_LATE = True

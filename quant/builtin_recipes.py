@@ -52,6 +52,11 @@ def _mix(name: str, default: str, rules: list[dict[str, Any]], description: str,
 
 
 RECIPES: list[dict[str, Any]] = [
+    # Unquantized references (llama.cpp's F16/BF16 ftypes): the baseline every drop is measured against.
+    {"name": "BF16", "version": 1, "description": "Every quantizable tensor BF16; the reference for BF16 checkpoints.",
+     "default_type": "BF16", "rules": []},
+    {"name": "F16", "version": 1, "description": "Every quantizable tensor F16; the reference for small models.",
+     "default_type": "F16", "rules": []},
     _mix("Q8_0", "Q8_0", [], "llama.cpp Q8_0: everything Q8_0.", out="Q8_0"),
     _mix("Q6_K", "Q6_K", [], "llama.cpp Q6_K: everything Q6_K."),
     _mix("Q5_K_M", "Q5_K", [

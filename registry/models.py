@@ -354,6 +354,10 @@ class Release(models.Model):
                                release=locked, updated_by=user)
             Tag.channel(checkpoint, quant, "latest").move(locked, user)
             AuditLog.record(user, "release.approve", locked, reason=reason)
+            if settings.DSQ_PUBLISH_ON_APPROVAL:
+                from registry.releases import schedule_publish
+
+                schedule_publish(locked)
         self.refresh_from_db()
 
     def reject(self, user, reason: str) -> None:
@@ -366,13 +370,20 @@ class Release(models.Model):
         self.refresh_from_db()
 
     def mark_published(self, hub_repo: str, hub_commit: str, hub_tag: str = "") -> None:
-        """Record the Hub commit an approved release was uploaded to (called by the publisher)."""
-        changed = Release.objects.filter(pk=self.pk, state__in=[Release.State.APPROVED, Release.State.PUBLISHED]).update(
-            state=Release.State.PUBLISHED, hub_repo=hub_repo, hub_commit=hub_commit, hub_tag=hub_tag,
-            published_at=timezone.now())
-        if changed != 1:
-            raise ValidationError(f"release {self} is {self.state}: only approved releases can be published")
-        AuditLog.record(None, "release.publish", self, hub_repo=hub_repo, hub_commit=hub_commit)
+        """Record the Hub commit an approved release was uploaded to (called by the publisher).
+
+        Idempotent for the same commit; a published release never points at another commit.
+        """
+        with transaction.atomic():
+            changed = Release.objects.filter(pk=self.pk, state=Release.State.APPROVED).update(
+                state=Release.State.PUBLISHED, hub_repo=hub_repo, hub_commit=hub_commit, hub_tag=hub_tag,
+                published_at=timezone.now())
+            if changed == 1:
+                AuditLog.record(None, "release.published", self, hub_repo=hub_repo, hub_commit=hub_commit,
+                                hub_tag=hub_tag)
+            elif not Release.objects.filter(pk=self.pk, state=Release.State.PUBLISHED, hub_repo=hub_repo,
+                                            hub_commit=hub_commit).exists():
+                raise ValidationError(f"release {self} is {self.state}: only approved releases can be published")
         self.refresh_from_db()
 
     @property

@@ -36,6 +36,10 @@ def request_quantization(checkpoint: Checkpoint, recipe: Recipe, *, user, imatri
     variant = Variant.objects.filter(checkpoint=checkpoint, recipe=recipe, imatrix_sha256=imatrix_sha256,
                                      status=Variant.Status.READY).first()
     if variant is not None:
+        if benchmark_suites:
+            from registry.benchmarks import request_benchmarks
+
+            request_benchmarks(variant, list(benchmark_suites), user)
         return Outcome(None, variant, False)
     key = request_key(checkpoint, recipe, imatrix_sha256)
     live = QuantizationJob.objects.filter(request_key=key, state__in=LIVE).first()

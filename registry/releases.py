@@ -46,8 +46,15 @@ def resolve(ref: Ref) -> Release:
     return tag.release
 
 
+def hub_path(variant, name: str) -> str:
+    """Where a variant's file lives in its Hub repo: one folder per quant (what `-hf repo:QUANT` looks for)."""
+    return f"{variant.quant_name}/{name}"
+
+
 def hub_file_url(release: Release, name: str) -> str:
-    return f"{settings.HF_ENDPOINT.rstrip('/')}/{release.hub_repo}/resolve/{release.hub_commit}/{name}"
+    """The file at the release's pinned commit."""
+    return (f"{settings.HF_ENDPOINT.rstrip('/')}/{release.hub_repo}/resolve/{release.hub_commit}/"
+            f"{hub_path(release.variant, name)}")
 
 
 def manifest(ref: Ref, release: Release, request) -> dict[str, Any]:
@@ -79,3 +86,16 @@ def manifest(ref: Ref, release: Release, request) -> dict[str, Any]:
         "hub": {"repo": release.hub_repo, "commit": release.hub_commit} if published else None,
         "files": entries, "commands": commands,
     }
+
+
+def schedule_publish(release: Release) -> None:
+    """Send dsq.publish once the surrounding transaction commits.
+
+    The task is sent by name through the Celery app, so the registry never imports worker code.
+    """
+    from django.db import transaction
+
+    from workers.celery_app import app
+
+    release_id = release.pk
+    transaction.on_commit(lambda: app.send_task("dsq.publish", args=[release_id]))

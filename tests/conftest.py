@@ -40,3 +40,22 @@ def redis_server():
             yield server
     except localservices.ServiceError as exc:
         pytest.fail(f"Redis is required for the queue tests: {exc}", pytrace=False)
+
+
+@pytest.fixture
+def celery_broker(redis_server):
+    """Point the Celery app (the producer side) at the throwaway Redis; yields a redis client."""
+    import redis
+
+    from workers.celery_app import app
+
+    original = app.conf.broker_url
+    app.close()  # drop pooled connections to the default broker
+    app.conf.broker_url = redis_server.url
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    try:
+        yield client
+    finally:
+        app.close()
+        app.conf.broker_url = original

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import transaction
 
 from registry import jobs
-from registry.models import ArtifactFile, BenchmarkJob, QuantizationJob, Variant
+from registry.models import ArtifactFile, BenchmarkJob, Checkpoint, QuantizationJob, Recipe, Variant
 from workers.hosts import device
 from workers.runner import Cancelled, JobContext
 
@@ -40,7 +40,7 @@ def requirements(kind: str, job) -> dict:
     from quant import convert
     from quant.adapters import SLAB_WEIGHTS
 
-    plan = convert.plan_conversion(job.checkpoint.local_path, _recipe(job), imatrix=job.imatrix or None,
+    plan = convert.plan_conversion(job.checkpoint.local_path, _recipe_of(job.recipe), imatrix=job.imatrix or None,
                                    name=f"{job.checkpoint.name}-{job.recipe.name}")
     largest = max((t.out.n_elements for t in plan.tensors), default=0)
     # The tensor cache and the output are both on disk until the files move into place;
@@ -49,13 +49,13 @@ def requirements(kind: str, job) -> dict:
             "gpu_bytes": 16 * min(largest, SLAB_WEIGHTS) if device().startswith("cuda") else 0}
 
 
-def _recipe(job: QuantizationJob):
+def _recipe_of(recipe: Recipe):
     from quant import convert, recipes
 
     try:
-        return recipes.parse_recipe(job.recipe.definition)
+        return recipes.parse_recipe(recipe.definition)
     except (recipes.RecipeError, KeyError, TypeError):
-        return convert.resolve_recipe(job.recipe.name)
+        return convert.resolve_recipe(recipe.name)
 
 
 def _should_cancel(ctx: JobContext):
@@ -75,27 +75,35 @@ def _on_progress(ctx: JobContext):
     return report
 
 
-def quantize(job: QuantizationJob, ctx: JobContext) -> dict:
+def build_variant(checkpoint: Checkpoint, recipe: Recipe, ctx: JobContext, work: Path, *, tag: str,
+                  imatrix: str = "", imatrix_sha256: str = "") -> Variant:
+    """Plan, convert (resumably, through work/tensors), verify and register one variant."""
     from quant import convert
 
-    ckpt = job.checkpoint
+    ctx.progress(0.0, step=f"plan {recipe.name}")
+    plan = convert.plan_conversion(
+        checkpoint.local_path, _recipe_of(recipe), imatrix=imatrix or None, name=f"{checkpoint.name}-{recipe.name}",
+        source_repo=checkpoint.hf_repo or None, source_revision=checkpoint.revision or None,
+        shard_size=getattr(settings, "DSQ_SHARD_BYTES", None))
+    ctx.log(plan.describe().splitlines()[0])
+    shutil.rmtree(work / "out", ignore_errors=True)
+    result = convert.execute(plan, work / "out", device=device(), progress=_on_progress(ctx),
+                             should_cancel=_should_cancel(ctx), tensor_cache_dir=work / "tensors")
+    ctx.progress(1.0, step="verify")
+    for f in result.files:
+        if _sha256(f.path) != f.sha256:
+            raise RuntimeError(f"{f.path.name}: sha256 changed after writing")
+    ctx.check()
+    return register(checkpoint, recipe, imatrix_sha256, tag, result)
+
+
+def quantize(job: QuantizationJob, ctx: JobContext) -> dict:
+    from registry.benchmarks import request_benchmarks
+
     work = work_dir(job)
     try:
-        ctx.progress(0.0, step="plan")
-        plan = convert.plan_conversion(
-            ckpt.local_path, _recipe(job), imatrix=job.imatrix or None, name=f"{ckpt.name}-{job.recipe.name}",
-            source_repo=ckpt.hf_repo or None, source_revision=ckpt.revision or None,
-            shard_size=getattr(settings, "DSQ_SHARD_BYTES", None))
-        ctx.log(plan.describe().splitlines()[0])
-        shutil.rmtree(work / "out", ignore_errors=True)
-        result = convert.execute(plan, work / "out", device=device(), progress=_on_progress(ctx),
-                                 should_cancel=_should_cancel(ctx), tensor_cache_dir=work / "tensors")
-        ctx.progress(1.0, step="verify")
-        for f in result.files:
-            if _sha256(f.path) != f.sha256:
-                raise RuntimeError(f"{f.path.name}: sha256 changed after writing")
-        ctx.check()
-        variant = register(job, result)
+        variant = build_variant(job.checkpoint, job.recipe, ctx, work, tag=f"job{job.pk}", imatrix=job.imatrix,
+                                imatrix_sha256=job.imatrix_sha256)
     except Cancelled:
         # Cancelled by a user: nothing to keep. Lease lost (reaped): keep the tensors for the next claimer.
         if jobs.is_cancel_requested(job):
@@ -109,19 +117,21 @@ def quantize(job: QuantizationJob, ctx: JobContext) -> dict:
             shutil.rmtree(work / "out", ignore_errors=True)
         raise
     shutil.rmtree(work, ignore_errors=True)
+    if job.benchmark_suites:
+        request_benchmarks(variant, job.benchmark_suites, job.requested_by)
     return {"variant": variant}
 
 
-def register(job: QuantizationJob, result) -> Variant:
+def register(checkpoint: Checkpoint, recipe: Recipe, imatrix_sha256: str, tag: str, result) -> Variant:
     """Move the finished files into the variant's directory and register them, all or nothing."""
-    ckpt, recipe = job.checkpoint, job.recipe
+    ckpt = checkpoint
     with transaction.atomic():
         variant, _ = Variant.objects.select_for_update().get_or_create(
-            checkpoint=ckpt, recipe=recipe, imatrix_sha256=job.imatrix_sha256)
+            checkpoint=ckpt, recipe=recipe, imatrix_sha256=imatrix_sha256)
         relative = Path("variants") / ckpt.name / f"{recipe.name}-{variant.pk}"
         final = storage_root() / relative
-        staging = final.with_name(final.name + f".job{job.pk}")
-        old = final.with_name(final.name + f".old{job.pk}")
+        staging = final.with_name(final.name + f".{tag}")
+        old = final.with_name(final.name + f".old-{tag}")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         for f in result.files:
@@ -170,23 +180,51 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def reference_variant(checkpoint: Checkpoint, ctx: JobContext) -> Variant:
+    """The checkpoint's reference variant (F16, or Q8_0 for the 671B models), built here if missing."""
+    from registry.benchmarks import reference_recipe_name
+
+    name = reference_recipe_name(checkpoint)
+    recipe = Recipe.objects.filter(name=name).order_by("-version").first()
+    if recipe is None:
+        raise ValueError(f"reference recipe {name} is not registered (run `manage.py bootstrap`)")
+    ready = Variant.objects.filter(checkpoint=checkpoint, recipe=recipe, imatrix_sha256="",
+                                   status=Variant.Status.READY).first()
+    if ready is not None:
+        return ready
+    work = storage_root() / "work" / f"reference-{checkpoint.pk}-{recipe.pk}"
+    try:
+        return build_variant(checkpoint, recipe, ctx, work, tag=f"ref{os.getpid()}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def first_file(variant: Variant) -> Path:
+    """The GGUF llama.cpp opens (the first split shard when there are several)."""
+    return storage_root() / variant.storage_path / variant.files.order_by("name").first().name
+
+
 def benchmark(job: BenchmarkJob, ctx: JobContext) -> dict:
-    """PPL/KLD against the checkpoint's reference variant (job.options: text_path, reference_variant, n_ctx)."""
+    """Tier 1 ("quality"): PPL and KLD against the checkpoint's reference variant, stored in Variant.quality.
+
+    job.options may set n_ctx, max_windows, n_gpu_layers and text_path (default: the evaluation part of
+    CPython's pydoc topics, the held-apart tail being reserved for importance matrices).
+    """
     from quant.eval.kld import evaluate_variant
     from quant.eval.model import EvalSettings
     from quant.eval.reference import cached_reference
+    from quant.eval.text import split_text, topics_text
+    from registry.benchmarks import QUALITY
 
+    if job.suite != QUALITY:
+        raise ValueError(f"suite {job.suite!r}: only the {QUALITY!r} suite runs on workers yet; "
+                         "task suites run with `python -m quant.eval.harness`")
     variant = job.variant
     opts = job.options or {}
-    reference = Variant.objects.get(pk=opts["reference_variant"]) if "reference_variant" in opts else None
-    if reference is None or "text_path" not in opts:
-        raise ValueError("benchmark options need reference_variant (a variant id) and text_path")
-    text = Path(opts["text_path"]).read_text()
-    eval_settings = EvalSettings(n_ctx=int(opts.get("n_ctx", 512)), max_windows=opts.get("max_windows"),
-                                 n_gpu_layers=int(opts.get("n_gpu_layers", 0)))
-
-    def first_file(v: Variant) -> Path:
-        return storage_root() / v.storage_path / v.files.order_by("name").first().name
+    text = Path(opts["text_path"]).read_text() if "text_path" in opts else split_text(topics_text(), 0.1)[0]
+    eval_settings = EvalSettings(n_ctx=int(opts.get("n_ctx", settings.DSQ_EVAL_N_CTX)),
+                                 max_windows=opts.get("max_windows", settings.DSQ_EVAL_MAX_WINDOWS),
+                                 n_gpu_layers=int(opts.get("n_gpu_layers", settings.DSQ_EVAL_GPU_LAYERS)))
 
     def progress(step: str, fraction: float, message: str = "") -> None:
         ctx.progress(fraction, step=step, log_line=message)
@@ -195,9 +233,11 @@ def benchmark(job: BenchmarkJob, ctx: JobContext) -> dict:
         ctx.check()
         return False
 
+    reference = reference_variant(variant.checkpoint, ctx)
     ref = cached_reference(first_file(reference), text, storage_root() / "references", eval_settings,
                            progress=progress, cancelled=cancelled)
     quality = evaluate_variant(first_file(variant), text, ref, eval_settings, progress, cancelled).as_dict()
+    quality["reference"] = str(reference)
     with transaction.atomic():
         v = Variant.objects.select_for_update().get(pk=variant.pk)
         v.quality = {**v.quality, job.suite: quality}

@@ -51,9 +51,12 @@ def shortfall(needs: dict, have: dict) -> "str | None":
 
 
 def _redis():
+    """The broker's Redis: host records live beside the queues they describe."""
     import redis
 
-    return redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    from workers.celery_app import app
+
+    return redis.Redis.from_url(app.conf.broker_url)
 
 
 def advertise(worker: str, caps: "dict | None" = None, queues: "list[str] | None" = None) -> dict:

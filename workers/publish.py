@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from django.conf import settings
-from django.db import transaction
-from django.utils import timezone
 
 from registry.models import AuditLog, Release
+from registry.releases import hub_path
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -110,7 +109,7 @@ def artifact_paths(release: Release) -> list[tuple[Path, str]]:
         local = root / f.name
         if not local.is_file() or local.stat().st_size != f.size:
             raise PublishError(f"artifact {local} is missing or has the wrong size")
-        out.append((local, f"{variant.quant_name}/{f.name}"))
+        out.append((local, hub_path(variant, f.name)))
     return out
 
 
@@ -198,16 +197,4 @@ def ensure_tag(api, repo_id: str, tag: str, commit: str) -> None:
 
 
 def record(release: Release, repo_id: str, commit: str, tag: str) -> None:
-    with transaction.atomic():
-        changed = Release.objects.filter(pk=release.pk, state__in=[Release.State.APPROVED]).update(
-            state=Release.State.PUBLISHED, hub_repo=repo_id, hub_commit=commit, hub_tag=tag,
-            published_at=timezone.now())
-        if changed:
-            AuditLog.record(None, "release.published", release, hub_repo=repo_id, hub_commit=commit, hub_tag=tag)
-
-
-def enqueue_publish(release_id: int) -> None:
-    """Send dsq.publish once the surrounding transaction commits."""
-    from workers import tasks
-
-    transaction.on_commit(lambda: tasks.publish.delay(release_id))
+    release.mark_published(repo_id, commit, tag)

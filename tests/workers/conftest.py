@@ -57,3 +57,19 @@ def make_release(tmp_path, django_user_model):
                                       decided_by=user)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A tiny random DeepSeek-V3 checkpoint (2 blocks, 4 experts, no MTP layer), built once."""
+    from quant.tiny import TinySpec, make_tiny
+
+    spec = TinySpec(num_hidden_layers=2, n_routed_experts=4, num_experts_per_tok=2, n_group=2, topk_group=1,
+                    vocab_size=512, n_merges=50, num_nextn_predict_layers=0)
+    return make_tiny(tmp_path_factory.mktemp("tiny") / "model", spec)
+
+
+@pytest.fixture
+def storage(settings, tmp_path):
+    settings.DSQ_STORAGE_ROOT = tmp_path / "storage"
+    return settings.DSQ_STORAGE_ROOT

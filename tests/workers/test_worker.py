@@ -40,21 +40,6 @@ def wait_for(what: str, predicate, timeout: float, proc: "subprocess.Popen | Non
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; worker log tail:\n{tail}")
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    from quant.tiny import TinySpec, make_tiny
-
-    spec = TinySpec(num_hidden_layers=2, n_routed_experts=4, num_experts_per_tok=2, n_group=2, topk_group=1,
-                    vocab_size=512, n_merges=50, num_nextn_predict_layers=0)
-    return make_tiny(tmp_path_factory.mktemp("tiny") / "model", spec)
-
-
-@pytest.fixture
-def storage(settings, tmp_path):
-    settings.DSQ_STORAGE_ROOT = tmp_path / "storage"
-    return settings.DSQ_STORAGE_ROOT
-
-
 @pytest.fixture
 def start_worker(redis_server, storage, tmp_path):
     app.conf.broker_url = redis_server.url

@@ -45,6 +45,17 @@ class ReleaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         return Response(serializers.ReleaseSerializer(release).data)
 
 
+    @action(detail=True, methods=["post"], permission_classes=[IsApprover])
+    def publish(self, request, pk=None):
+        """Send an approved release to the Hub (again): publishing is idempotent, so a re-send is safe."""
+        release = self.get_object()
+        if release.state not in (Release.State.APPROVED, Release.State.PUBLISHED):
+            return error(f"release {release} is {release.state}: only approved releases are published",
+                         status.HTTP_409_CONFLICT)
+        releases.schedule_publish(release)
+        return Response(serializers.ReleaseSerializer(release).data, status=status.HTTP_202_ACCEPTED)
+
+
 class TagViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     """Version tags are made by approval and never move; channels are created and moved by approvers."""
 

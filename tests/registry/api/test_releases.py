@@ -88,3 +88,25 @@ def test_it_lists_and_filters_releases(anonymous, candidate):
     body = anonymous.get("/api/releases/?state=candidate&variant__checkpoint__name=deepseek-r1").json()
     assert [r["id"] for r in body["results"]] == [candidate.pk]
     assert anonymous.get("/api/releases/?state=approved").json()["results"] == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_approval_sends_the_release_to_the_publish_queue(approver, candidate, celery_broker):
+    response = approver.post(f"/api/releases/{candidate.pk}/approve/", {"reason": "ok"}, format="json")
+    assert response.status_code == 200
+    assert celery_broker.llen("publish") == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_approver_can_resend_an_approved_release_to_the_hub(approver, candidate, celery_broker, settings):
+    settings.DSQ_PUBLISH_ON_APPROVAL = False
+    approver.post(f"/api/releases/{candidate.pk}/approve/", {"reason": "ok"}, format="json")
+    assert celery_broker.llen("publish") == 0
+    response = approver.post(f"/api/releases/{candidate.pk}/publish/", {}, format="json")
+    assert response.status_code == 202 and celery_broker.llen("publish") == 1
+
+
+def test_only_approved_releases_can_be_published(approver, requester, candidate):
+    response = approver.post(f"/api/releases/{candidate.pk}/publish/", {}, format="json")
+    assert response.status_code == 409 and "only approved releases" in response.json()["error"]
+    assert requester.post(f"/api/releases/{candidate.pk}/publish/", {}, format="json").status_code == 403

@@ -1,0 +1,50 @@
+"""Requesting benchmarks of a variant: one live job per (variant, suite), queued after commit.
+
+The "quality" suite is tier 1: perplexity and KL divergence against the checkpoint's reference
+variant, which is BF16/F16 for models that fit and Q8_0 for the 671B ones, as is practice.
+Other suite names are task suites (quant/eval/suites), run through lm-evaluation-harness.
+"""
+from __future__ import annotations
+
+import hashlib
+
+from django.db import IntegrityError, transaction
+
+from registry.models import AuditLog, BenchmarkJob, Checkpoint, JobState, Variant
+
+QUALITY = "quality"
+# Above this many weights the unquantized reference does not fit one host: Q8_0 stands in.
+LARGE_MODEL_PARAMS = 100e9
+
+
+def reference_recipe_name(checkpoint: Checkpoint) -> str:
+    return "Q8_0" if checkpoint.parameter_count > LARGE_MODEL_PARAMS else "F16"
+
+
+def request_key(variant: Variant, suite: str) -> str:
+    return hashlib.sha256(f"benchmark:{variant.pk}:{suite}".encode()).hexdigest()
+
+
+def request_benchmarks(variant: Variant, suites: "list[str]", user=None) -> list[BenchmarkJob]:
+    """Queue each suite not already live or done for this variant; returns the jobs (new or live)."""
+    from workers import runner
+
+    out = []
+    for suite in dict.fromkeys(suites):
+        if suite in (variant.quality or {}):
+            continue
+        key = request_key(variant, suite)
+        live = BenchmarkJob.objects.filter(request_key=key, state__in=[JobState.QUEUED, JobState.RUNNING]).first()
+        if live is not None:
+            out.append(live)
+            continue
+        try:
+            with transaction.atomic():
+                job = BenchmarkJob.objects.create(variant=variant, suite=suite, request_key=key, requested_by=user)
+                AuditLog.record(user, "benchmark.request", job, variant=str(variant), suite=suite)
+        except IntegrityError:
+            out.append(BenchmarkJob.objects.get(request_key=key, state__in=[JobState.QUEUED, JobState.RUNNING]))
+            continue
+        transaction.on_commit(lambda pk=job.pk: runner.enqueue("benchmark", pk))
+        out.append(job)
+    return out

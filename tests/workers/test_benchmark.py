@@ -1,0 +1,58 @@
+"""A quantization request with a benchmark suite: the worker's task logic, run in-process.
+
+quantize → variant registered → a "quality" benchmark job queued → the benchmark builds the
+checkpoint's F16 reference variant and stores PPL and KLD of the variant against it.
+"""
+from __future__ import annotations
+
+import pytest
+
+from registry.bootstrap import bootstrap
+from registry.models import BenchmarkJob, Checkpoint, JobState, Recipe, Variant
+from registry.quantizations import request_quantization
+from workers import runner
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+@pytest.fixture
+def small_eval(settings):
+    settings.DSQ_EVAL_N_CTX = 64
+    settings.DSQ_EVAL_MAX_WINDOWS = 2
+
+
+def test_a_requested_suite_measures_the_variant_against_the_reference(tiny_checkpoint, storage, small_eval,
+                                                                      celery_broker):
+    bootstrap()
+    ckpt = Checkpoint.objects.create(name="tiny-v3", family="DeepSeek-V3", architecture="deepseek2",
+                                     local_path=str(tiny_checkpoint), parameter_count=10_000_000)
+    recipe = Recipe.objects.get(name="Q2_K")
+    outcome = request_quantization(ckpt, recipe, user=None, benchmark_suites=["quality"])
+
+    assert runner.run_job("quantize", outcome.job.pk) == JobState.SUCCEEDED
+    variant = Variant.objects.get(checkpoint=ckpt, recipe=recipe)
+    bench = BenchmarkJob.objects.get(variant=variant)
+    assert bench.suite == "quality" and bench.state == JobState.QUEUED
+    assert celery_broker.llen("gpu") == 2  # the quantize trigger, then the benchmark's
+
+    assert runner.run_job("benchmark", bench.pk) == JobState.SUCCEEDED, BenchmarkJob.objects.get(pk=bench.pk).error
+    reference = Variant.objects.get(checkpoint=ckpt, recipe__name="F16")
+    assert reference.status == Variant.Status.READY and reference.files.count() == 1
+    quality = Variant.objects.get(pk=variant.pk).quality["quality"]
+    assert quality["reference"] == str(reference)
+    assert quality["kld_mean"] > 0 and 0 < quality["top1_agreement"] <= 1
+    assert quality["perplexity"]["ppl"] > 1 and quality["n_positions"] > 0
+
+
+def test_asking_again_for_a_measured_suite_queues_nothing(tiny_checkpoint, storage, celery_broker):
+    from registry.benchmarks import request_benchmarks
+
+    bootstrap()
+    ckpt = Checkpoint.objects.create(name="tiny-v3", family="DeepSeek-V3", architecture="deepseek2",
+                                     local_path=str(tiny_checkpoint))
+    variant = Variant.objects.create(checkpoint=ckpt, recipe=Recipe.objects.get(name="Q4_K_M"),
+                                     status=Variant.Status.READY, quality={"quality": {"kld_mean": 0.01}})
+    assert request_benchmarks(variant, ["quality"]) == []
+    first = request_benchmarks(variant, ["deepseek-paper"])
+    again = request_benchmarks(variant, ["deepseek-paper"])
+    assert [j.pk for j in first] == [j.pk for j in again] and celery_broker.llen("gpu") == 1
