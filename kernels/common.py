@@ -105,7 +105,7 @@ def fp16_from_bytes(b: torch.Tensor) -> torch.Tensor:
     return b.contiguous().view(torch.float16).squeeze(-1).to(torch.float32)
 
 
-def nearest_int(v: torch.Tensor) -> torch.Tensor:
+def nearest_int(v: torch.Tensor, nan_ok: bool = False) -> torch.Tensor:
     """ggml's ``nearest_int(float)``: int32, round half to even for |v| <= 4194303.
 
     Mirrors the C bit trick itself (add 12582912.f, keep the low 23 bits), so
@@ -113,6 +113,8 @@ def nearest_int(v: torch.Tensor) -> torch.Tensor:
     """
     bits = (v + _NEAREST_INT_MAGIC).view(torch.int32)
     out = (bits & 0x007FFFFF) - 0x00400000
+    if nan_ok:  # caller discards results computed from NaN
+        return out
     # NaN: x86 produces the default NaN 0xFFC00000, whose low bits give 0; CUDA's
     # canonical NaN has other bits, so pin the x86 answer on every device.
     return select(torch.isnan(v), torch.zeros_like(out), out)
@@ -321,16 +323,16 @@ def make_qx_quants(
 
     ratio = torch.div(sumlx, suml2)  # scale of each trial where suml2 != 0
     prod = ratio * sumlx  # its best = scale*sumlx
-    sq = sumlx * sumlx
-    pos = suml2 > 0
+    # sumlx*sumlx, or -inf where suml2 > 0 fails, so one compare tests both conditions
+    sq = select(suml2 > 0, sumlx * sumlx, torch.full_like(sumlx, float("-inf")))
     # trial 0: scale = suml2 ? sumlx/suml2 : 0
     nz0 = suml2[0] != 0
     best = select(nz0, prod[0], torch.zeros_like(prod[0]) * sumlx[0])
     pick = torch.zeros(G, dtype=torch.int64, device=x.device)
     for k in range(1, T):
-        take = pos[k] & (sq[k] > best * suml2[k])
+        take = sq[k] > best * suml2[k]
         best = select(take, prod[k], best)
-        pick = select(take, torch.full_like(pick, k), pick)
+        pick = torch.maximum(pick, take * k)  # accepted trials only ever move forward
     scale = ratio.gather(0, pick.unsqueeze(0)).squeeze(0)
     scale = select((pick == 0) & ~nz0, torch.zeros_like(scale), scale)
     scale = select(live, scale, torch.zeros_like(scale))

@@ -19,6 +19,7 @@ from kernels.common import (
     div,
     f32,
     first_abs_max,
+    fp16_round,
     fp16_bytes,
     fp16_from_bytes,
     make_qx_quants,
@@ -55,15 +56,16 @@ def _scales_and_codes(
     d = div(1.0, iscale)  # stored as fp16(1/iscale)
     sc = nearest_int(iscale.unsqueeze(1) * scales).clamp_max(127)  # MIN(127, nearest_int(.))
     # d re-read from fp16, times the int8 scale, as C does before re-quantizing
-    dsub = d.to(torch.float16).to(torch.float32).unsqueeze(1) * sc.to(torch.int8).to(torch.float32)
-    dsub = dsub.repeat_interleave(16, dim=1)  # [nsb, 256]
-    live_sub = dsub != 0
-    q = nearest_int(div(x, select(live_sub, dsub, torch.ones_like(dsub)))).clamp_(-32, 31) + 32
-    L = select(live_sub, q.to(torch.uint8), L)  # sub-blocks with d == 0 keep make_qx_quants' L
+    dsub = fp16_round(d).unsqueeze(1) * sc.to(torch.int8).to(torch.float32)  # [nsb, 16]
+    live_sub = (dsub != 0).unsqueeze(2)
+    # x/d per sub-block; where d == 0 the quotient is garbage and C keeps make_qx_quants' L
+    q = nearest_int(x.view(nsb, 16, 16) / dsub.unsqueeze(2), nan_ok=True).clamp_(-32, 31).add_(32)
+    L = select(live_sub, q.to(torch.uint8), L.view(nsb, 16, 16)).view(nsb, QK_K)
 
-    d = select(dead, torch.zeros_like(d), d)
-    sc = select(dead.unsqueeze(1), torch.zeros_like(sc), sc)
-    L = select(dead.unsqueeze(1), torch.zeros_like(L), L)  # memset(&y[i], 0, ...)
+    if bool(dead.any()):  # memset(&y[i], 0, ...) for all-zero super-blocks
+        d = select(dead, torch.zeros_like(d), d)
+        sc = select(dead.unsqueeze(1), torch.zeros_like(sc), sc)
+        L = select(dead.unsqueeze(1), torch.zeros_like(L), L)
     return d, sc.to(torch.int8), L
 
 
