@@ -31,7 +31,7 @@ def request_benchmarks(variant: Variant, suites: "list[str]", user=None) -> list
 
     out = []
     for suite in dict.fromkeys(suites):
-        if suite in (variant.quality or {}):
+        if suite in (variant.quality or {}).get("suites", {}):
             continue
         key = request_key(variant, suite)
         live = BenchmarkJob.objects.filter(request_key=key, state__in=[JobState.QUEUED, JobState.RUNNING]).first()
@@ -48,3 +48,22 @@ def request_benchmarks(variant: Variant, suites: "list[str]", user=None) -> list
         transaction.on_commit(lambda pk=job.pk: runner.enqueue("benchmark", pk))
         out.append(job)
     return out
+
+
+def quality_summary(result: dict, reference_label: str) -> dict:
+    """The flat fields the drop report reads (registry.quality), from a tier-1 evaluation result."""
+    return {"ppl": result["perplexity"]["ppl"], "ppl_uncertainty": result["perplexity"].get("uncertainty"),
+            "ppl_ratio": result["ppl_ratio"], "kld_mean": result["kld_mean"], "kld_p99": result["kld_p99"],
+            "kld_max": result["kld_max"], "top1_percent": 100.0 * result["top1_agreement"],
+            "rms_dp_percent": 100.0 * result["rms_dp"], "reference": reference_label}
+
+
+def record_quality(variant: Variant, suite: str, result: dict, summary: "dict | None" = None) -> None:
+    """Store a suite's full result under quality["suites"] and its summary at the top level."""
+    with transaction.atomic():
+        v = Variant.objects.select_for_update().get(pk=variant.pk)
+        quality = dict(v.quality or {})
+        quality["suites"] = {**quality.get("suites", {}), suite: result}
+        quality.update(summary or {})
+        v.quality = quality
+        v.save(update_fields=["quality"])

@@ -214,7 +214,8 @@ def benchmark(job: BenchmarkJob, ctx: JobContext) -> dict:
     from quant.eval.model import EvalSettings
     from quant.eval.reference import cached_reference
     from quant.eval.text import split_text, topics_text
-    from registry.benchmarks import QUALITY
+    from registry.benchmarks import QUALITY, quality_summary, record_quality
+    from registry.quality import variant_label as quality_label
 
     if job.suite != QUALITY:
         raise ValueError(f"suite {job.suite!r}: only the {QUALITY!r} suite runs on workers yet; "
@@ -236,13 +237,15 @@ def benchmark(job: BenchmarkJob, ctx: JobContext) -> dict:
     reference = reference_variant(variant.checkpoint, ctx)
     ref = cached_reference(first_file(reference), text, storage_root() / "references", eval_settings,
                            progress=progress, cancelled=cancelled)
-    quality = evaluate_variant(first_file(variant), text, ref, eval_settings, progress, cancelled).as_dict()
-    quality["reference"] = str(reference)
-    with transaction.atomic():
-        v = Variant.objects.select_for_update().get(pk=variant.pk)
-        v.quality = {**v.quality, job.suite: quality}
-        v.save(update_fields=["quality"])
-    return {"result": quality}
+    result = evaluate_variant(first_file(variant), text, ref, eval_settings, progress, cancelled).as_dict()
+    label = quality_label(reference)
+    record_quality(variant, job.suite, result, quality_summary(result, label))
+    if not (reference.quality or {}).get("baseline"):
+        # The reference against itself: its PPL, no divergence. The drop table measures from it.
+        record_quality(reference, job.suite, {"ppl": result["reference_ppl"]},
+                       {"ppl": result["reference_ppl"], "kld_mean": 0.0, "top1_percent": 100.0, "baseline": True,
+                        "reference": label})
+    return {"result": result}
 
 
 HANDLERS = {"quantize": quantize, "benchmark": benchmark}

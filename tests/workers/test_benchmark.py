@@ -9,6 +9,7 @@ import pytest
 
 from registry.bootstrap import bootstrap
 from registry.models import BenchmarkJob, Checkpoint, JobState, Recipe, Variant
+from registry.quality import comparison
 from registry.quantizations import request_quantization
 from workers import runner
 
@@ -38,10 +39,15 @@ def test_a_requested_suite_measures_the_variant_against_the_reference(tiny_check
     assert runner.run_job("benchmark", bench.pk) == JobState.SUCCEEDED, BenchmarkJob.objects.get(pk=bench.pk).error
     reference = Variant.objects.get(checkpoint=ckpt, recipe__name="F16")
     assert reference.status == Variant.Status.READY and reference.files.count() == 1
-    quality = Variant.objects.get(pk=variant.pk).quality["quality"]
-    assert quality["reference"] == str(reference)
-    assert quality["kld_mean"] > 0 and 0 < quality["top1_agreement"] <= 1
-    assert quality["perplexity"]["ppl"] > 1 and quality["n_positions"] > 0
+    quality = Variant.objects.get(pk=variant.pk).quality
+    assert quality["reference"] == f"F16 #{reference.pk}"
+    assert quality["kld_mean"] > 0 and 0 < quality["top1_percent"] <= 100 and quality["ppl"] > 1
+    assert quality["suites"]["quality"]["n_positions"] > 0
+    assert Variant.objects.get(pk=reference.pk).quality["baseline"] is True
+
+    report = comparison(ckpt)
+    assert report.baseline == f"F16 #{reference.pk}"
+    assert [r.variant for r in report.rows] == [f"F16 #{reference.pk}", f"Q2_K #{variant.pk}"]
 
 
 def test_asking_again_for_a_measured_suite_queues_nothing(tiny_checkpoint, storage, celery_broker):
@@ -51,7 +57,8 @@ def test_asking_again_for_a_measured_suite_queues_nothing(tiny_checkpoint, stora
     ckpt = Checkpoint.objects.create(name="tiny-v3", family="DeepSeek-V3", architecture="deepseek2",
                                      local_path=str(tiny_checkpoint))
     variant = Variant.objects.create(checkpoint=ckpt, recipe=Recipe.objects.get(name="Q4_K_M"),
-                                     status=Variant.Status.READY, quality={"quality": {"kld_mean": 0.01}})
+                                     status=Variant.Status.READY,
+                                     quality={"kld_mean": 0.01, "suites": {"quality": {"kld_mean": 0.01}}})
     assert request_benchmarks(variant, ["quality"]) == []
     first = request_benchmarks(variant, ["deepseek-paper"])
     again = request_benchmarks(variant, ["deepseek-paper"])
