@@ -76,6 +76,39 @@ def fp16_bytes(t: torch.Tensor) -> torch.Tensor:
     return t.to(torch.float16).contiguous().view(torch.uint8).reshape(t.shape[0], 2)
 
 
+_BITS = {
+    torch.float32: torch.int32,
+    torch.int32: torch.int32,
+    torch.float64: torch.int64,
+    torch.int64: torch.int64,
+    torch.uint8: torch.uint8,
+}
+
+
+def where(m: torch.Tensor, a: "torch.Tensor | float", b: "torch.Tensor | float") -> torch.Tensor:
+    """where(m, a, b), bit for bit, built from bitwise ops.
+
+    Why: on this CPU build torch.where (and masked_fill) runs some 10-40x slower than a
+    multiply, and the searches select state for every group at every step.  Selecting
+    through the integer view, ``b ^ ((a ^ b) & -m)``, moves exact bit patterns (NaN,
+    -0.0 and inf included) at the speed of plain elementwise ops, on any device.
+    a and b are tensors of one dtype, or one of them is the number 0.
+    """
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        if a.dtype != b.dtype or a.dtype not in _BITS:
+            return torch.where(m, a, b)
+        it = _BITS[a.dtype]
+        ai, bi = a.view(it), b.view(it)
+        return (bi ^ ((ai ^ bi) & m.to(it).neg_())).view(a.dtype)
+    if isinstance(a, torch.Tensor) and b == 0 and a.dtype in _BITS:
+        it = _BITS[a.dtype]
+        return (a.view(it) & m.to(it).neg_()).view(a.dtype)
+    if isinstance(b, torch.Tensor) and a == 0 and b.dtype in _BITS:
+        it = _BITS[b.dtype]
+        return (b.view(it) & m.logical_not().to(it).neg_()).view(b.dtype)
+    return torch.where(m, a, b)
+
+
 def sqrtf(t: torch.Tensor) -> torch.Tensor:
     """C's sqrtf (correctly rounded).  torch.sqrt on CPU is not: its AVX-512 kernel is off by
     one ulp for about a fifth of float32 inputs.  sqrt in float64 rounded once to float32
@@ -103,18 +136,17 @@ def seq_sum(t: torch.Tensor, from_zero: bool = True) -> torch.Tensor:
 def first_absmax(x: torch.Tensor) -> torch.Tensor:
     """The signed value of largest magnitude per group, first one on ties, +0.0 if all zero.
 
-    C: ``if (fabsf(x[i]) > amax) { amax = fabsf(x[i]); max = x[i]; }`` from 0.  A scan
-    over the positions (cheap: n small ops on [G]) rather than argmax, which is slow
-    across dim 0 and whose tie-breaking is not promised on every device.
+    C: ``if (fabsf(x[i]) > amax) { amax = fabsf(x[i]); max = x[i]; }`` from 0.  The
+    magnitude is a plain amax; the value is found by a backwards scan, so the first
+    position holding it wins (argmax across dim 0 is slow, and its tie-breaking is not
+    promised on every device).
     """
     ax = x.abs()
-    amax = torch.zeros_like(x[0])
-    mx = torch.zeros_like(x[0])
-    for i in range(x.shape[0]):
-        gt = ax[i] > amax
-        amax = torch.where(gt, ax[i], amax)
-        mx = torch.where(gt, x[i], mx)
-    return mx
+    amax = ax.amax(dim=0)
+    mx = torch.zeros_like(amax)
+    for i in reversed(range(x.shape[0])):
+        mx = where(ax[i] == amax, x[i], mx)
+    return where(amax > 0, mx, 0.0)
 
 
 # --------------------------------------------------------------------------------------
@@ -200,7 +232,7 @@ def _make_qkx(x, w, nmax, rmin, rdelta, nstep, use_mad, exact):
 
     xmin = x.amin(dim=0)
     mx = x.amax(dim=0)
-    mn = torch.where(xmin > 0, torch.zeros_like(xmin), xmin)  # if (min > 0) min = 0
+    mn = where(xmin > 0, 0.0, xmin)  # if (min > 0) min = 0
     sum_w = seq_sum(w, from_zero=False)
     sum_x = seq_sum(torch.mul(w, x, out=buf), from_zero=False)
     degenerate = mx == mn
@@ -235,20 +267,20 @@ def _make_qkx(x, w, nmax, rmin, rdelta, nstep, use_mad, exact):
             this_scale = (sum_w * sum_xl - sum_x * sum_l) / D
             this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D
             pos = this_min > 0
-            this_min = torch.where(pos, torch.zeros_like(this_min), this_min)
-            this_scale = torch.where(pos, sum_xl / sum_l2, this_scale)
+            this_min = where(pos, 0.0, this_min)
+            this_scale = where(pos, sum_xl / sum_l2, this_scale)
             cur_err = error(this_scale, this_min, laux)
             better = (D > 0) & (cur_err < best_err)
-            best_err = torch.where(better, cur_err, best_err)
-            scale = torch.where(better, this_scale, scale)
-            best_iscale = torch.where(better, cand_iscale, best_iscale)
-            best_origin = torch.where(better, cur_min, best_origin)
-            cur_min = torch.where(better, this_min, cur_min)
+            best_err = where(better, cur_err, best_err)
+            scale = where(better, this_scale, scale)
+            best_iscale = where(better, cand_iscale, best_iscale)
+            best_origin = where(better, cur_min, best_origin)
+            cur_min = where(better, this_min, cur_min)
         L = codes(best_origin, best_iscale, laux)
     zero = torch.zeros_like(scale)
-    L = L.masked_fill_(degenerate, 0.0)
-    scale = torch.where(degenerate, zero, scale)
-    the_min = -torch.where(degenerate, mn, cur_min)
+    L = where(degenerate, 0.0, L)
+    scale = where(degenerate, zero, scale)
+    the_min = -where(degenerate, mn, cur_min)
     return scale, the_min, L, suspicious & ~degenerate
 
 
@@ -284,8 +316,8 @@ def make_qp_quants(x: torch.Tensor, nmax: int, qw: torch.Tensor) -> "tuple[torch
         diff = x - scale_is * l
         mse = seq_sum(qw * diff * diff)
         better = mse < best_mse
-        best_mse = torch.where(better, mse, best_mse)
-        best_iscale = torch.where(better, iscale_is, best_iscale)
+        best_mse = where(better, mse, best_mse)
+        best_iscale = where(better, iscale_is, best_iscale)
     l = nearest_int(best_iscale * x).clamp_max(nmax)
     lf = l.float()
     wx = qw * x
@@ -304,17 +336,17 @@ def make_qp_quants(x: torch.Tensor, nmax: int, qw: torch.Tensor) -> "tuple[torch
             slx = slx + wx[i] * new_l
             sl2 = sl2 + w_i * new_l * new_l
             ok &= slx * slx * suml2 > sumlx * sumlx * sl2
-            L[i] = torch.where(ok, torch.remainder(new_l, 256.0), L_i)
-            sumlx = torch.where(ok, slx, sumlx)
-            suml2 = torch.where(ok, sl2, suml2)
+            L[i] = where(ok, torch.remainder(new_l, 256.0), L_i)
+            sumlx = where(ok, slx, sumlx)
+            suml2 = where(ok, sl2, suml2)
             changed |= ok
         # A pass without changes leaves the state as it was, so the next pass would
         # change nothing either: C's per-group early exit equals running on.
         if not bool(changed.any()):
             break
-    scale = torch.where(suml2 > 0, sumlx / suml2, torch.zeros_like(sumlx))
-    scale = torch.where(zero, torch.zeros_like(scale), scale)
-    L = torch.where(zero, torch.zeros_like(L), L)
+    scale = where(suml2 > 0, sumlx / suml2, 0.0)
+    scale = where(zero, 0.0, scale)
+    L = where(zero, 0.0, L)
     return scale, L.long()
 
 
@@ -341,7 +373,7 @@ def make_qx_quants(x: torch.Tensor, nmax: int, qw: torch.Tensor) -> "tuple[torch
         return seq_sum(wx * l), seq_sum(qw * l * l)
 
     sumlx, suml2 = sums(codes(iscale))
-    scale = torch.where(suml2 != 0, sumlx / suml2, torch.zeros_like(sumlx))
+    scale = where(suml2 != 0, sumlx / suml2, 0.0)
     best = scale * sumlx
     best_iscale = iscale
     for is_ in range(-9, 10):
@@ -351,12 +383,12 @@ def make_qx_quants(x: torch.Tensor, nmax: int, qw: torch.Tensor) -> "tuple[torch
         cand = rdiv(float(-f), mx)
         sumlx, suml2 = sums(codes(cand))
         better = (suml2 > 0) & (sumlx * sumlx > best * suml2)
-        scale = torch.where(better, sumlx / suml2, scale)
-        best = torch.where(better, scale * sumlx, best)
-        best_iscale = torch.where(better, cand, best_iscale)
+        scale = where(better, sumlx / suml2, scale)
+        best = where(better, scale * sumlx, best)
+        best_iscale = where(better, cand, best_iscale)
     L = codes(best_iscale) + float(nmax)
-    L = torch.where(zero, torch.zeros_like(L), L)
-    scale = torch.where(zero, torch.zeros_like(scale), scale)
+    L = where(zero, 0.0, L)
+    scale = where(zero, 0.0, scale)
     return scale, L
 
 
@@ -386,27 +418,13 @@ def make_q3_quants(x: torch.Tensor, nmax: int) -> "tuple[torch.Tensor, torch.Ten
     active = torch.arange(x.shape[1], device=x.device)
     xa, wa, wxa, La, slxa, sl2a = x, w, wx, L, sumlx, suml2
     for _ in range(5):
-        changed = torch.zeros_like(slxa, dtype=torch.bool)
-        for i in range(n):
-            L_i = La[i]
-            slx = slxa - wxa[i] * L_i
-            sl2 = sl2a - wa[i] * L_i * L_i
-            new_l = nearest_int(xa[i] * sl2 / slx).clamp_(-nmax, nmax - 1).float()
-            ok = (slx > 0) & (new_l != L_i)
-            slx = slx + wxa[i] * new_l
-            sl2 = sl2 + wa[i] * new_l * new_l
-            ok &= (sl2 > 0) & (slx * slx * sl2a > slxa * slxa * sl2)
-            La[i] = torch.where(ok, new_l, L_i)
-            slxa = torch.where(ok, slx, slxa)
-            sl2a = torch.where(ok, sl2, sl2a)
-            changed |= ok
-        # write back, then keep only the groups that moved (the others are final)
+        changed = _q3_pass(xa, wa, wxa, La, slxa, sl2a, nmax)
+        # write back, then keep only the groups that moved (the others are final:
+        # a pass that changes nothing would change nothing again, and C stops there)
         if La is not L:
             L[:, active] = La
             sumlx[active] = slxa
             suml2[active] = sl2a
-        else:
-            sumlx, suml2 = slxa, sl2a
         keep = changed.nonzero().squeeze(1)
         if keep.numel() == 0:
             break
@@ -415,10 +433,43 @@ def make_q3_quants(x: torch.Tensor, nmax: int) -> "tuple[torch.Tensor, torch.Ten
         La, slxa, sl2a = L[:, active], sumlx[active], suml2[active]
 
     L = L + float(nmax)
-    scale = torch.where(suml2 > 0, sumlx / suml2, torch.zeros_like(sumlx))
-    L = torch.where(zero, torch.zeros_like(L), L)
-    scale = torch.where(zero, torch.zeros_like(scale), scale)
+    scale = where(suml2 > 0, sumlx / suml2, 0.0)
+    L = where(zero, 0.0, L)
+    scale = where(zero, 0.0, scale)
     return scale, L
+
+
+def _q3_pass(x, w, wx, L, sumlx, suml2, nmax) -> torch.Tensor:
+    """One refinement pass of make_q3_quants over all given groups, in place.
+
+    Per position, C does ``if (slx > 0) { new_l = ...; if (new_l != L[i]) { ...accept? } }``.
+    The first two tests are evaluated for every group; they rarely both hold, so the
+    acceptance test and the updates run only on those few groups (gathered by index).
+    Returns the mask of groups that changed.
+    """
+    changed = torch.zeros(x.shape[1], dtype=torch.bool, device=x.device)
+    wxL = wx * L  # position i's own terms change only at position i
+    wL2 = w * L * L
+    for i in range(x.shape[0]):
+        slx = sumlx - wxL[i]
+        sl2 = suml2 - wL2[i]
+        new_l = nearest_int((x[i] * sl2).div_(slx)).clamp_(-nmax, nmax - 1)  # unbounded input: exact
+        cand = slx > 0
+        cand &= new_l != L[i]
+        idx = cand.nonzero().squeeze(1)
+        if idx.numel() == 0:
+            continue
+        nl = new_l[idx].float()
+        slx_c = slx[idx] + wx[i, idx] * nl
+        sl2_c = sl2[idx] + w[i, idx] * nl * nl
+        s_lx, s_l2 = sumlx[idx], suml2[idx]
+        ok = (sl2_c > 0) & (slx_c * slx_c * s_l2 > s_lx * s_lx * sl2_c)
+        idx = idx[ok]
+        L[i, idx] = nl[ok]
+        sumlx[idx] = slx_c[ok]
+        suml2[idx] = sl2_c[ok]
+        changed[idx] = True
+    return changed
 
 
 # --------------------------------------------------------------------------------------

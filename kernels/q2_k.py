@@ -24,6 +24,7 @@ from kernels.kquant_search import (
     rdiv,
     superblock_sum_x2,
     unpack_2bit,
+    where,
 )
 from kernels.types import QK_K
 
@@ -51,12 +52,12 @@ def _ref_scales(xb: torch.Tensor):
     max_min = mins.amax(dim=1)
     has_scale = max_scale > 0  # `if (scale > max_scale)` from 0: never negative
     has_min = max_min > 0
-    max_scale = torch.where(has_scale, max_scale, zero)
-    max_min = torch.where(has_min, max_min, zero)
+    max_scale = where(has_scale, max_scale, zero)
+    max_min = where(has_min, max_min, zero)
     ls = nearest_int(rdiv(15.0, max_scale)[:, None] * scales)
     lm = nearest_int(rdiv(15.0, max_min)[:, None] * mins)
-    ls = torch.where(has_scale[:, None], ls, torch.zeros_like(ls))
-    lm = torch.where(has_min[:, None], lm, torch.zeros_like(lm))
+    ls = where(has_scale[:, None], ls, torch.zeros_like(ls))
+    lm = where(has_min[:, None], lm, torch.zeros_like(lm))
     packed = ((ls & 0xFF) | (lm << 4)) & 0xFF
     return packed.long(), div(max_scale, 15.0), div(max_min, 15.0), L.t().reshape(nb, QK_K)
 
@@ -90,7 +91,7 @@ def quantize_q2_k(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tens
     dl = (fp16_round(d)[:, None] * (packed & 0xF).float()).unsqueeze(2)
     ml = (fp16_round(dmin)[:, None] * (packed >> 4).float()).unsqueeze(2)
     l = nearest_int((xb.view(-1, NSUB, SUB) + ml) / dl).clamp_(0, 3).to(torch.uint8)
-    L = torch.where(dl != 0, l, L.view(-1, NSUB, SUB).to(torch.uint8)).reshape(-1, QK_K)
+    L = where(dl != 0, l, L.view(-1, NSUB, SUB).to(torch.uint8)).reshape(-1, QK_K)
     out = torch.cat([packed.to(torch.uint8), pack_2bit(L), fp16_bytes(d), fp16_bytes(dmin)], dim=1)
     return out.reshape(rows, -1)
 

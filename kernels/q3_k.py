@@ -28,6 +28,7 @@ from kernels.kquant_search import (
     seq_sum,
     superblock_sum_x2,
     unpack_2bit,
+    where,
 )
 from kernels.types import QK_K
 
@@ -80,8 +81,8 @@ def _ref_scales(xt: torch.Tensor, nb: int):
     live = max_scale != 0
     iscale = rdiv(-32.0, max_scale)
     l = nearest_int(iscale[:, None] * scales).clamp_(-32, 31) + 32
-    l = torch.where(live[:, None], l, torch.zeros_like(l))
-    d = torch.where(live, rdiv(1.0, iscale), torch.zeros_like(iscale))
+    l = where(live[:, None], l, torch.zeros_like(l))
+    d = where(live, rdiv(1.0, iscale), torch.zeros_like(iscale))
     return l.long(), d, L
 
 
@@ -110,7 +111,7 @@ def quantize_q3_k(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tens
     # final codes from the stored fp16 d and the 6-bit scales; zero-scale sub-blocks keep L
     dl = (fp16_round(d)[:, None] * unpack_scales(packed).float()).reshape(-1)  # [nb*16]
     l = nearest_int(xt / dl).clamp_(-4, 3).add_(4)
-    L = torch.where(dl != 0, l, L.to(torch.int32))
+    L = where(dl != 0, l, L.to(torch.int32))
     L = codes_to_blocks(L, nb)  # [nb, 256] uint8, 0..7
     high = L >> 2  # 1 where L > 3
     hmask = bit_planes(high.view(nb, 8, 32))

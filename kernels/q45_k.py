@@ -21,6 +21,7 @@ from kernels.kquant_search import (
     seq_sum,
     sqrtf,
     superblock_sum_x2,
+    where,
 )
 from kernels.types import QK_K
 
@@ -130,10 +131,10 @@ def _ref_quantize_scales(scales: torch.Tensor, mins: torch.Tensor):
     max_scale = scales.amax(dim=1)
     max_min = mins.amax(dim=1)
     # `if (v > max) max = v` from 0: never -0.0, never negative
-    max_scale = torch.where(max_scale > 0, max_scale, zero)
-    max_min = torch.where(max_min > 0, max_min, zero)
-    inv_scale = torch.where(max_scale > 0, rdiv(63.0, max_scale), zero)
-    inv_min = torch.where(max_min > 0, rdiv(63.0, max_min), zero)
+    max_scale = where(max_scale > 0, max_scale, zero)
+    max_min = where(max_min > 0, max_min, zero)
+    inv_scale = where(max_scale > 0, rdiv(63.0, max_scale), zero)
+    inv_min = where(max_min > 0, rdiv(63.0, max_min), zero)
     ls = (nearest_int(inv_scale[:, None] * scales) & 0xFF).clamp_max(63).long()
     lm = (nearest_int(inv_min[:, None] * mins) & 0xFF).clamp_max(63).long()
     return ls, lm, div(max_scale, 63.0), div(max_min, 63.0)
@@ -162,7 +163,7 @@ def _requantize(xb, d16, dmin16, sc, m, L, nmax):
     dm = (dmin16[:, None] * m.float()).unsqueeze(2)
     x3 = xb.view(-1, NSUB, SUB)
     l = nearest_int((x3 + dm) / d).clamp_(0, nmax).long()
-    return torch.where(d != 0, l, L.view(-1, NSUB, SUB).long()).reshape(-1, QK_K)
+    return where(d != 0, l, L.view(-1, NSUB, SUB).long()).reshape(-1, QK_K)
 
 
 def _quantize_k(x: torch.Tensor, imatrix: "torch.Tensor | None", nmax: int, rmin: float, nstep: int, clamp_impl: bool):
