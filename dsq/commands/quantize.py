@@ -1,0 +1,93 @@
+"""`dsq quantize`: stream a Hugging Face checkpoint (or a float GGUF) into a quantized GGUF."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+help = "Convert HF safetensors (BF16/F16/F32/FP8) or a float GGUF to a GGUF with a recipe, tensor by tensor."
+
+
+def _size(value: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    v = value.strip().upper().removesuffix("B").removesuffix("I")
+    if v and v[-1] in units:
+        return int(float(v[:-1]) * units[v[-1]])
+    return int(v)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("src", help="Hugging Face model directory, or a .gguf file (the first of a split set)")
+    parser.add_argument("--recipe", required=True, help="built-in recipe (Q4_K_M, DQ3_K_M, F16, ...) or a recipe JSON file")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--imatrix", help="importance matrix (llama-imatrix .dat or GGUF format)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the codecs run")
+    parser.add_argument("--shard-size", type=_size, help="split files above this size (e.g. 50G), as gguf-split does")
+    parser.add_argument("--name", help="output file stem (default: <source name>-<recipe>)")
+    parser.add_argument("--source-repo", help="recorded as dsq.source.repo")
+    parser.add_argument("--source-revision", help="recorded as dsq.source.revision")
+    parser.add_argument("--tokenizer-pre", help="llama.cpp pre-tokenizer name, when tokenizer.json's is not recognised")
+    parser.add_argument("--allow-requantize", action="store_true", help="accept quantized GGUF tensors as input")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan (types, sizes, files) and stop")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    parser.add_argument("--no-stats", action="store_true", help="skip the per-tensor error statistics")
+
+
+class ProgressLine:
+    """One self-rewriting stderr line: tensor i/N, bytes, rate, ETA."""
+
+    def __init__(self, stream=sys.stderr, min_interval: float = 0.2):
+        self.stream, self.min_interval, self.last = stream, min_interval, 0.0
+        self.tty = stream.isatty()
+
+    def __call__(self, p) -> None:
+        now = time.monotonic()
+        final = p.index == p.total and p.tensor_done
+        if not final and now - self.last < self.min_interval:
+            return
+        self.last = now
+        eta = "--:--" if p.eta_s is None else f"{int(p.eta_s) // 60:02d}:{int(p.eta_s) % 60:02d}"
+        pct = 100.0 * p.bytes_done / max(1, p.bytes_total)
+        line = (f"[{p.index}/{p.total}] {pct:5.1f}% {p.bytes_done / 2**20:,.1f}/{p.bytes_total / 2**20:,.1f} MiB "
+                f"{p.rate_bps / 2**20:6.1f} MiB/s ETA {eta}  {p.name} {p.type}")
+        if self.tty:
+            self.stream.write("\r" + line[:160].ljust(160) + ("\n" if final else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    from quant.convert import ConversionCancelled, execute, plan_conversion
+
+    try:
+        plan = plan_conversion(
+            args.src, args.recipe, imatrix=args.imatrix, shard_size=args.shard_size, name=args.name,
+            source_repo=args.source_repo, source_revision=args.source_revision, tokenizer_pre=args.tokenizer_pre,
+            allow_requantize=args.allow_requantize,
+        )
+    except (ValueError, OSError, KeyError) as e:
+        print(f"dsq quantize: {e}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        print(plan.describe())
+        print("files: " + ", ".join(plan.file_names()))
+        return 0
+    try:
+        result = execute(plan, args.out, device=args.device, progress=ProgressLine(), stats=not args.no_stats)
+    except ConversionCancelled as e:
+        print(f"dsq quantize: {e}", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, RuntimeError) as e:
+        print(f"dsq quantize: failed, nothing written: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        json.dump(result.to_dict(), sys.stdout, indent=2)
+        print()
+    else:
+        for f in result.files:
+            print(f"{f.path}  {f.size:,} bytes  sha256 {f.sha256}")
+        print(f"{len(result.tensors)} tensors, {result.n_params:,} weights, {result.bits_per_weight:.3f} bpw, "
+              f"{result.seconds:.1f} s")
+    return 0
