@@ -1,0 +1,260 @@
+"""`dsq demo`: the whole main job on one machine, on the embedded default (SQLite).
+
+It starts Redis, the registry (gunicorn), a Celery worker (with beat) and a local
+Hub-compatible server; builds a tiny DeepSeek-V3-architecture checkpoint; and then, through
+the REST API only, as two users would: registers the checkpoint, requests Q4_K_M and DQ3_K_M
+with the quality benchmark, watches the worker quantize and evaluate them, proposes a release
+(rita), approves it (alice, a second user), waits for it to be published to the Hub, moves
+the `stable` channel to it, pulls it back by tag, verifies it and runs it with llama.cpp,
+and prints the drop table. Services stay up for exploring until Ctrl-C.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from dsq import localservices
+from dsq.processes import ROOT, ProcessGroup, celery_worker, python
+
+REQUESTER, APPROVER = "rita", "alice"
+QUANTS = ("Q4_K_M", "DQ3_K_M")
+CHECKPOINT = "tiny-deepseek-v3"
+
+
+def say(message: str) -> None:
+    print(f"[demo] {message}", flush=True)
+
+
+class Api:
+    """A small JSON client for the registry API, as one user."""
+
+    def __init__(self, base: str, token: str):
+        self.base, self.token = base.rstrip("/"), token
+
+    def call(self, method: str, path: str, body: "dict | None" = None) -> dict:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base + path, data=data, method=method, headers={
+            "Authorization": f"Token {self.token}", "Content-Type": "application/json", "Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            raise RuntimeError(f"{method} {path} → {exc.code}: {exc.read().decode()[:500]}") from None
+
+    def get(self, path: str) -> dict:
+        return self.call("GET", path)
+
+    def post(self, path: str, body: dict) -> dict:
+        return self.call("POST", path, body)
+
+
+def environment(workdir: Path, redis_url: str, hub_url: str, hub_token: str) -> dict:
+    """Everything the web server, the worker and this process share, from the environment."""
+    return {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{workdir / 'dsq.sqlite3'}",
+        "CELERY_BROKER_URL": redis_url,
+        "DSQ_STORAGE_ROOT": str(workdir / "storage"),
+        "HF_ENDPOINT": hub_url,
+        "HF_TOKEN": hub_token,
+        "HF_HUB_DISABLE_XET": "1",
+        "DSQ_HUB_NAMESPACE": "dsq-demo",
+        "DSQ_WORKER_NAME": "demo-worker",
+        "DSQ_DEVICE": os.environ.get("DSQ_DEVICE", "cpu"),
+        "DSQ_HEARTBEAT_SECONDS": "2",
+        "DSQ_EVAL_N_CTX": "128",
+        "DSQ_EVAL_MAX_WINDOWS": "8",
+        "DSQ_SECRET_KEY": os.environ.get("DSQ_SECRET_KEY") or secrets.token_urlsafe(32),
+        "DJANGO_SETTINGS_MODULE": "dsq.settings",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def setup_database(env: dict) -> dict[str, str]:
+    """Migrate, bootstrap the catalogue, and create the two demo users; returns their API tokens."""
+    os.environ.update(env)
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+    call_command("bootstrap", verbosity=0)
+    call_command("collectstatic", "--noinput", verbosity=0)
+    from django.contrib.auth.models import Group, User
+    from rest_framework.authtoken.models import Token
+
+    from registry.bootstrap import APPROVERS_GROUP
+
+    tokens = {}
+    for name, approver in ((REQUESTER, False), (APPROVER, True)):
+        user, created = User.objects.get_or_create(username=name, defaults={"is_staff": approver})
+        if created:
+            user.set_password(name)
+            user.save()
+        if approver:
+            user.groups.add(Group.objects.get(name=APPROVERS_GROUP))
+        tokens[name] = Token.objects.get_or_create(user=user)[0].key
+    return tokens
+
+
+def wait_for_jobs(api: Api, kind: str, ids: list[int], procs: ProcessGroup, timeout: float = 900) -> list[dict]:
+    """Poll job rows until every one is final, printing progress as it changes."""
+    deadline, last = time.monotonic() + timeout, {}
+    while True:
+        procs.check_alive()
+        rows = [api.get(f"/api/jobs/{kind}/{i}/") for i in ids]
+        for row in rows:
+            # One line per state, step kind or quarter of progress: enough to watch, not a flood.
+            key = (row["state"], row["step"].split(" ")[0], int(4 * row["progress"]))
+            if last.get(row["id"]) != key:
+                say(f"{kind} job {row['id']}: {row['state']} {100 * row['progress']:5.1f}% {row['step']}")
+                last[row["id"]] = key
+        if all(r["state"] in ("succeeded", "failed", "cancelled") for r in rows):
+            failed = [r for r in rows if r["state"] != "succeeded"]
+            if failed:
+                raise RuntimeError(f"{kind} job {failed[0]['id']} {failed[0]['state']}: {failed[0]['error']}")
+            return rows
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{kind} jobs {ids} did not finish within {timeout:.0f}s")
+        time.sleep(1)
+
+
+def wait_until(what: str, predicate, procs: ProcessGroup, timeout: float = 300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        procs.check_alive()
+        value = predicate()
+        if value:
+            return value
+        time.sleep(1)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def main_job(base: str, tokens: dict, workdir: Path, procs: ProcessGroup) -> dict:
+    """The whole flow through the API; returns what the summary prints."""
+    from quant.tiny import make_tiny
+
+    rita, alice = Api(base, tokens[REQUESTER]), Api(base, tokens[APPROVER])
+    t0 = time.monotonic()
+    model_dir = workdir / "models" / CHECKPOINT
+    say(f"building a tiny DeepSeek-V3-architecture checkpoint in {model_dir}")
+    make_tiny(model_dir)
+    ckpt = rita.post("/api/checkpoints/", {"name": CHECKPOINT, "family": "DeepSeek-V3",
+                                           "local_path": str(model_dir), "revision": "demo"})
+    say(f"registered checkpoint {ckpt['name']} ({ckpt['architecture']}, {ckpt['parameter_count']:,} weights)")
+
+    jobs = []
+    for quant in QUANTS:
+        answer = rita.post("/api/quantizations/", {"checkpoint": CHECKPOINT, "recipe": quant,
+                                                   "benchmark_suites": ["quality"]})
+        jobs.append(answer["job"]["id"])
+        say(f"requested {quant}: job {answer['job']['id']}")
+    again = rita.post("/api/quantizations/", {"checkpoint": CHECKPOINT, "recipe": QUANTS[0]})
+    say(f"asking again for {QUANTS[0]} returns job {again['job']['id']} (idempotent, nothing queued)")
+    wait_for_jobs(rita, "quantize", jobs, procs)
+    t_quant = time.monotonic() - t0
+
+    variants = {v["recipe"].split(" ")[0]: v for v in rita.get(f"/api/variants/?checkpoint={CHECKPOINT}")["results"]}
+    bench_ids = [j["id"] for j in rita.get("/api/jobs/benchmark/?limit=100")["results"]]
+    wait_for_jobs(rita, "benchmark", bench_ids, procs)
+    t_bench = time.monotonic() - t0 - t_quant
+
+    dq3 = variants["DQ3_K_M"]
+    release = rita.post("/api/releases/", {"variant": dq3["id"], "notes": "dynamic 3-bit for the demo"})
+    say(f"{REQUESTER} proposed release {release['label']} of DQ3_K_M")
+    try:
+        rita.post(f"/api/releases/{release['id']}/approve/", {"reason": "my own"})
+    except RuntimeError as exc:
+        say(f"{REQUESTER} cannot approve it herself: {str(exc).split('→')[1].strip()[:70]}…")
+    alice.post(f"/api/releases/{release['id']}/approve/", {"reason": "KLD and size look right"})
+    say(f"{APPROVER} approved it; publishing to the Hub")
+    published = wait_until("the release to be published",
+                           lambda: (r := rita.get(f"/api/releases/{release['id']}/"))["state"] == "published" and r,
+                           procs)
+    say(f"published to {published['hub_repo']} at commit {published['hub_commit'][:12]} (tag {published['hub_tag']})")
+    alice.post("/api/tags/", {"checkpoint": CHECKPOINT, "quant": "DQ3_K_M", "name": "stable",
+                              "release": release["id"]})
+    say(f"{APPROVER} moved the stable channel to {release['label']}")
+
+    from dsq.pull import pull
+
+    ref = f"{CHECKPOINT}:DQ3_K_M@stable"
+    pulled = pull(ref, workdir / "pulled", base, tokens[REQUESTER], show_progress=False)
+    say(f"pulled {ref}: {', '.join(p.name for p in pulled.files)} (sha256 verified)")
+    again = pull(ref, workdir / "pulled", base, tokens[REQUESTER], show_progress=False)
+    say(f"pulled again: {len(again.skipped)} file(s) already in place, nothing downloaded")
+    text = run_with_llama_cpp(pulled.files[0])
+    say(f"llama.cpp loads the pulled file and generates: {text!r}")
+    report = rita.get(f"/api/checkpoints/{CHECKPOINT}/comparison/")
+    return {"report": report, "seconds": {"quantize": t_quant, "benchmark": t_bench,
+                                          "total": time.monotonic() - t0}}
+
+
+def run_with_llama_cpp(path: Path) -> str:
+    import llama_cpp
+
+    llm = llama_cpp.Llama(str(path), n_ctx=128, verbose=False, seed=0)
+    out = llm("The quick brown fox", max_tokens=8, temperature=0.0)
+    return out["choices"][0]["text"]
+
+
+def drop_table(report: dict) -> str:
+    lines = ["| variant | size (MiB) | bpw | PPL | KLD | top-1 % |", "|---|---|---|---|---|---|"]
+    for row in report.get("rows", []):
+        size = (row.get("size_bytes") or 0) / 2**20
+
+        def fmt(key, digits):
+            value = row.get(key)
+            return "—" if value is None else f"{value:.{digits}f}"
+
+        lines.append(f"| {row['variant']} | {size:.1f} | {fmt('bits_per_weight', 2)} | {fmt('ppl', 2)} | "
+                     f"{fmt('kld_mean', 4)} | {fmt('top1_percent', 1)} |")
+    return "\n".join(lines)
+
+
+def run(port: int = 8000, workdir: "Path | None" = None, wait: bool = True) -> int:
+    workdir = (workdir or ROOT / "var" / "demo").resolve()
+    if workdir.exists():
+        shutil.rmtree(workdir)  # each demo starts from nothing, as a new user would
+    (workdir / "logs").mkdir(parents=True)
+    hub_token = "hf_demo_" + secrets.token_hex(8)
+    sys.path.insert(0, str(ROOT))
+    from tests.hub_server import HubServer  # the offline Hub stand-in the tests use
+
+    with localservices.redis_server() as redis, HubServer(token=hub_token) as hub:
+        env = environment(workdir, redis.url, hub.url, hub_token)
+        say(f"Redis on {redis.url}, Hub stand-in on {hub.url}, data in {workdir}")
+        tokens = setup_database(env)
+        base = f"http://127.0.0.1:{port}"
+        with ProcessGroup(env, workdir / "logs") as procs:
+            procs.start("web", python("-m", "gunicorn", "dsq.wsgi", "--bind", f"127.0.0.1:{port}",
+                                      "--workers", "2", "--timeout", "120"), port=port)
+            procs.start("worker", celery_worker("gpu,cpu,publish", "demo-worker@%h", beat=True))
+            say(f"registry on {base}, worker and beat started (logs in {workdir / 'logs'})")
+            outcome = main_job(base, tokens, workdir, procs)
+            print()
+            print(drop_table(outcome["report"]))
+            print()
+            s = outcome["seconds"]
+            say(f"done in {s['total']:.0f}s (quantize {s['quantize']:.0f}s, benchmark {s['benchmark']:.0f}s)")
+            print(f"""
+  dashboard   {base}/
+  API docs    {base}/api/docs/
+  admin       {base}/admin/   (approver: {APPROVER}/{APPROVER}, requester: {REQUESTER}/{REQUESTER})
+  pull        {Path(sys.executable).parent / 'dsq'} pull {CHECKPOINT}:DQ3_K_M@stable --to DIR --registry {base}
+  Hub         {hub.url}/api/models/dsq-demo/{CHECKPOINT}-GGUF
+  logs        {workdir / 'logs'}
+""", flush=True)
+            if wait:
+                say("services keep running; Ctrl-C stops everything")
+                while True:
+                    procs.check_alive()
+                    time.sleep(1)
+    return 0
