@@ -415,22 +415,29 @@ def make_q3_quants(x: torch.Tensor, nmax: int) -> "tuple[torch.Tensor, torch.Ten
     sumlx = seq_sum(wx * L)
     suml2 = seq_sum(w * L * L)
 
-    active = torch.arange(x.shape[1], device=x.device)
-    xa, wa, wxa, La, slxa, sl2a = x, w, wx, L, sumlx, suml2
+    # Only groups whose signed max is negative can move.  With max > 0, iscale < 0 gives
+    # every code the opposite sign of its weight, so every term w*x*l is <= 0; a float
+    # sum of non-positive terms is <= each of them, hence slx = sumlx - w*x*L[i] <= 0
+    # and C's `if (slx > 0)` never fires.  (Zero groups are overwritten below.)
+    active = (mx < 0).nonzero().squeeze(1)
+    xa = x.index_select(1, active)
+    La, slxa, sl2a = L.index_select(1, active), sumlx.index_select(0, active), suml2.index_select(0, active)
     for _ in range(5):
-        changed = _q3_pass(xa, wa, wxa, La, slxa, sl2a, nmax)
+        if active.numel() == 0:
+            break
+        wa = xa * xa  # the same values as w, wx: recomputing beats gathering
+        changed = _q3_pass(xa, wa, wa * xa, La, slxa, sl2a, nmax)
         # write back, then keep only the groups that moved (the others are final:
         # a pass that changes nothing would change nothing again, and C stops there)
-        if La is not L:
-            L[:, active] = La
-            sumlx[active] = slxa
-            suml2[active] = sl2a
+        L.index_copy_(1, active, La)
+        sumlx.index_copy_(0, active, slxa)
+        suml2.index_copy_(0, active, sl2a)
         keep = changed.nonzero().squeeze(1)
         if keep.numel() == 0:
             break
-        active = active[keep]
-        xa, wa, wxa = x[:, active], w[:, active], wx[:, active]
-        La, slxa, sl2a = L[:, active], sumlx[active], suml2[active]
+        active = active.index_select(0, keep)
+        xa, La = xa.index_select(1, keep), La.index_select(1, keep)
+        slxa, sl2a = slxa.index_select(0, keep), sl2a.index_select(0, keep)
 
     L = L + float(nmax)
     scale = where(suml2 > 0, sumlx / suml2, 0.0)
