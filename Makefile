@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # llama-cpp-python builds llama.cpp from source: CPU-only flags keep the build portable and ~4 minutes.
 LLAMA_CMAKE_ARGS := -DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_VULKAN=OFF -DLLAMA_CURL=OFF -DGGML_BLAS=OFF
 
-.PHONY: venv deps demo test bench-kernels bench-quality bench-memory clean
+.PHONY: venv deps demo test bench-kernels bench-quality bench-memory llama-tools clean
 
 venv: $(VENV)/.stamp
 
@@ -27,6 +27,17 @@ test: venv deps
 
 bench-kernels: venv
 	$(PY) -m kernels.bench
+
+# SmolLM2-135M (real weights) in every mix, evaluated on CPython's pydoc topics: the README's quality table.
+bench-quality: venv
+	$(PY) -m quant.eval.bench_quality
+
+bench-memory: venv
+	$(PY) -m quant.bench_memory
+
+# llama.cpp's own tools (llama-perplexity, llama-imatrix, llama-quantize) from the vendored source.
+llama-tools: venv
+	scripts/build-llama-tools.sh
 
 clean:
 	rm -rf var/demo var/storage
