@@ -172,6 +172,9 @@ class Job(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     cancel_requested = models.BooleanField(default=False)
+    enqueued_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When the last trigger message was sent (or falls due); the reaper re-sends it if still unclaimed")
     log_tail = models.TextField(blank=True)
     error = models.TextField(blank=True)
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
