@@ -32,6 +32,29 @@ def env_int(name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {value!r}") from None
 
 
+def env_rate(name: str, default: str) -> "str | None":
+    """A DRF throttle rate such as `120/minute`; `off` (or empty) turns that limit off."""
+    value = os.environ.get(name, default).strip()
+    if value.lower() in ("", "off", "none", "0"):
+        return None
+    count, _, period = value.partition("/")
+    if not count.isdigit() or period not in ("second", "minute", "hour", "day", "s", "m", "h", "d"):
+        raise ValueError(f"{name} must look like 120/minute (second, minute, hour or day) or off, got {value!r}")
+    return value
+
+
+def env_paths(name: str, default: "list[Path]") -> "list[Path]":
+    """A colon-separated list of absolute directories, resolved (symlinks followed) once at start."""
+    value = os.environ.get(name)
+    if value is None:
+        return [p.resolve() for p in default]
+    paths = [Path(p) for p in value.split(os.pathsep) if p]
+    relative = [str(p) for p in paths if not p.is_absolute()]
+    if relative:
+        raise ValueError(f"{name} must list absolute directories, got relative {relative}")
+    return [p.resolve() for p in paths]
+
+
 def database_from_url(url: str) -> dict:
     """DATABASE_URL → Django DATABASES entry: sqlite:///path or postgres://user:pw@host:port/name."""
     parsed = urlparse(url)
@@ -82,6 +105,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "registry.api.middleware.RequestSizeLimit",  # before anything reads the body
     "whitenoise.middleware.WhiteNoiseMiddleware",  # admin and dashboard static files under gunicorn
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -115,10 +139,15 @@ TIME_ZONE = "UTC"
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DSQ_MAX_REQUEST_BYTES", 1 << 20)
+# No endpoint takes file uploads: a multipart body with a file part is refused (400), never spooled to disk.
+DATA_UPLOAD_MAX_NUMBER_FILES = 0
 
 # Where finished artifacts and job work directories live.
 DSQ_STORAGE_ROOT = Path(os.environ.get("DSQ_STORAGE_ROOT", BASE_DIR / "var" / "storage")).resolve()
 # Hugging Face Hub: endpoint and token come from the environment only.
+# Where checkpoints (local_path) and importance matrices may be read from when registered through the
+# API: a path that resolves outside every one of these is refused (400). Colon-separated, absolute.
+DSQ_IMPORT_ROOTS = env_paths("DSQ_IMPORT_ROOTS", [DSQ_STORAGE_ROOT, BASE_DIR / "var"])
 HF_ENDPOINT = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
 HF_TOKEN = os.environ.get("HF_TOKEN", "")
 DSQ_HUB_NAMESPACE = os.environ.get("DSQ_HUB_NAMESPACE", "dsq")
@@ -128,6 +157,12 @@ DSQ_PUBLISH_ON_APPROVAL = env_bool("DSQ_PUBLISH_ON_APPROVAL", True)
 DSQ_LEASE_SECONDS = env_int("DSQ_LEASE_SECONDS", 300)
 DSQ_HEARTBEAT_SECONDS = env_int("DSQ_HEARTBEAT_SECONDS", 30)
 DSQ_MAX_ATTEMPTS = env_int("DSQ_MAX_ATTEMPTS", 3)
+# The reaper (Celery beat, every DSQ_REAP_SECONDS) re-queues jobs whose lease expired and re-sends the
+# message of a queued job still unclaimed DSQ_REQUEUE_SECONDS after it was sent (lost with the broker).
+DSQ_REAP_SECONDS = env_int("DSQ_REAP_SECONDS", 60)
+DSQ_REQUEUE_SECONDS = env_int("DSQ_REQUEUE_SECONDS", 600)
+# How long a worker that finished computing waits for an unreachable database before giving up the job.
+DSQ_DB_WAIT_SECONDS = env_int("DSQ_DB_WAIT_SECONDS", 120)
 # Tier-1 evaluation defaults (a job's options override them): context, windows (0 = the whole text), GPU layers.
 DSQ_EVAL_N_CTX = env_int("DSQ_EVAL_N_CTX", 512)
 DSQ_EVAL_MAX_WINDOWS = env_int("DSQ_EVAL_MAX_WINDOWS", 32) or None
@@ -154,7 +189,22 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "registry.api.errors.json_exception_handler",
+    "DEFAULT_PARSER_CLASSES": ["registry.api.parsers.JSONParser", "rest_framework.parsers.FormParser",
+                               "rest_framework.parsers.MultiPartParser"],
+    # Per client (IP for anonymous, user for token holders); quantization requests have their own, stricter
+    # scope. The defaults leave room for `dsq demo` polling and the test suite; 429 carries Retry-After.
+    "DEFAULT_THROTTLE_CLASSES": ["registry.api.throttles.AnonRateThrottle",
+                                 "registry.api.throttles.UserRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env_rate("DSQ_THROTTLE_ANON", "600/minute"),
+        "user": env_rate("DSQ_THROTTLE_USER", "3000/minute"),
+        "quantize": env_rate("DSQ_THROTTLE_QUANTIZE", "60/minute"),
+    },
 }
+# Throttle counters live in this cache: per process by default (so N gunicorn workers allow N× the rate);
+# DSQ_CACHE_URL=redis://… shares them between workers and hosts.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": os.environ["DSQ_CACHE_URL"]}
+          if os.environ.get("DSQ_CACHE_URL") else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 SPECTACULAR_SETTINGS = {"TITLE": "dsq registry API", "VERSION": "0.1.0",
                         "DESCRIPTION": "Checkpoints, recipes, quantization jobs, variants and releases."}
 

@@ -8,6 +8,28 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 
+def importable(path_text: str, relative_to: "Path | None" = None) -> Path:
+    """The resolved path if it lies under DSQ_STORAGE_ROOT or one of DSQ_IMPORT_ROOTS, else ValidationError.
+
+    Used for paths that API users hand in (checkpoint local_path, imatrix): the server reads
+    them, so without this anyone with a token could make it read any file it can see.
+    Resolving first means `..` and symlinks are judged by where they really lead.
+    """
+    if "\x00" in path_text:
+        raise ValidationError("a path cannot contain NUL")
+    path = Path(path_text)
+    if not path.is_absolute():
+        if relative_to is None:
+            raise ValidationError(f"{path_text!r} must be an absolute path")
+        path = relative_to / path
+    resolved = path.resolve()
+    roots = [Path(r).resolve() for r in [settings.DSQ_STORAGE_ROOT, *settings.DSQ_IMPORT_ROOTS]]
+    if not any(resolved.is_relative_to(root) for root in roots):
+        raise ValidationError(f"{path_text!r} is outside the directories checkpoints may be read from "
+                              f"(DSQ_IMPORT_ROOTS: {', '.join(map(str, roots))})")
+    return resolved
+
+
 def config_from_path(local_path: str) -> dict:
     """config.json of a local checkpoint directory (or the file itself)."""
     path = Path(local_path)

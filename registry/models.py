@@ -8,6 +8,8 @@ import re
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models, transaction
+from django.db.models.signals import pre_delete
+from django.dispatch import receiver
 from django.utils import timezone
 
 APPROVERS_GROUP = "approvers"
@@ -261,6 +263,17 @@ class Variant(models.Model):
     def quant_name(self) -> str:
         return self.recipe.name
 
+    FROZEN_WHEN_RELEASED = ("checkpoint_id", "recipe_id", "imatrix_sha256", "storage_path", "total_bytes")
+
+    def save(self, *args, **kwargs):
+        """Once released, what the variant is and where its files live stay put (quality may still grow)."""
+        if self.pk and released(self.pk):
+            stored = Variant.objects.filter(pk=self.pk).values(*self.FROZEN_WHEN_RELEASED).first()
+            changed = [f for f in self.FROZEN_WHEN_RELEASED if stored and stored[f] != getattr(self, f)]
+            if changed:
+                raise ValidationError(f"variant {self.pk} is released: {', '.join(changed)} cannot change")
+        super().save(*args, **kwargs)
+
     def __str__(self) -> str:
         suffix = "+imatrix" if self.imatrix_sha256 else ""
         return f"{self.checkpoint}:{self.recipe.name}{suffix}"
@@ -280,6 +293,18 @@ class ArtifactFile(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs):
+        """The files of a released variant are what was reviewed and published: no adding, no editing."""
+        if released(self.variant_id):
+            raise ValidationError(f"variant {self.variant_id} has an approved release: its files cannot change")
+        super().save(*args, **kwargs)
+
+
+def released(variant_id: "int | None") -> bool:
+    """Whether a variant has an approved or published release (its files are then frozen)."""
+    return variant_id is not None and Release.objects.filter(
+        variant_id=variant_id, state__in=[Release.State.APPROVED, Release.State.PUBLISHED]).exists()
 
 
 class Release(models.Model):
@@ -393,6 +418,28 @@ class Release(models.Model):
     def pullable(self) -> bool:
         return self.state in (Release.State.APPROVED, Release.State.PUBLISHED)
 
+    # What a version means: fixed at approval (what was reviewed), and where it went once published.
+    FROZEN_WHEN_APPROVED = ("variant_id", "version", "requested_by_id", "decided_by_id", "decided_at",
+                            "decision_reason")
+    FROZEN_WHEN_PUBLISHED = ("hub_repo", "hub_commit", "hub_tag", "published_at")
+
+    def save(self, *args, **kwargs):
+        """An approved or published release never changes what it is; approved → published is the only move."""
+        if self.pk:
+            stored = Release.objects.filter(pk=self.pk).values(
+                "state", *self.FROZEN_WHEN_APPROVED, *self.FROZEN_WHEN_PUBLISHED).first()
+            if stored and stored["state"] in (Release.State.APPROVED, Release.State.PUBLISHED):
+                frozen = self.FROZEN_WHEN_APPROVED
+                if stored["state"] == Release.State.PUBLISHED:
+                    frozen += self.FROZEN_WHEN_PUBLISHED
+                changed = [f for f in frozen if stored[f] != getattr(self, f)]
+                if stored["state"] != self.state and (stored["state"], self.state) != (
+                        Release.State.APPROVED, Release.State.PUBLISHED):
+                    changed.append("state")
+                if changed:
+                    raise ValidationError(f"release {self} is {stored['state']}: {', '.join(changed)} cannot change")
+        super().save(*args, **kwargs)
+
 
 class Tag(models.Model):
     """A name that resolves to a release: immutable version tags (v1, v2) or movable channels (latest, stable)."""
@@ -496,3 +543,19 @@ class AuditLog(models.Model):
         name = getattr(actor, "username", None) or (str(actor) if actor else "system")
         return cls.objects.create(actor=name, action=action, object_type=obj._meta.label,
                                   object_id=str(obj.pk), details=details)
+
+
+@receiver(pre_delete, sender=Release)
+@receiver(pre_delete, sender=Tag)
+@receiver(pre_delete, sender=ArtifactFile)
+def refuse_deleting_released_things(sender, instance, **kwargs) -> None:
+    """Released versions, version tags and released files are never deleted.
+
+    A pre_delete receiver (not Model.delete) so queryset deletes and cascades are refused too.
+    """
+    if sender is Release and instance.pullable:
+        raise ValidationError(f"release {instance} is {instance.state}: released versions are never deleted")
+    if sender is Tag and instance.kind == Tag.Kind.VERSION:
+        raise ValidationError(f"{instance} is a version tag: version tags are never deleted")
+    if sender is ArtifactFile and released(instance.variant_id):
+        raise ValidationError(f"{instance} belongs to a released variant: its files are never deleted")

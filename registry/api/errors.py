@@ -1,7 +1,8 @@
 """Every API error is a JSON body {"error": message, "detail": ...} with the right 4xx code."""
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.exceptions import (RequestDataTooBig, SuspiciousOperation, TooManyFilesSent,
+                                    ValidationError as DjangoValidationError)
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -25,6 +26,13 @@ def json_exception_handler(exc, context):
         exc = exceptions.ValidationError(exc.messages)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) or "not found")
+    if isinstance(exc, RequestDataTooBig):
+        return error("request body is over the size limit (DSQ_MAX_REQUEST_BYTES)",
+                     status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    if isinstance(exc, TooManyFilesSent):
+        return error("this API takes no file uploads")
+    if isinstance(exc, SuspiciousOperation):  # Django would answer an HTML 400 page
+        return error(f"bad request: {exc}")
     response = exception_handler(exc, context)
     if response is None:
         return None

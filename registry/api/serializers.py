@@ -5,10 +5,16 @@ import hashlib
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
+from registry.checkpoints import importable
 from registry.models import (ArtifactFile, BenchmarkJob, Checkpoint, QuantizationJob, Recipe, Release, Tag, TagMove,
                              Variant)
+
+
+# Hub repo ids: owner/name from letters, digits, `-`, `_`, `.`; never `..` (it would walk the endpoint's URL).
+HF_REPO = r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$"
 
 
 class CheckpointSerializer(serializers.ModelSerializer):
@@ -22,10 +28,16 @@ class CheckpointCreateSerializer(serializers.ModelSerializer):
     """Registration input: a config inline, or where to read config.json from (local_path or hf_repo)."""
 
     config = serializers.JSONField(required=False)
+    hf_repo = serializers.RegexField(HF_REPO, max_length=200, required=False, allow_blank=True,
+                                     error_messages={"invalid": "expected a Hub repo id: owner/name"})
 
     class Meta:
         model = Checkpoint
         fields = ["name", "family", "hf_repo", "revision", "source_dtype", "local_path", "config"]
+
+    def validate_local_path(self, value: str) -> str:
+        """Only directories under DSQ_IMPORT_ROOTS: the server (and its workers) read what is named here."""
+        return str(importable(value)) if value else value
 
 
 class RecipeSerializer(serializers.ModelSerializer):
@@ -84,7 +96,10 @@ class QuantizationRequestSerializer(serializers.Serializer):
     def validate(self, data):
         if data["imatrix"]:
             root = Path(settings.DSQ_STORAGE_ROOT).resolve()
-            path = (root / data["imatrix"]).resolve()
+            try:  # the worker reads this file: it must be somewhere checkpoints may be read from
+                path = importable(data["imatrix"], relative_to=root)
+            except DjangoValidationError as exc:
+                raise serializers.ValidationError({"imatrix": exc.messages}) from None
             if path.is_relative_to(root) and path.is_file():
                 digest = hashlib.sha256()
                 with path.open("rb") as f:

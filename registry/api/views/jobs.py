@@ -10,6 +10,7 @@ from registry import jobs
 from registry.api import serializers
 from registry.api.errors import error
 from registry.api.permissions import IsJobOwnerOrApprover
+from registry.api.throttles import QuantizeRateThrottle, UserRateThrottle
 from registry.models import BenchmarkJob, QuantizationJob
 from registry.quantizations import request_quantization
 
@@ -59,6 +60,7 @@ class QuantizationRequestViewSet(viewsets.GenericViewSet):
 
     serializer_class = serializers.QuantizationRequestSerializer
     permission_classes = [IsAuthenticated]
+    throttle_classes = [UserRateThrottle, QuantizeRateThrottle]
 
     def create(self, request):
         data = self.get_serializer(data=request.data)

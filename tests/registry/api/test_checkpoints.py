@@ -32,7 +32,8 @@ def test_it_registers_a_checkpoint_from_an_inline_config(requester):
     assert response.json()["architecture"] == "qwen2" and response.json()["parameter_count"] > 7e9
 
 
-def test_it_registers_a_checkpoint_from_a_local_path(requester, tmp_path):
+def test_it_registers_a_checkpoint_from_a_local_path(requester, tmp_path, settings):
+    settings.DSQ_IMPORT_ROOTS = [tmp_path]  # paths outside the import roots: tests/security/test_bad_input.py
     (tmp_path / "config.json").write_text(json.dumps(configs.load_config("DeepSeek-R1-Distill-Llama-8B")))
     response = requester.post("/api/checkpoints/", {"name": "local-llama", "family": "R1-Distill-Llama-8B",
                                                     "local_path": str(tmp_path)}, format="json")

@@ -1,0 +1,40 @@
+"""Security tests: personas, a small released registry, and throttle counters cleared per test."""
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+
+from tests import factories
+from tests.registry.personas import admin, anonymous, approver, requester, teammate  # noqa: F401 (fixtures)
+from tests.registry.personas import make_approver
+
+SHARD = b"GGUF" + bytes(range(256)) * 8
+
+
+@pytest.fixture(autouse=True)
+def fresh_throttles():
+    """Throttle counters live in the cache; each test starts with none spent."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def storage(tmp_path, settings):
+    settings.DSQ_STORAGE_ROOT = tmp_path / "storage"
+    settings.DSQ_STORAGE_ROOT.mkdir()
+    return settings.DSQ_STORAGE_ROOT
+
+
+@pytest.fixture
+def released(storage, settings):
+    """deepseek-r1:DQ3_K_M with v1 approved (tags v1, latest) by carol, requested by rita; a file on disk."""
+    settings.DSQ_PUBLISH_ON_APPROVAL = False
+    variant = factories.variant(factories.checkpoint("deepseek-r1"), factories.recipe("DQ3_K_M"), storage=storage,
+                                files={"deepseek-r1-DQ3_K_M.gguf": SHARD})
+    release = factories.release(variant, by=User.objects.create_user("rita-2"))
+    release.approve(make_approver("carol"))
+    release.refresh_from_db()
+    return release
