@@ -179,8 +179,10 @@ def make_qkx(
     weights: the ~15 full passes per search step then stay in cache.
     """
     n, G = x.shape
-    # on CPU, slices keep the working set in cache; on a GPU they would only add launches
-    step_g = G if x.device.type != "cpu" else max(1, SLICE_WEIGHTS // n)
+    # On CPU, slices keep the working set in cache (SLICE_WEIGHTS per thread, so that the
+    # per-group ops stay large enough for torch's intra-op threads); on a GPU they would
+    # only add launches.
+    step_g = G if x.device.type != "cpu" else max(1, SLICE_WEIGHTS * torch.get_num_threads() // n)
     if G <= step_g:
         return _make_qkx_checked(x, w, nmax, rmin, rdelta, nstep, use_mad)
     parts = [
