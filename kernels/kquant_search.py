@@ -137,10 +137,22 @@ def first_absmax(x: torch.Tensor) -> torch.Tensor:
     """The signed value of largest magnitude per group, first one on ties, +0.0 if all zero.
 
     C: ``if (fabsf(x[i]) > amax) { amax = fabsf(x[i]); max = x[i]; }`` from 0.  The
-    magnitude is a plain amax; the value is found by a backwards scan, so the first
-    position holding it wins (argmax across dim 0 is slow, and its tie-breaking is not
-    promised on every device).
+    largest and the smallest value decide it unless they are opposite (+a and -a):
+    only then does "first" matter, and only those groups are scanned position by
+    position (argmax is slow across dim 0 and does not promise the first index).
     """
+    hi = x.amax(dim=0)
+    lo = x.amin(dim=0)
+    mx = where(hi > -lo, hi, lo)
+    mx = where((hi == 0) & (lo == 0), 0.0, mx)  # all zeros: C keeps its +0.0
+    tie = ((hi == -lo) & (hi != 0)).nonzero().squeeze(1)
+    if tie.numel():
+        mx[tie] = _first_absmax_scan(x.index_select(1, tie))
+    return mx
+
+
+def _first_absmax_scan(x: torch.Tensor) -> torch.Tensor:
+    """first_absmax by a backwards scan over the positions (first position wins)."""
     ax = x.abs()
     amax = ax.amax(dim=0)
     mx = torch.zeros_like(amax)
