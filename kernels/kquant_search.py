@@ -141,6 +141,8 @@ def first_absmax(x: torch.Tensor) -> torch.Tensor:
     only then does "first" matter, and only those groups are scanned position by
     position (argmax is slow across dim 0 and does not promise the first index).
     """
+    if x.dtype.is_floating_point and bool(torch.isnan(x).any()):
+        x = where(torch.isnan(x), 0.0, x)  # NaN never passes `>`: it acts like a zero
     hi = x.amax(dim=0)
     lo = x.amin(dim=0)
     mx = where(hi > -lo, hi, lo)

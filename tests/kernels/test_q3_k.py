@@ -10,6 +10,7 @@ import pytest
 from tests.kernels.kquant_exact import (  # noqa: F401  (collected by pytest)
     test_cases_match_llama_cpp,
     test_dequantize_random_blocks_matches_gguf,
+    test_extreme_magnitudes_match_llama_cpp,
     test_property_matches_llama_cpp,
     test_quantize_is_deterministic_and_shaped,
     test_round_trip_error_is_small,
