@@ -163,6 +163,12 @@ DSQ_REAP_SECONDS = env_int("DSQ_REAP_SECONDS", 60)
 DSQ_REQUEUE_SECONDS = env_int("DSQ_REQUEUE_SECONDS", 600)
 # How long a worker that finished computing waits for an unreachable database before giving up the job.
 DSQ_DB_WAIT_SECONDS = env_int("DSQ_DB_WAIT_SECONDS", 120)
+# The reaper (Celery beat, every DSQ_REAP_SECONDS) re-queues jobs whose lease expired and re-sends the
+# message of a queued job still unclaimed DSQ_REQUEUE_SECONDS after it was sent (lost with the broker).
+DSQ_REAP_SECONDS = env_int("DSQ_REAP_SECONDS", 60)
+DSQ_REQUEUE_SECONDS = env_int("DSQ_REQUEUE_SECONDS", 600)
+# How long a worker that finished computing waits for an unreachable database before giving up the job.
+DSQ_DB_WAIT_SECONDS = env_int("DSQ_DB_WAIT_SECONDS", 120)
 # Tier-1 evaluation defaults (a job's options override them): context, windows (0 = the whole text), GPU layers.
 DSQ_EVAL_N_CTX = env_int("DSQ_EVAL_N_CTX", 512)
 DSQ_EVAL_MAX_WINDOWS = env_int("DSQ_EVAL_MAX_WINDOWS", 32) or None

@@ -51,23 +51,27 @@ def claim(model: type[J], job_id: int, worker: str) -> "J | None":
 
 def heartbeat(job: Job, *, progress: "float | None" = None, step: "str | None" = None,
               eta_seconds: "float | None" = None, log: "str | None" = None) -> None:
-    """Extend the lease and record progress; raises LeaseLost when the job is no longer ours."""
+    """Extend the lease and record progress; raises LeaseLost when the job is no longer ours.
+
+    A database error (PostgreSQL restarting) propagates and leaves `job` as it was, so the
+    caller can send the same progress and log lines again on its next beat without doubling them.
+    """
     now = timezone.now()
     fields: dict = {"heartbeat_at": now, "lease_expires_at": _lease_until(now)}
     if progress is not None:
         fields["progress"] = max(0.0, min(1.0, progress))
-        job.progress = fields["progress"]
     if step is not None:
         fields["step"] = step[:200]
     if eta_seconds is not None:
         fields["eta_seconds"] = eta_seconds
     if log:
-        job.log_tail = (job.log_tail + log.rstrip("\n") + "\n")[-LOG_TAIL_CHARS:]
-        fields["log_tail"] = job.log_tail
+        fields["log_tail"] = (job.log_tail + log.rstrip("\n") + "\n")[-LOG_TAIL_CHARS:]
     changed = type(job).objects.filter(pk=job.pk, state=JobState.RUNNING, worker=job.worker,
                                        cancel_requested=False).update(**fields)
     if changed != 1:
         raise LeaseLost(f"job {job.pk} is no longer owned by {job.worker}")
+    job.progress = fields.get("progress", job.progress)
+    job.log_tail = fields.get("log_tail", job.log_tail)
 
 
 def succeed(job: Job, **fields) -> None:
@@ -145,5 +149,31 @@ def reap_expired(now: "dt.datetime | None" = None) -> list[tuple[str, int]]:
     return requeued
 
 
+def mark_enqueued(model: type[Job], job_id: int, countdown: float = 0) -> None:
+    """Record that a trigger message for a queued job was sent (due `countdown` seconds from now)."""
+    model.objects.filter(pk=job_id, state=JobState.QUEUED).update(
+        enqueued_at=timezone.now() + dt.timedelta(seconds=countdown))
+
+
+def unclaimed(now: "dt.datetime | None" = None) -> list[tuple[str, int]]:
+    """Queued jobs whose trigger message is overdue by DSQ_REQUEUE_SECONDS: most likely lost.
+
+    A message is lost when the broker was down at enqueue time (enqueued_at never set) or when
+    Redis restarted before a worker took it (Redis keeps no data across restarts here). The row
+    is the truth, so the reaper sends another message; claims are conditional, so a duplicate of
+    a message that was merely slow only makes a worker answer "not-claimed". Jobs backing off
+    (not_before in the future) are left alone: their message is sent with a countdown.
+    """
+    now = now or timezone.now()
+    cutoff = now - dt.timedelta(seconds=settings.DSQ_REQUEUE_SECONDS)
+    overdue = (Q(enqueued_at__isnull=True, created_at__lt=cutoff) | Q(enqueued_at__lt=cutoff)) & (
+        Q(not_before__isnull=True) | Q(not_before__lte=now))
+    found = []
+    for kind, model in JOB_MODELS.items():
+        rows = model.objects.filter(overdue, state=JobState.QUEUED, cancel_requested=False)
+        found += [(kind, pk) for pk in rows.order_by("created_at").values_list("pk", flat=True)]
+    return found
+
+
 __all__ = ["claim", "heartbeat", "succeed", "fail", "cancelled", "request_cancel", "retry", "reap_expired",
-           "is_cancel_requested", "LeaseLost", "JOB_MODELS", "FINAL_STATES"]
+           "is_cancel_requested", "mark_enqueued", "unclaimed", "LeaseLost", "JOB_MODELS", "FINAL_STATES"]

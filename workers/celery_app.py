@@ -9,6 +9,8 @@ from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dsq.settings")
 
+from django.conf import settings  # noqa: E402  (needs the settings module named first)
+
 # Queues: gpu (quantize, evaluate), cpu (plans, imports, housekeeping), publish (Hub uploads).
 QUEUES = ("gpu", "cpu", "publish")
 
@@ -22,7 +24,8 @@ app.conf.task_routes = {
     "dsq.reap_expired": {"queue": "cpu"},
 }
 app.conf.beat_schedule = {
-    "reap-expired-leases": {"task": "dsq.reap_expired", "schedule": 60.0},
+    # Expired leases and lost messages (registry.jobs.reap_expired, registry.jobs.unclaimed).
+    "reap-expired-leases": {"task": "dsq.reap_expired", "schedule": float(settings.DSQ_REAP_SECONDS)},
 }
 app.autodiscover_tasks(["workers"], related_name="tasks")
 

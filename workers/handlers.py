@@ -11,6 +11,7 @@ reference variant (quant.eval), stored in Variant.quality.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -22,11 +23,30 @@ from django.db import transaction
 from registry import jobs
 from registry.models import ArtifactFile, BenchmarkJob, Checkpoint, QuantizationJob, Recipe, Variant
 from workers.hosts import device
-from workers.runner import Cancelled, JobContext
+from workers.runner import Cancelled, JobContext, wait_for_database
+
+STORAGE_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+class StorageFull(OSError):
+    """The disk (or a quota or file size limit) stopped a job's writes; the message says where."""
 
 
 def storage_root() -> Path:
     return Path(settings.DSQ_STORAGE_ROOT)
+
+
+def storage_full(exc: OSError, where: Path) -> StorageFull:
+    """A StorageFull naming the directory being written and what is left there.
+
+    A failed write() reports ENOSPC without a file name; the job's error must still tell an
+    operator which filesystem to clean up."""
+    try:
+        free = f"{shutil.disk_usage(where if where.exists() else storage_root()).free:,} bytes free"
+    except OSError:
+        free = "free space unknown"
+    target = exc.filename or where
+    return StorageFull(exc.errno, f"{os.strerror(exc.errno)} while writing {target} ({free})")
 
 
 def work_dir(job: QuantizationJob) -> Path:
@@ -87,13 +107,19 @@ def build_variant(checkpoint: Checkpoint, recipe: Recipe, ctx: JobContext, work:
         shard_size=getattr(settings, "DSQ_SHARD_BYTES", None))
     ctx.log(plan.describe().splitlines()[0])
     shutil.rmtree(work / "out", ignore_errors=True)
-    result = convert.execute(plan, work / "out", device=device(), progress=_on_progress(ctx),
-                             should_cancel=_should_cancel(ctx), tensor_cache_dir=work / "tensors")
+    try:
+        result = convert.execute(plan, work / "out", device=device(), progress=_on_progress(ctx),
+                                 should_cancel=_should_cancel(ctx), tensor_cache_dir=work / "tensors")
+    except OSError as exc:
+        if exc.errno in STORAGE_FULL_ERRNOS:
+            raise storage_full(exc, work) from exc
+        raise
     ctx.progress(1.0, step="verify")
     for f in result.files:
         if _sha256(f.path) != f.sha256:
             raise RuntimeError(f"{f.path.name}: sha256 changed after writing")
     ctx.check()
+    wait_for_database()  # converting took long: the connection may not have survived (PostgreSQL restarted)
     return register(checkpoint, recipe, imatrix_sha256, tag, result)
 
 
@@ -115,11 +141,18 @@ def quantize(job: QuantizationJob, ctx: JobContext) -> dict:
             shutil.rmtree(work, ignore_errors=True)
         else:
             shutil.rmtree(work / "out", ignore_errors=True)
+            remove_partial_tensors(work / "tensors")
         raise
     shutil.rmtree(work, ignore_errors=True)
     if job.benchmark_suites:
         request_benchmarks(variant, job.benchmark_suites, job.requested_by)
     return {"variant": variant}
+
+
+def remove_partial_tensors(cache: Path) -> None:
+    """Drop half-written cache entries (`*.tmp`, e.g. cut short by a full disk); finished ones stay for the retry."""
+    for partial in cache.glob("*.tmp"):
+        partial.unlink(missing_ok=True)
 
 
 def register(checkpoint: Checkpoint, recipe: Recipe, imatrix_sha256: str, tag: str, result) -> Variant:

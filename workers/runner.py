@@ -8,7 +8,8 @@ import threading
 import time
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection
+from kombu.exceptions import OperationalError as BrokerError
 
 from registry import jobs
 from registry.models import Job, JobState
@@ -29,6 +30,8 @@ class JobContext:
 
     A background thread extends the lease every DSQ_HEARTBEAT_SECONDS and writes the latest
     progress, so a single slow tensor never lets the lease expire while the worker is alive.
+    A database error (PostgreSQL restarting) does not stop it: the beat is tried again on a new
+    connection, and a lease that expired meanwhile is extended again unless the reaper took it.
     """
 
     def __init__(self, job: Job):
@@ -66,7 +69,10 @@ class JobContext:
             self._progress["log"] = self._progress.get("log", "") + line + "\n"
 
     def flush(self) -> None:
-        """Write pending progress now (also extends the lease)."""
+        """Write pending progress now (also extends the lease).
+
+        On a database error the pending progress is put back (newer updates win, log lines keep
+        their order) and the error propagates."""
         with self._lock:
             pending, self._progress = self._progress, {}
         try:
@@ -74,6 +80,13 @@ class JobContext:
                            eta_seconds=pending.get("eta_seconds"), log=pending.get("log"))
         except jobs.LeaseLost as exc:
             self._lost = exc
+        except DatabaseError:
+            with self._lock:
+                newer = self._progress
+                self._progress = {**pending, **newer}
+                if "log" in pending or "log" in newer:
+                    self._progress["log"] = pending.get("log", "") + newer.get("log", "")
+            raise
 
     def _beat(self) -> None:
         try:
@@ -82,12 +95,22 @@ class JobContext:
             while not self._stop.wait(interval):
                 # Progress is written at most every `interval`; the lease at least every heartbeat period.
                 if self._progress or time.monotonic() - last >= settings.DSQ_HEARTBEAT_SECONDS:
-                    self.flush()
-                    last = time.monotonic()
+                    if self._beat_once():
+                        last = time.monotonic()
                 if self._lost is not None:
                     return
         finally:
             connection.close()
+
+    def _beat_once(self) -> bool:
+        """One heartbeat; False (try again next interval) when the database could not be reached."""
+        try:
+            self.flush()
+        except DatabaseError as exc:
+            log.warning("job %s: heartbeat not written, retrying: %s", self.job.pk, str(exc).strip())
+            connection.close()  # this thread's connection may be dead: the next beat opens a new one
+            return False
+        return True
 
 
 def handlers() -> dict:
@@ -112,17 +135,20 @@ def run_job(kind: str, job_id: int) -> str:
     try:
         with JobContext(job) as ctx:
             result = handler(job, ctx) or {}
+            wait_for_database()
             ctx.flush()
             ctx.check()
         jobs.succeed(job, **result)
         return JobState.SUCCEEDED
     except Cancelled:
+        wait_for_database()
         jobs.cancelled(job)
         return JobState.CANCELLED
     except jobs.LeaseLost:
         return "lost"
     except Exception as exc:  # the job row records it; the worker goes on
         log.exception("%s job %s failed", kind, job_id)
+        wait_for_database()
         state = jobs.fail(job, exc)
         if state == JobState.QUEUED:
             enqueue(kind, job_id, countdown=_backoff_seconds(job))
@@ -164,16 +190,49 @@ def _backoff_seconds(job: Job) -> int:
     return min(600, 5 * 2 ** max(0, job.attempts - 1))
 
 
-def enqueue(kind: str, job_id: int, countdown: int = 0) -> None:
-    """Send the trigger message for a job (call after the row is committed)."""
+def wait_for_database(timeout: "float | None" = None) -> None:
+    """Reconnect before writing a job's outcome, waiting up to DSQ_DB_WAIT_SECONDS for the database.
+
+    A quantization can outlive its database connection (PostgreSQL restarted meanwhile): the
+    health check (CONN_HEALTH_CHECKS) replaces a dead connection instead of failing the job on it,
+    and a database that is still starting is waited for rather than losing hours of work.
+    """
+    timeout = settings.DSQ_DB_WAIT_SECONDS if timeout is None else timeout
+    deadline = time.monotonic() + timeout
+    while True:
+        close_old_connections()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            return
+        except DatabaseError as exc:
+            connection.close()
+            if time.monotonic() >= deadline:
+                raise
+            log.warning("database unreachable, retrying: %s", str(exc).strip())
+            time.sleep(1.0)
+
+
+def enqueue(kind: str, job_id: int, countdown: int = 0) -> bool:
+    """Send the trigger message for a job (call after the row is committed); False if the broker is down.
+
+    The row is the truth and the message only a trigger: when it cannot be sent the job stays
+    queued with its old enqueued_at, and the reaper sends it again (registry.jobs.unclaimed), so
+    an API request that queued a job succeeds even while Redis is down.
+    """
     from workers import tasks
 
     task = {"quantize": tasks.quantize, "benchmark": tasks.benchmark}[kind]
-    task.apply_async(args=[job_id], countdown=countdown)
+    try:
+        task.apply_async(args=[job_id], countdown=countdown)
+    except (BrokerError, OSError) as exc:
+        log.warning("%s job %s: message not sent, the reaper will send it again: %s", kind, job_id, exc)
+        return False
+    jobs.mark_enqueued(jobs.JOB_MODELS[kind], job_id, countdown)
+    return True
 
 
 def reap_and_requeue() -> int:
-    requeued = jobs.reap_expired()
-    for kind, job_id in requeued:
-        enqueue(kind, job_id)
-    return len(requeued)
+    """Re-queue jobs whose worker died and re-send messages that were lost; returns how many were sent."""
+    due = dict.fromkeys(jobs.reap_expired() + jobs.unclaimed())  # a reaped job is also overdue: send once
+    return sum(enqueue(kind, job_id) for kind, job_id in due)

@@ -1,0 +1,122 @@
+"""Real processes for the fault tests: Celery workers (with beat) and a gunicorn registry.
+
+Every wait is bounded and says what it waited for, with the tail of the process's log.
+Database polls survive the faults they watch: a poll that meets a restarting PostgreSQL
+drops the dead connection and counts as "not yet".
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.db import DatabaseError, connection
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Short leases and a fast reaper so a lost lease or a lost message is noticed within seconds.
+FAST_JOBS_ENV = {
+    "DSQ_HEARTBEAT_SECONDS": "1",
+    "DSQ_LEASE_SECONDS": "4",
+    "DSQ_REAP_SECONDS": "1",
+    "DSQ_REQUEUE_SECONDS": "3",
+    "DSQ_DB_WAIT_SECONDS": "60",
+    "DSQ_DEVICE": "cpu",
+    "PYTHONUNBUFFERED": "1",
+}
+
+
+def database_url() -> str:
+    """The pytest-django test database, as the worker and web processes must see it."""
+    db = django_settings.DATABASES["default"]
+    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def poll_db(predicate):
+    """Run a database predicate; a dropped connection (PostgreSQL restarting) counts as not yet."""
+    try:
+        return predicate()
+    except DatabaseError:
+        connection.close()
+        return None
+
+
+def wait_for(what: str, predicate, timeout: float, proc: "Process | None" = None):
+    """Poll until predicate() is truthy; fail with `what` and the process log tail otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = poll_db(predicate)
+        if value:
+            return value
+        if proc is not None and proc.popen.poll() is not None:
+            pytest.fail(f"{proc.name} exited ({proc.popen.returncode}) while waiting for {what}:\n{proc.tail()}")
+        time.sleep(0.2)
+    tail = proc.tail() if proc is not None else ""
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; {proc.name if proc else ''} log tail:\n{tail}")
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen
+    log: Path
+    extra: dict = field(default_factory=dict)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def tail(self, chars: int = 4000) -> str:
+        return self.text()[-chars:]
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the whole process group (a Celery worker's pool children too)."""
+        os.killpg(self.popen.pid, sig)
+        self.popen.wait(30)
+
+    def stop(self) -> None:
+        if self.popen.poll() is not None:
+            return
+        os.killpg(self.popen.pid, signal.SIGTERM)
+        try:
+            self.popen.wait(30)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+class Processes:
+    """Starts processes in their own session with a log file each; stops them all at the end."""
+
+    def __init__(self, base_env: dict, logs: Path):
+        self.base_env = base_env
+        self.logs = logs
+        self.started: list[Process] = []
+
+    def start(self, name: str, argv: list[str], env: "dict | None" = None) -> Process:
+        log = self.logs / f"{name}.log"
+        popen = subprocess.Popen(argv, cwd=ROOT, env={**self.base_env, **(env or {})}, stdout=open(log, "wb"),
+                                 stderr=subprocess.STDOUT, start_new_session=True)
+        proc = Process(name, popen, log)
+        self.started.append(proc)
+        return proc
+
+    def worker(self, name: str, *, beat: bool = True, env: "dict | None" = None) -> Process:
+        """A `celery -A workers worker` on the gpu and cpu queues, with the reaper's beat when `beat`.
+
+        Two pool processes, so the reaper (cpu queue) runs while a quantization (gpu queue) does."""
+        argv = [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", "gpu,cpu", "-c", "2",
+                "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "-l", "INFO"]
+        if beat:
+            argv += ["-B", "-s", str(self.logs / f"{name}-beat-schedule")]
+        proc = self.start(name, argv, {"DSQ_WORKER_NAME": name, **(env or {})})
+        wait_for(f"worker {name} to be ready", lambda: "ready." in proc.text(), 90, proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.started):
+            proc.stop()
