@@ -105,7 +105,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "registry.api.middleware.RequestSizeLimit",  # before anything reads the body
+    "registry.api.middleware.RequestGuard",  # before anything reads the body or the URL
     "whitenoise.middleware.WhiteNoiseMiddleware",  # admin and dashboard static files under gunicorn
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -157,12 +157,6 @@ DSQ_PUBLISH_ON_APPROVAL = env_bool("DSQ_PUBLISH_ON_APPROVAL", True)
 DSQ_LEASE_SECONDS = env_int("DSQ_LEASE_SECONDS", 300)
 DSQ_HEARTBEAT_SECONDS = env_int("DSQ_HEARTBEAT_SECONDS", 30)
 DSQ_MAX_ATTEMPTS = env_int("DSQ_MAX_ATTEMPTS", 3)
-# The reaper (Celery beat, every DSQ_REAP_SECONDS) re-queues jobs whose lease expired and re-sends the
-# message of a queued job still unclaimed DSQ_REQUEUE_SECONDS after it was sent (lost with the broker).
-DSQ_REAP_SECONDS = env_int("DSQ_REAP_SECONDS", 60)
-DSQ_REQUEUE_SECONDS = env_int("DSQ_REQUEUE_SECONDS", 600)
-# How long a worker that finished computing waits for an unreachable database before giving up the job.
-DSQ_DB_WAIT_SECONDS = env_int("DSQ_DB_WAIT_SECONDS", 120)
 # The reaper (Celery beat, every DSQ_REAP_SECONDS) re-queues jobs whose lease expired and re-sends the
 # message of a queued job still unclaimed DSQ_REQUEUE_SECONDS after it was sent (lost with the broker).
 DSQ_REAP_SECONDS = env_int("DSQ_REAP_SECONDS", 60)

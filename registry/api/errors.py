@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from django.core.exceptions import (RequestDataTooBig, SuspiciousOperation, TooManyFilesSent,
                                     ValidationError as DjangoValidationError)
+from django.db import DataError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -33,6 +34,10 @@ def json_exception_handler(exc, context):
         return error("this API takes no file uploads")
     if isinstance(exc, SuspiciousOperation):  # Django would answer an HTML 400 page
         return error(f"bad request: {exc}")
+    if isinstance(exc, (DataError, OverflowError)):
+        # An id or value the column cannot hold (`/api/releases/99999999999999999999/`, 1e999): the
+        # client's input, refused by PostgreSQL or float→int conversion; not a server fault.
+        return error(f"a value in the request is out of range: {str(exc).splitlines()[0][:200]}")
     response = exception_handler(exc, context)
     if response is None:
         return None

@@ -1,15 +1,23 @@
-"""Refuse oversized request bodies before anything reads them.
+"""Refuse requests no view should see: oversized bodies, NUL bytes in the path or query.
 
 Django enforces DATA_UPLOAD_MAX_MEMORY_SIZE only when `request.body` or `request.POST` is read;
 DRF's parsers read the stream directly, so without this a JSON body of any size would be parsed.
+A NUL byte (`%00`) in a URL reaches PostgreSQL as a lookup value and fails there as a 500
+("text fields cannot contain NUL"); no name in the registry can contain one, so it is a 400 here.
 """
 from __future__ import annotations
+
+from urllib.parse import unquote
 
 from django.conf import settings
 from django.http import JsonResponse
 
 
-class RequestSizeLimit:
+def refuse(message: str, status: int) -> JsonResponse:
+    return JsonResponse({"error": message, "status": status}, status=status)
+
+
+class RequestGuard:
     def __init__(self, get_response):
         self.get_response = get_response
 
@@ -18,8 +26,10 @@ class RequestSizeLimit:
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
-            return JsonResponse({"error": "Content-Length is not a number", "status": 400}, status=400)
+            return refuse("Content-Length is not a number", 400)
         if limit is not None and length > limit:
-            return JsonResponse({"error": f"request body of {length} bytes is over the limit of {limit} bytes "
-                                          "(DSQ_MAX_REQUEST_BYTES)", "status": 413}, status=413)
+            return refuse(f"request body of {length} bytes is over the limit of {limit} bytes "
+                          "(DSQ_MAX_REQUEST_BYTES)", 413)
+        if "\x00" in request.path_info or "\x00" in unquote(request.META.get("QUERY_STRING", "")):
+            return refuse("the URL contains a NUL byte", 400)
         return self.get_response(request)
