@@ -30,11 +30,6 @@ GROUP_MAX_EPS = float(np.float32(1e-15))
 _MAGIC = 12582912.0  # 1.5 * 2**23: adding it leaves the rounded integer in the low mantissa bits
 
 
-def f32(v: float) -> float:
-    """Round a Python number to the nearest float32, returned as a Python float (exact)."""
-    return float(np.float32(v))
-
-
 def nearest_int(v: torch.Tensor) -> torch.Tensor:
     """C's nearest_int bit for bit, for any float32 input (int32 result).
 
@@ -298,10 +293,6 @@ def _make_qkx(x, w, nmax, rmin, rdelta, nstep, use_mad, exact):
     scale = where(degenerate, zero, scale)
     the_min = -where(degenerate, mn, cur_min)
     return scale, the_min, L, suspicious & ~degenerate
-
-
-def _err(diff: torch.Tensor, use_mad: bool) -> torch.Tensor:
-    return diff.abs_() if use_mad else diff.mul_(diff)
 
 
 # --------------------------------------------------------------------------------------
