@@ -236,7 +236,8 @@ def run(port: int = 8000, workdir: "Path | None" = None, wait: bool = True) -> i
         with ProcessGroup(env, workdir / "logs") as procs:
             procs.start("web", python("-m", "gunicorn", "dsq.wsgi", "--bind", f"127.0.0.1:{port}",
                                       "--workers", "2", "--timeout", "120"), port=port)
-            procs.start("worker", celery_worker("gpu,cpu,publish", "demo-worker@%h", beat=True))
+            procs.start("worker", celery_worker("gpu,cpu,publish", "demo-worker@%h",
+                                                      beat=workdir / "celerybeat-schedule"))
             say(f"registry on {base}, worker and beat started (logs in {workdir / 'logs'})")
             outcome = main_job(base, tokens, workdir, procs)
             print()

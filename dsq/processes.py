@@ -61,10 +61,11 @@ def python(*args: str) -> list[str]:
     return [sys.executable, *args]
 
 
-def celery_worker(queues: str, name: str, concurrency: int = 1, beat: bool = False) -> list[str]:
+def celery_worker(queues: str, name: str, concurrency: int = 1, beat: "Path | None" = None) -> list[str]:
+    """A worker on `queues`; with `beat` (a schedule file path) it also runs the periodic reaper."""
     args = python("-m", "celery", "-A", "workers", "worker", "-Q", queues, "-c", str(concurrency),
                   "--prefetch-multiplier", "1", "-n", name, "--without-gossip", "--without-mingle",
                   "-l", "INFO")
-    if beat:
-        args.append("-B")
+    if beat is not None:
+        args += ["-B", "--schedule", str(beat)]
     return args
