@@ -122,3 +122,31 @@ def test_retry_puts_a_failed_job_back_with_a_fresh_budget():
     assert jobs.retry(job)
     job.refresh_from_db()
     assert job.state == JobState.QUEUED and job.attempts == 0 and job.error == ""
+
+
+def test_the_reaper_finds_queued_jobs_whose_message_is_overdue(settings):
+    settings.DSQ_REQUEUE_SECONDS = 60
+    old = timezone.now() - dt.timedelta(seconds=120)
+    ckpt = factories.checkpoint()
+
+    def job(**fields):
+        return factories.quantization_job(ckpt, factories.recipe(version=QuantizationJob.objects.count() + 1),
+                                          created_at=old, **fields)
+
+    never_sent, lost = job(), job(enqueued_at=old)
+    fresh = job(enqueued_at=timezone.now())
+    backing_off = job(enqueued_at=old, not_before=timezone.now() + dt.timedelta(seconds=30))
+    running = jobs.claim(QuantizationJob, job().pk, "w")
+    due = jobs.unclaimed()
+    assert ("quantize", never_sent.pk) in due and ("quantize", lost.pk) in due
+    assert not {("quantize", j.pk) for j in (fresh, backing_off, running)} & set(due)
+
+
+def test_a_failed_heartbeat_leaves_the_job_as_it_was(monkeypatch):
+    from django.db import OperationalError
+
+    job = jobs.claim(QuantizationJob, factories.quantization_job().pk, "w")
+    monkeypatch.setattr(QuantizationJob.objects, "filter", lambda **kw: (_ for _ in ()).throw(OperationalError("down")))
+    with pytest.raises(OperationalError):
+        jobs.heartbeat(job, progress=0.5, log="tensor 1/9")
+    assert job.progress == 0.0 and job.log_tail == ""  # sent again on the next beat, not doubled
