@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -398,9 +398,6 @@ class DeepSeek2Adapter(Adapter):
         except KeyError:
             raise AdapterError(f"unsupported scoring_func {fn!r}") from None
 
-    def add_tokenizer(self, w: gguf.GGUFWriter) -> None:
-        add_vocab(w, self.src.path, self.config.get("vocab_size"), self.tokenizer_pre)
-
 
 # -- Llama / Qwen2 -------------------------------------------------------------------------------
 
@@ -473,9 +470,6 @@ class LlamaAdapter(Adapter):
         if c.get("head_dim") is not None:
             w.add_key_length(c["head_dim"])
             w.add_value_length(c["head_dim"])
-
-    def add_tokenizer(self, w: gguf.GGUFWriter) -> None:
-        super().add_tokenizer(w)
 
 
 class Qwen2Adapter(LlamaAdapter):

@@ -76,17 +76,15 @@ def resolve_recipe(recipe: Any):
 
 
 def file_type_of(recipe_name: str, types: dict[str, int]) -> int:
-    """general.file_type: the llama_ftype named like the recipe, else the one of the type
-    holding most weights (DQ3_K_M -> the Q3_K_M ftype)."""
+    """general.file_type: the llama_ftype named like the recipe (its DQ/-dense variants
+    included: DQ3_K_M -> Q3_K_M), else that of the quantized type holding most weights."""
     name = recipe_name.upper().replace("-", "_")
     if name == "F32":
         return int(gguf.LlamaFileType.ALL_F32)
-    for cand in (f"MOSTLY_{name}", f"MOSTLY_{name.lstrip('D')}"):
-        if cand in gguf.LlamaFileType.__members__:
-            return int(gguf.LlamaFileType[cand])
-    for cand in (f"MOSTLY_{name.split('_DENSE')[0].lstrip('D')}",):
-        if cand in gguf.LlamaFileType.__members__:
-            return int(gguf.LlamaFileType[cand])
+    base = name.removesuffix("_DENSE")
+    for cand in (name, base, base[1:] if base.startswith("D") else base):
+        if f"MOSTLY_{cand}" in gguf.LlamaFileType.__members__:
+            return int(gguf.LlamaFileType[f"MOSTLY_{cand}"])
     quantized = {t: n for t, n in types.items() if t not in FLOAT_TYPES}
     if not quantized:
         return int(gguf.LlamaFileType.MOSTLY_F16 if types.get("F16") else gguf.LlamaFileType.ALL_F32)
@@ -245,7 +243,6 @@ def plan_conversion(
     src = open_source(src_path, allow_requantize=allow_requantize)
     imat = load_imatrix(imatrix) if isinstance(imatrix, (str, Path)) else imatrix
 
-    collector = gguf.GGUFWriter(None, "deepseek2")  # only a typed key/value builder
     if isinstance(src, GGUFSource):
         adapter: "Adapter | GGUFPassthrough" = GGUFPassthrough(src)
         arch = adapter.arch_name
@@ -258,7 +255,7 @@ def plan_conversion(
     else:
         adapter = adapter_for(src, tokenizer_pre)
         arch = adapter.arch_name
-        collector = gguf.GGUFWriter(None, arch)
+        collector = gguf.GGUFWriter(None, arch)  # used only as a typed key/value builder
         adapter.add_metadata(collector)
         adapter.add_tokenizer(collector)
         base_kvs = kvs_from_writer(collector)
@@ -358,11 +355,7 @@ def verify_file(path: Path, infos: Sequence[TensorInfo], n_split: int, split_ind
         raise ConversionError(f"{path.name}: {len(r.tensors)} tensors, planned {len(infos)}")
     for t, info in zip(r.tensors, infos):
         shape = tuple(int(d) for d in reversed(t.shape.tolist()))
-        # GGUFReader drops trailing 1-sized ggml dims; compare without them
-        want = tuple(info.shape)
-        while len(want) > 1 and want[0] == 1 and len(shape) < len(want):
-            want = want[1:]
-        if t.name != info.name or t.tensor_type.name != info.type or shape != want or int(t.n_bytes) != info.nbytes:
+        if t.name != info.name or t.tensor_type.name != info.type or shape != info.shape or int(t.n_bytes) != info.nbytes:
             raise ConversionError(
                 f"{path.name}: tensor {t.name} {t.tensor_type.name} {shape} {int(t.n_bytes)}B, "
                 f"planned {info.name} {info.type} {info.shape} {info.nbytes}B"

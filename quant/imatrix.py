@@ -19,6 +19,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterator, Mapping
 
 import gguf
 import numpy as np
@@ -29,9 +30,32 @@ class ImatrixError(ValueError):
     pass
 
 
+class _Entries(Mapping):
+    """GGUF tensor name -> normalised float32 weights, read from the file when asked for, so
+    a DeepSeek-V3 imatrix (about 1 GB of per-expert values) never sits in memory whole."""
+
+    def __init__(self, names: list[str], load: Callable[[str], np.ndarray]):
+        self._names = names
+        self._load = load
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self._names:
+            raise KeyError(name)
+        return torch.from_numpy(self._load(name))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+
 @dataclass
 class Imatrix:
-    data: dict[str, torch.Tensor]  # GGUF tensor name -> float32 [n_mat * n_per_row]
+    data: Mapping[str, torch.Tensor]  # GGUF tensor name -> float32 [n_mat * n_per_row]
     datasets: list[str] = field(default_factory=list)
     chunk_count: int = 0
     path: "Path | None" = None
@@ -41,9 +65,9 @@ class Imatrix:
 
         A size mismatch is an error (llama-quantize aborts too), except for token_embd,
         which llama-imatrix never sees as a matmul input."""
-        v = self.data.get(name)
-        if v is None:
+        if name not in self.data:
             return None
+        v = self.data[name]
         if v.numel() != n_per_row * n_mat:
             if name in ("token_embd.weight", "per_layer_token_embd.weight"):
                 return None
@@ -57,68 +81,70 @@ def _check_finite(name: str, v: np.ndarray) -> None:
 
 
 def load_imatrix(path: "str | Path") -> Imatrix:
-    """Read either format (GGUF first, as llama.cpp does) into normalised weights."""
+    """Open either format (GGUF first, as llama.cpp does). Every entry is read once here to
+    check it is finite (llama-quantize refuses NaN/Inf up front too), then dropped; values
+    are read again per tensor during the conversion."""
     path = Path(path)
     with open(path, "rb") as fh:
         magic = fh.read(4)
-    if magic == b"GGUF":
-        return _load_gguf(path)
-    return _load_legacy(path)
+    im = _load_gguf(path) if magic == b"GGUF" else _load_legacy(path)
+    for name in im.data:
+        _check_finite(name, im.data[name].numpy())
+    return im
 
 
 def _load_legacy(path: Path) -> Imatrix:
-    raw = path.read_bytes()
-    pos = 0
+    size = path.stat().st_size
+    index: dict[str, tuple[int, int, int]] = {}  # name -> (offset of values, ncall, nval)
+    with open(path, "rb") as fh:
 
-    def take(fmt: str):
-        nonlocal pos
-        size = struct.calcsize(fmt)
-        if pos + size > len(raw):
-            raise ImatrixError(f"{path}: truncated legacy imatrix")
-        vals = struct.unpack_from(fmt, raw, pos)
-        pos += size
-        return vals
+        def take(fmt: str):
+            raw = fh.read(struct.calcsize(fmt))
+            if len(raw) != struct.calcsize(fmt):
+                raise ImatrixError(f"{path}: truncated legacy imatrix")
+            return struct.unpack(fmt, raw)
 
-    (n_entries,) = take("<i")
-    if n_entries < 1:
-        raise ImatrixError(f"{path}: no data in imatrix file")
-    data: dict[str, torch.Tensor] = {}
-    for _ in range(n_entries):
-        (n,) = take("<i")
-        name = raw[pos : pos + n].decode("utf-8")
-        pos += n
-        ncall, nval = take("<ii")
-        if nval < 1:
-            raise ImatrixError(f"{path}: entry {name} has {nval} values")
-        if pos + 4 * nval > len(raw):
-            raise ImatrixError(f"{path}: truncated data for {name}")
-        v = np.frombuffer(raw, dtype="<f4", count=nval, offset=pos).astype(np.float32)
-        pos += 4 * nval
-        if ncall > 0:
-            v = v / np.float32(ncall)
-        _check_finite(name, v)
-        data[name] = torch.from_numpy(v.copy())
-    chunk_count, datasets = 0, []
-    if pos + 4 <= len(raw):
-        (chunk_count,) = take("<i")
-        if pos + 4 <= len(raw):
+        (n_entries,) = take("<i")
+        if n_entries < 1:
+            raise ImatrixError(f"{path}: no data in imatrix file")
+        for _ in range(n_entries):
             (n,) = take("<i")
-            if n > 0:
-                datasets.append(raw[pos : pos + n].decode("utf-8", "replace"))
-    return Imatrix(data, datasets, chunk_count, path)
+            name = fh.read(n).decode("utf-8")
+            ncall, nval = take("<ii")
+            if nval < 1:
+                raise ImatrixError(f"{path}: entry {name} has {nval} values")
+            offset = fh.tell()
+            if offset + 4 * nval > size:
+                raise ImatrixError(f"{path}: truncated data for {name}")
+            index[name] = (offset, ncall, nval)
+            fh.seek(4 * nval, 1)
+        chunk_count, datasets = 0, []
+        tail = fh.read(4)
+        if len(tail) == 4:
+            (chunk_count,) = struct.unpack("<i", tail)
+            raw = fh.read(4)
+            if len(raw) == 4 and (n := struct.unpack("<i", raw)[0]) > 0:
+                datasets.append(fh.read(n).decode("utf-8", "replace"))
+
+    def load(name: str) -> np.ndarray:
+        offset, ncall, nval = index[name]
+        v = np.fromfile(path, dtype="<f4", count=nval, offset=offset).astype(np.float32)
+        return v / np.float32(ncall) if ncall > 0 else v
+
+    return Imatrix(_Entries(list(index), load), datasets, chunk_count, path)
 
 
 def _load_gguf(path: Path) -> Imatrix:
     r = gguf.GGUFReader(path)
-    sums: dict[str, np.ndarray] = {}
-    counts: dict[str, np.ndarray] = {}
+    sums: dict[str, gguf.ReaderTensor] = {}
+    counts: dict[str, gguf.ReaderTensor] = {}
     for t in r.tensors:
         if t.tensor_type != gguf.GGMLQuantizationType.F32:
             raise ImatrixError(f"{path}: {t.name} must be F32")
         if t.name.endswith(".in_sum2"):
-            sums[t.name[: -len(".in_sum2")]] = np.asarray(t.data, dtype=np.float32).reshape(-1)
+            sums[t.name[: -len(".in_sum2")]] = t
         elif t.name.endswith(".counts"):
-            counts[t.name[: -len(".counts")]] = np.asarray(t.data, dtype=np.float32).reshape(-1)
+            counts[t.name[: -len(".counts")]] = t
     if not sums:
         raise ImatrixError(f"{path}: no data in imatrix file")
     if set(sums) != set(counts):
@@ -126,18 +152,17 @@ def _load_gguf(path: Path) -> Imatrix:
     for key in ("imatrix.datasets", "imatrix.chunk_count", "imatrix.chunk_size"):
         if key not in r.fields:
             raise ImatrixError(f"{path}: missing imatrix metadata {key}")
-    data = {}
-    for name, s in sums.items():
-        c = np.rint(counts[name]).astype(np.int64)
-        per = s.reshape(len(c), -1)
+
+    def load(name: str) -> np.ndarray:
+        c = np.rint(np.asarray(counts[name].data, dtype=np.float32).reshape(-1)).astype(np.int64)
+        per = np.array(sums[name].data, dtype=np.float32).reshape(len(c), -1)
         out = np.ones_like(per)
         hit = c > 0
         out[hit] = per[hit] / c[hit, None].astype(np.float32)
-        v = out.reshape(-1)
-        _check_finite(name, v)
-        data[name] = torch.from_numpy(v.astype(np.float32))
+        return out.reshape(-1)
+
     datasets = list(r.fields["imatrix.datasets"].contents())
-    return Imatrix(data, datasets, int(r.fields["imatrix.chunk_count"].contents()), path)
+    return Imatrix(_Entries(sorted(sums), load), datasets, int(r.fields["imatrix.chunk_count"].contents()), path)
 
 
 # -- writers (for tests and tools that produce importance data) -------------------------------------
