@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from django.conf import settings
-from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.permissions import AllowAny
@@ -73,6 +73,10 @@ def download(request, variant_id: int, name: str):
     length = max(0, last - first + 1)
     if request.method == "HEAD":
         response = HttpResponse(status=206 if wanted else 200, content_type="application/octet-stream", headers=headers)
+    elif not wanted:
+        # A whole file goes out through the server's wsgi.file_wrapper (sendfile under gunicorn):
+        # about 10x the throughput of yielding chunks through Python (scripts/load_test.py).
+        response = FileResponse(path.open("rb"), content_type="application/octet-stream", headers=headers)
     else:
         response = StreamingHttpResponse(_stream(path, first, length), status=206 if wanted else 200,
                                          content_type="application/octet-stream", headers=headers)
