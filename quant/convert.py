@@ -199,6 +199,16 @@ class ConversionPlan:
         return "\n".join(lines)
 
 
+def hf_cache_origin(path: Path) -> "tuple[str | None, str | None]":
+    """(repo, revision) of a directory inside the Hugging Face cache
+    (``.../models--org--name/snapshots/<commit>``), else (None, None)."""
+    parts = path.resolve().parts
+    for i, part in enumerate(parts[:-2]):
+        if part.startswith("models--") and parts[i + 1] == "snapshots":
+            return part[len("models--"):].replace("--", "/"), parts[i + 2]
+    return None, None
+
+
 def _model_facts(arch: str, kv: dict[str, Any], tied: bool):
     facts_cls = getattr(recipes_mod, "ModelFacts", None)
     if facts_cls is None:
@@ -241,6 +251,8 @@ def plan_conversion(
     """Everything but the data: tensors, types, byte sizes, metadata, shard layout."""
     recipe = resolve_recipe(recipe)
     src = open_source(src_path, allow_requantize=allow_requantize)
+    if source_repo is None and source_revision is None:
+        source_repo, source_revision = hf_cache_origin(Path(src_path))
     imat = load_imatrix(imatrix) if isinstance(imatrix, (str, Path)) else imatrix
 
     if isinstance(src, GGUFSource):
@@ -250,7 +262,7 @@ def plan_conversion(
             "general.file_type", "general.quantization_version",
             gguf.Keys.Split.LLM_KV_SPLIT_NO, gguf.Keys.Split.LLM_KV_SPLIT_COUNT, gguf.Keys.Split.LLM_KV_SPLIT_TENSORS_COUNT,
         }
-        base_kvs = [kv for kv in reader_kvs(src.reader, skip=drop) if not kv.key.startswith(("dsq.", "quantize.imatrix."))]
+        base_kvs = [kv for kv in reader_kvs(src.reader, skip=drop) if not kv.key.startswith(("dsq.recipe.", "quantize.imatrix."))]
         stem_default = Path(src_path).stem.split("-00001-of-")[0]
     else:
         adapter = adapter_for(src, tokenizer_pre)

@@ -116,6 +116,19 @@ def test_gguf_input_is_requantized_as_llama_quantize_does(tiny_deepseek_gguf, tm
             assert out[k].contents() == src[k].contents(), k
 
 
+def test_f16_gguf_input_matches_llama_quantize_and_hf_cache_origin_is_recorded(tiny_deepseek_dir, tmp_path):
+    snap = tmp_path / "hub" / "models--example--tiny-ds3" / "snapshots" / "0123456789abcdef"
+    shutil.copytree(tiny_deepseek_dir, snap)
+    f16 = convert(snap, tmp_path / "f16", "F16", stats=False).files[0].path
+    assert field(f16, "dsq.source.repo") == "example/tiny-ds3"
+    assert field(f16, "dsq.source.revision") == "0123456789abcdef"
+    ours = convert(f16, tmp_path / "ours", "Q8_0", stats=False).files[0].path
+    theirs = llama_quantize(f16, tmp_path / "llama-Q8_0.gguf", "Q8_0")
+    assert mismatches(ours, theirs) == []
+    assert field(ours, "dsq.source.revision") == "0123456789abcdef"  # provenance survives re-quantization
+    assert field(ours, "dsq.recipe.name") == "Q8_0"
+
+
 def test_imatrix_per_expert_slices_match_llama_quantize(tiny_deepseek_dir, tiny_deepseek_gguf, tmp_path):
     from quant.imatrix import load_imatrix, save_gguf, save_legacy
 
