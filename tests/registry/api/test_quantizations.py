@@ -85,36 +85,26 @@ def test_it_requires_a_login(anonymous, inputs):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_identical_requests_make_one_job_and_one_message(requester, inputs, redis_server):
+def test_concurrent_identical_requests_make_one_job_and_one_message(requester, inputs, celery_broker):
     """The race the partial unique index settles: every request gets the winner's job."""
-    import redis
-    from workers.celery_app import app
+    barrier, answers = threading.Barrier(6), []
 
-    original = app.conf.broker_url
-    app.close()  # drop any pooled connection to the default broker
-    app.conf.broker_url = redis_server.url
-    try:
-        barrier, answers = threading.Barrier(6), []
+    def ask():
+        from rest_framework.test import APIClient
 
-        def ask():
-            from rest_framework.test import APIClient
+        client = APIClient()
+        client.credentials(**requester._credentials)
+        barrier.wait()
+        try:
+            answers.append(client.post(URL, inputs, format="json"))
+        finally:
+            connection.close()
 
-            client = APIClient()
-            client.credentials(**requester._credentials)
-            barrier.wait()
-            try:
-                answers.append(client.post(URL, inputs, format="json"))
-            finally:
-                connection.close()
-
-        threads = [threading.Thread(target=ask) for _ in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert sorted(r.status_code for r in answers).count(201) == 1
-        assert {r.json()["job"]["id"] for r in answers} == {QuantizationJob.objects.get().pk}
-        assert redis.Redis.from_url(redis_server.url).llen("gpu") == 1
-    finally:
-        app.close()
-        app.conf.broker_url = original
+    threads = [threading.Thread(target=ask) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.status_code for r in answers).count(201) == 1
+    assert {r.json()["job"]["id"] for r in answers} == {QuantizationJob.objects.get().pk}
+    assert celery_broker.llen("gpu") == 1
