@@ -20,7 +20,6 @@ import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Iterator
 
 import gguf

@@ -35,7 +35,7 @@ def _status_kib(field: str) -> int:
 
 def child(src: str, out: str, recipe: str, device: str) -> None:
     """Runs in the measured process: imports, baseline, convert, peak."""
-    import torch  # noqa: F401  (counted in the baseline, as in any real run)
+    import torch  # noqa: F401  (imports count in the baseline, as in any real run)
 
     import kernels  # noqa: F401
     from quant.convert import convert

@@ -10,16 +10,7 @@ import pytest
 
 from quant.convert import convert, plan_conversion
 from tests.quant.llama_ref import field, llama_quantize, mismatches, tensors
-from tests.tiny_models import (  # noqa: F401  (session fixtures)
-    TINY_TEXT,
-    llama_logits,
-    models_root,
-    reference_logits,
-    tiny_deepseek_dir,
-    tiny_deepseek_fp8_dir,
-    tiny_deepseek_gguf,
-    tiny_tokens,
-)
+from tests.tiny_models import TINY_TEXT, llama_logits, reference_logits, tiny_tokens
 
 llama_cpp = pytest.importorskip("llama_cpp")
 

@@ -7,13 +7,7 @@ import pytest
 
 from quant.convert import convert
 from tests.quant.llama_ref import llama_quantize, mismatches
-from tests.tiny_models import (  # noqa: F401  (session fixtures)
-    llama_logits,
-    models_root,
-    reference_logits,
-    smollm2_dir,
-    smollm2_gguf,
-)
+from tests.tiny_models import llama_logits, reference_logits, smollm2_gguf
 
 llama_cpp = pytest.importorskip("llama_cpp")
 

@@ -9,7 +9,6 @@ import pytest
 
 from dsq.cli import main as dsq_main
 from quant.convert import ConversionCancelled, convert, plan_conversion
-from tests.tiny_models import models_root, tiny_deepseek_dir  # noqa: F401  (session fixtures)
 
 
 def _leftovers(d):
