@@ -92,10 +92,34 @@ def schedule_publish(release: Release) -> None:
     """Send dsq.publish once the surrounding transaction commits.
 
     The task is sent by name through the Celery app, so the registry never imports worker code.
+    A broker that is down loses nothing: the reaper re-sends approved, unpublished releases.
     """
     from django.db import transaction
 
+    release_id = release.pk
+    transaction.on_commit(lambda: send_publish(release_id))
+
+
+def send_publish(release_id: int) -> bool:
+    import logging
+
     from workers.celery_app import app
 
-    release_id = release.pk
-    transaction.on_commit(lambda: app.send_task("dsq.publish", args=[release_id]))
+    try:
+        app.send_task("dsq.publish", args=[release_id], retry=False)
+        return True
+    except Exception as exc:  # broker unreachable: the approval stands, the reaper sends it later
+        logging.getLogger(__name__).warning("release %s: publish not sent (%s); the reaper will retry",
+                                            release_id, exc)
+        return False
+
+
+def unpublished(older_than_seconds: float) -> list[int]:
+    """Approved releases still not on the Hub a while after their approval (a lost or failed publish)."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    cutoff = timezone.now() - dt.timedelta(seconds=older_than_seconds)
+    return list(Release.objects.filter(state=Release.State.APPROVED, decided_at__lt=cutoff)
+                .values_list("pk", flat=True))

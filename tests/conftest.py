@@ -42,20 +42,30 @@ def redis_server():
         pytest.fail(f"Redis is required for the queue tests: {exc}", pytrace=False)
 
 
+def point_celery_at(url: str) -> str:
+    """Send this process's Celery messages to `url`; returns the previous broker URL.
+
+    Dropping the app's connection pool is not enough: the producer pool is cached on app.amqp
+    and keeps the old connection (and a refused one stays refused).
+    """
+    from workers.celery_app import app
+
+    previous = app.conf.broker_url
+    app.close()
+    app.amqp._producer_pool = None
+    app.conf.broker_url = url
+    return previous
+
+
 @pytest.fixture
 def celery_broker(redis_server):
     """Point the Celery app (the producer side) at the throwaway Redis; yields a redis client."""
     import redis
 
-    from workers.celery_app import app
-
-    original = app.conf.broker_url
-    app.close()  # drop pooled connections to the default broker
-    app.conf.broker_url = redis_server.url
+    original = point_celery_at(redis_server.url)
     client = redis.Redis.from_url(redis_server.url)
     client.flushdb()
     try:
         yield client
     finally:
-        app.close()
-        app.conf.broker_url = original
+        point_celery_at(original)

@@ -234,5 +234,11 @@ def enqueue(kind: str, job_id: int, countdown: int = 0) -> bool:
 
 def reap_and_requeue() -> int:
     """Re-queue jobs whose worker died and re-send messages that were lost; returns how many were sent."""
+    from registry import releases
+
     due = dict.fromkeys(jobs.reap_expired() + jobs.unclaimed())  # a reaped job is also overdue: send once
-    return sum(enqueue(kind, job_id) for kind, job_id in due)
+    sent = sum(enqueue(kind, job_id) for kind, job_id in due)
+    # Publishing is idempotent, so an approved release not yet on the Hub is simply sent again.
+    if settings.DSQ_PUBLISH_ON_APPROVAL:
+        sent += sum(releases.send_publish(pk) for pk in releases.unpublished(settings.DSQ_REQUEUE_SECONDS))
+    return sent

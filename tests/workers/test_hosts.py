@@ -15,12 +15,9 @@ pytestmark = pytest.mark.django_db(transaction=True)  # run_job closes connectio
 
 
 @pytest.fixture
-def broker(redis_server, settings):
+def broker(celery_broker, redis_server, settings):
     settings.CELERY_BROKER_URL = redis_server.url
-    app.conf.broker_url = redis_server.url
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushdb()
-    return client
+    return celery_broker
 
 
 def test_a_job_too_big_for_this_host_stays_queued_with_the_reason(broker, monkeypatch, settings, tmp_path):

@@ -41,8 +41,7 @@ def wait_for(what: str, predicate, timeout: float, proc: "subprocess.Popen | Non
 
 
 @pytest.fixture
-def start_worker(redis_server, storage, tmp_path):
-    app.conf.broker_url = redis_server.url
+def start_worker(redis_server, celery_broker, storage, tmp_path):
     db = django_settings.DATABASES["default"]
     env = {**os.environ, "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
            "CELERY_BROKER_URL": redis_server.url, "DSQ_STORAGE_ROOT": str(storage),

@@ -67,7 +67,7 @@ def test_a_candidate_cannot_be_pulled(anonymous, requester, approved):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_dsq_pull_downloads_and_verifies_through_the_file_endpoint(live_server, storage, tmp_path):
+def test_dsq_pull_downloads_and_verifies_through_the_file_endpoint(live_server, storage, tmp_path, celery_broker):
     """The client (dsq.pull) against this API and file endpoint, end to end over HTTP."""
     from dsq.pull import pull
 
