@@ -190,6 +190,22 @@ class ConversionPlan:
     def file_names(self) -> list[str]:
         return [shard_name(self.stem, i, len(self.shards)) for i in range(len(self.shards))]
 
+    def fingerprint(self) -> str:
+        """What these bytes are made from: the recipe, the tensor list, and the source and imatrix
+        files (name, size, modification time). A tensor cache made for another fingerprint is stale."""
+        h = hashlib.sha256(self.recipe.sha256.encode())
+        for t in self.tensors:
+            h.update(f"{t.info.name}|{t.info.type}|{list(t.info.shape)}\n".encode())
+        paths = [Path(self.source.path)]
+        if self.imatrix is not None and self.imatrix.path:
+            paths.append(Path(self.imatrix.path))
+        for root in paths:
+            files = sorted(root.iterdir()) if root.is_dir() else [root]
+            for f in (f for f in files if f.is_file()):
+                st = f.stat()
+                h.update(f"{f.name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        return h.hexdigest()
+
     def describe(self) -> str:
         lines = [f"{self.arch}: {len(self.tensors)} tensors, {self.n_params:,} weights -> "
                  f"{self.total_bytes / 2**20:.1f} MiB ({8 * self.total_bytes / max(1, self.n_params):.3f} bpw) "
@@ -399,7 +415,7 @@ def execute(
     out_dir = Path(out_dir)
     cache = Path(tensor_cache_dir) if tensor_cache_dir is not None else None
     if cache is not None:
-        cache.mkdir(parents=True, exist_ok=True)
+        _claim_cache(cache, plan.fingerprint())
     out_dir.mkdir(parents=True, exist_ok=True)
     dev = _device(device)
     t_start = time.monotonic()
@@ -473,6 +489,16 @@ def execute(
 
 
 # -- per-tensor cache (resumable jobs) ----------------------------------------------------------------
+
+
+def _claim_cache(cache: Path, fingerprint: str) -> None:
+    """Use `cache` for this plan: a cache left by another plan (other source files, recipe or
+    imatrix) is emptied first, so stale bytes are never replayed."""
+    stamp = cache / "PLAN"
+    if cache.is_dir() and (not stamp.is_file() or stamp.read_text().strip() != fingerprint):
+        shutil.rmtree(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(fingerprint + "\n")
 
 
 def _cache_stem(cache: Path, index: int, info: TensorInfo) -> Path:

@@ -44,3 +44,22 @@ def test_a_corrupted_cached_tensor_is_quantized_again(tiny, tmp_path):
     victim.write_bytes(b"\0" * victim.stat().st_size)
     again = convert.convert(tiny, tmp_path / "b", "Q4_K_M", stats=False, tensor_cache_dir=cache)
     assert [f.sha256 for f in again.files] == [f.sha256 for f in first.files]
+
+
+def test_a_cache_left_by_another_recipe_is_not_replayed(tiny, tmp_path):
+    cache = tmp_path / "cache"
+    convert.convert(tiny, tmp_path / "q4", "Q4_K_M", stats=False, tensor_cache_dir=cache)
+    fresh = convert.convert(tiny, tmp_path / "q8-fresh", "Q8_0", stats=False)
+    reused = convert.convert(tiny, tmp_path / "q8", "Q8_0", stats=False, tensor_cache_dir=cache)
+    assert [f.sha256 for f in reused.files] == [f.sha256 for f in fresh.files]
+    assert all("Q4_K" not in p.name for p in cache.glob("*.bin"))  # the Q4_K_M tensors were dropped
+
+
+def test_a_cache_of_changed_source_files_is_not_replayed(tmp_path):
+    src = make_tiny(tmp_path / "model", SPEC)
+    cache = tmp_path / "cache"
+    first = convert.convert(src, tmp_path / "a", "Q4_K_M", stats=False, tensor_cache_dir=cache)
+    make_tiny(tmp_path / "model", TinySpec(**{**SPEC.__dict__, "seed": 1}))  # new weights, same names
+    again = convert.convert(src, tmp_path / "b", "Q4_K_M", stats=False, tensor_cache_dir=cache)
+    fresh = convert.convert(src, tmp_path / "c", "Q4_K_M", stats=False)
+    assert [f.sha256 for f in again.files] == [f.sha256 for f in fresh.files] != [f.sha256 for f in first.files]
