@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # llama-cpp-python builds llama.cpp from source: CPU-only flags keep the build portable and ~4 minutes.
 LLAMA_CMAKE_ARGS := -DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_VULKAN=OFF -DLLAMA_CURL=OFF -DGGML_BLAS=OFF
 
-.PHONY: venv deps demo test bench-kernels bench-quality bench-memory llama-tools clean
+.PHONY: venv deps demo test bench-kernels bench-quality bench-memory llama-tools load audit clean
 
 venv: $(VENV)/.stamp
 
@@ -38,6 +38,15 @@ bench-memory: venv
 # llama.cpp's own tools (llama-perplexity, llama-imatrix, llama-quantize) from the vendored source.
 llama-tools: venv
 	scripts/build-llama-tools.sh
+
+# Load test: gunicorn on loopback against a throwaway PostgreSQL; p50/p99 per concurrency level.
+load: venv deps
+	$(PY) scripts/load_test.py
+
+# Dependency audit: needs PyPI's or OSV's vulnerability service (not reachable from the CI sandbox).
+audit: venv
+	$(PY) -m pip install -q pip-audit==2.10.1
+	$(VENV)/bin/pip-audit --skip-editable --strict --progress-spinner off
 
 clean:
 	rm -rf var/demo var/storage
