@@ -1,6 +1,9 @@
 """Public entry points: validate, chunk rows, dispatch to the codec of the type."""
 from __future__ import annotations
 
+import concurrent.futures
+import threading
+
 import gguf
 import torch
 
@@ -12,8 +15,27 @@ from kernels.types import qtype, row_bytes
 CHUNK_WEIGHTS = 1 << 22
 
 
+# On CPU with N > 1 torch threads, tensors of at least this many weights are split into
+# row ranges quantized by N Python threads with one torch thread each: the codecs run
+# thousands of small ops, which intra-op threads barely speed up, while whole chunks on
+# separate threads overlap almost perfectly (torch ops release the GIL).
+PARALLEL_MIN_WEIGHTS = 1 << 20
+
+# torch.set_num_threads is process-wide: one threaded quantize at a time owns it.
+_THREADS_LOCK = threading.Lock()
+
+
 def _rows_per_chunk(n_per_row: int) -> int:
     return max(1, CHUNK_WEIGHTS // n_per_row)
+
+
+def _row_ranges(rows: int, n_per_row: int, workers: int) -> "list[tuple[int, int]]":
+    """Row ranges of at most CHUNK_WEIGHTS weights, as many as a multiple of workers, near-equal."""
+    step = _rows_per_chunk(n_per_row)
+    pieces = -(-rows // step)
+    pieces = min(rows, -(-pieces // workers) * workers)
+    bounds = [rows * i // pieces for i in range(pieces + 1)]
+    return [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
 def _all_finite(chunk: torch.Tensor) -> bool:
@@ -55,13 +77,29 @@ def quantize(
             raise ValueError("imatrix contains NaN or Inf")
     fn = codecs.quantizer(t.name)
     out = torch.empty((rows, nbytes), dtype=torch.uint8, device=x.device)
-    step = _rows_per_chunk(n)
-    for r0 in range(0, rows, step):
-        chunk = x[r0 : r0 + step].to(torch.float32).contiguous()
+
+    def run(r: "tuple[int, int]") -> None:
+        r0, r1 = r
+        chunk = x[r0:r1].to(torch.float32).contiguous()
         if not _all_finite(chunk):
             bad = (~torch.isfinite(chunk)).any(dim=1).nonzero()[0, 0].item() + r0
             raise ValueError(f"input contains NaN or Inf (first in row {bad})")
-        out[r0 : r0 + step] = fn(chunk, imatrix)
+        out[r0:r1] = fn(chunk, imatrix)
+
+    workers = torch.get_num_threads() if x.device.type == "cpu" and rows * n >= PARALLEL_MIN_WEIGHTS else 1
+    if workers > 1 and _THREADS_LOCK.acquire(blocking=False):
+        try:
+            torch.set_num_threads(1)
+            with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+                # map yields in row order, so the error raised names the first bad row
+                for _ in pool.map(run, _row_ranges(rows, n, workers)):
+                    pass
+        finally:
+            torch.set_num_threads(workers)
+            _THREADS_LOCK.release()
+    else:
+        for r in _row_ranges(rows, n, 1):
+            run(r)
     return out
 
 

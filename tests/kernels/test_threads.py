@@ -1,0 +1,49 @@
+"""kernels.quantize on several CPU threads: row ranges on a thread pool give the same bytes."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import kernels
+from kernels import api
+
+
+def _x(rows: int, n: int) -> torch.Tensor:
+    return torch.from_numpy((np.random.default_rng(3).standard_normal((rows, n)) * 0.02).astype(np.float32))
+
+
+@pytest.fixture
+def two_threads(monkeypatch):
+    """Two torch threads and small chunks, so a small tensor takes the threaded path."""
+    monkeypatch.setattr(api, "PARALLEL_MIN_WEIGHTS", 1)
+    monkeypatch.setattr(api, "CHUNK_WEIGHTS", 1024)
+    torch.set_num_threads(2)  # the conftest fixture restores the count
+
+
+@pytest.mark.parametrize("qname", ["Q8_0", "Q4_K", "Q6_K"])
+def test_threaded_equals_serial(two_threads, qname):
+    x = _x(37, 512)
+    threaded = kernels.quantize(x, qname)
+    assert torch.get_num_threads() == 2  # restored after the pool
+    torch.set_num_threads(1)
+    assert torch.equal(threaded, kernels.quantize(x, qname))
+
+
+def test_threaded_error_names_first_bad_row(two_threads):
+    x = _x(37, 512)
+    x[30, 5] = float("nan")
+    x[11, 0] = float("inf")
+    with pytest.raises(ValueError, match="row 11"):
+        kernels.quantize(x, "Q8_0")
+    assert torch.get_num_threads() == 2
+
+
+def test_row_ranges_cover_all_rows_evenly():
+    for rows, n, workers in [(1024, 14336, 2), (5, 4096, 2), (1, 1 << 23, 4), (300, 14336, 3)]:
+        r = api._row_ranges(rows, n, workers)
+        assert r[0][0] == 0 and r[-1][1] == rows
+        assert all(a[1] == b[0] for a, b in zip(r, r[1:]))
+        assert all((b - a) * n <= max(api.CHUNK_WEIGHTS, n) for a, b in r)
+        if rows >= workers:
+            assert len(r) % workers == 0
