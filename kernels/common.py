@@ -281,6 +281,25 @@ class Workspace:
 _QX_STEPS = [0] + [k for k in range(-9, 10) if k != 0]
 
 
+def _first_abs_max_finite(x: torch.Tensor) -> "tuple[torch.Tensor, torch.Tensor]":
+    """first_abs_max(x, 0) for finite x [n, G], from amax/amin.
+
+    The largest and smallest value decide the signed max unless they are opposite
+    (+a and -a): only then does "first" matter, and only those groups are scanned.
+    """
+    hi = x.amax(dim=0)
+    lo = x.amin(dim=0)
+    nlo = lo.neg()
+    amax = torch.maximum(hi, nlo)
+    mx = select(hi > nlo, hi, lo)
+    mx = select(amax > 0, mx, torch.zeros_like(mx))  # all zeros: C keeps its +0.0
+    tie = (hi == nlo) & (hi != 0)
+    if bool(tie.any()):
+        idx = tie.nonzero().squeeze(1)
+        mx.index_copy_(0, idx, first_abs_max(x.index_select(1, idx), 0)[1])
+    return amax, mx
+
+
 def make_qx_quants(
     x: torch.Tensor, nmax: int, weights: "torch.Tensor | None" = None, ws: "Workspace | None" = None
 ) -> "tuple[torch.Tensor, torch.Tensor]":
@@ -300,25 +319,36 @@ def make_qx_quants(
     n, G = x.shape
     T = len(_QX_STEPS)
     ws = ws or Workspace(x.device)
-    amax, mx = first_abs_max(x, 0)
+    amax, mx = _first_abs_max_finite(x)
     live = amax >= f32(GROUP_MAX_EPS)
     mx = select(live, mx, torch.ones_like(mx))
-    w = x * x if weights is None else weights
-    wx = w * x
+    # w and w*x side by side, [n, 2, 1, G], so one multiply per position gives both terms
+    wwx = ws.get("qx_wwx", (n, 2, 1, G))
+    if weights is None:
+        torch.mul(x, x, out=wwx[:, 1, 0])
+    else:
+        wwx[:, 1, 0].copy_(weights)
+    torch.mul(wwx[:, 1, 0], x, out=wwx[:, 0, 0])
 
     # iscale_k = -(nmax + 0.1f*k) / max, numerators folded in float32 as C does
     num = torch.tensor([-f32(nmax + f32(f32(0.1) * k)) if k else float(-nmax) for k in _QX_STEPS],
                        dtype=torch.float32, device=x.device)
     iscale = torch.div(num.unsqueeze(1).expand(T, G), mx.unsqueeze(0).expand(T, G))  # [T, G]
 
-    L = ws.get("qx_L", (n, T, G))
-    torch.mul(x.unsqueeze(1), iscale.unsqueeze(0), out=L)
-    L.round_().clamp_(-nmax, nmax - 1)  # nearest_int: |iscale*x| <= nmax + 1
-    terms = ws.get("qx_terms", (n, 2, T, G))
-    torch.mul(wx.unsqueeze(1), L, out=terms[:, 0])  # w*x[i]*l
-    torch.mul(w.unsqueeze(1), L, out=terms[:, 1])
-    terms[:, 1].mul_(L)  # w*l*l
-    sums = seq_sum(terms, out=ws.get("qx_sums", (2, T, G)))  # [2, T, G]
+    # Per position: the codes of all trials ([T, G], cache-sized), then w*x[i]*l and
+    # w*l*l added straight into the running sums, in C's order; no [n, T, G] tensors.
+    L = ws.get("qx_l", (T, G))
+    terms = ws.get("qx_terms", (2, T, G))
+    sums = ws.get("qx_sums", (2, T, G))  # [sumlx, suml2]
+    for i in range(n):
+        torch.mul(x[i], iscale, out=L)
+        L.round_().clamp_(-nmax, nmax - 1)  # nearest_int: |iscale*x| <= nmax + 1
+        torch.mul(wwx[i], L, out=terms)  # (w*x[i])*l, w*l
+        terms[1].mul_(L)  # (w*l)*l
+        if i == 0:
+            torch.add(terms, 0.0, out=sums)  # float s = 0; s += t: -0.0 becomes +0.0
+        else:
+            sums.add_(terms)
     sumlx, suml2 = sums[0], sums[1]
 
     ratio = torch.div(sumlx, suml2)  # scale of each trial where suml2 != 0

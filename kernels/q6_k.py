@@ -31,7 +31,7 @@ QK_K = 256
 BLOCK_BYTES = QK_K // 2 + QK_K // 4 + QK_K // 16 + 2  # 210
 # Super-blocks per slice of a chunk: bounds the trial-search temporaries
 # (a few [16, 16 * _SUB_SUPERBLOCKS] float32 tensors) and keeps them cache-sized.
-_SUB_SUPERBLOCKS = 256
+_SUB_SUPERBLOCKS = 1024
 
 
 def _scales_and_codes(
