@@ -493,7 +493,10 @@ def adapter_for(src: HFSource, tokenizer_pre: "str | None" = None) -> Adapter:
     for a in archs:
         if a in ADAPTERS:
             return ADAPTERS[a](src, tokenizer_pre)
-    raise AdapterError(f"unsupported architecture {archs}; supported: {', '.join(ADAPTERS)}")
+    raise AdapterError(
+        f"{src.path / 'config.json'}: unsupported architecture {archs} (model_type {src.config.get('model_type')!r}); "
+        f"supported: {', '.join(ADAPTERS)}"
+    )
 
 
 # -- GGUF inputs -----------------------------------------------------------------------------------

@@ -50,7 +50,18 @@ class ConversionCancelled(Exception):
 
 
 class ConversionError(RuntimeError):
-    pass
+    """The conversion cannot go on (bad weights, a bad output name, a failed check); the
+    message names the tensor, its source tensors and file where there are any."""
+
+
+def check_stem(stem: str) -> str:
+    """The output file stem must be a plain name: "../x" or "a/b" would write outside the
+    output directory, a leading dot would hide the file (and could collide with our
+    ".dsq-partial-*" directories), and control characters have no place in a file name."""
+    if (not stem or stem.startswith(".") or "/" in stem or "\\" in stem
+            or any(ord(c) < 0x20 or ord(c) == 0x7F for c in stem)):
+        raise ConversionError(f"output name {stem!r} must be a plain file name (no '/', '\\', leading '.' or control characters)")
+    return stem
 
 
 # -- recipes ---------------------------------------------------------------------------------------
@@ -291,6 +302,7 @@ def plan_conversion(
     kv_values = {kv.key: kv.value for kv in base_kvs}
     n_layer = int(kv_values.get(f"{arch}.block_count", 0))
 
+    check_stem(name or f"{stem_default}-{recipe.name}")
     outs = adapter.plan()
     tied = not any(t.name == "output.weight" for t in outs)
     facts = _model_facts(arch, kv_values, tied)
@@ -301,6 +313,8 @@ def plan_conversion(
             qtype = t.source_type  # llama-quantize keeps what it does not quantize
         if qtype not in kernels.TYPES:
             raise ConversionError(f"{t.name}: recipe type {qtype} is not supported by the kernels")
+        if imat is not None and qtype not in FLOAT_TYPES:
+            imat.fits(t.name, t.shape[-1], t.shape[0] if len(t.shape) == 3 else 1)  # a mismatch fails here, not mid-file
         planned.append(PlannedTensor(t, TensorInfo(t.name, tuple(t.shape), qtype, _nbytes(qtype, t.shape))))
 
     type_weights: dict[str, int] = {}
@@ -568,6 +582,19 @@ def _progress(index, plan, p, done, total, t_start, finished) -> Progress:
     return Progress(index, len(plan.tensors), p.info.name, p.info.type, done, total, elapsed, rate, eta, finished)
 
 
+_TORCH_FLOAT = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+
+
+def _what(src: "HFSource | GGUFSource", p: PlannedTensor) -> str:
+    """'blk.0.attn_q.weight (from model.layers.0.self_attn.q_proj.weight in model-00001-of-00002.safetensors)'."""
+    parts = []
+    for name in p.out.sources[:3]:
+        t = src.tensors.get(name)
+        parts.append(f"{name} in {t.file.name}" if t is not None else name)
+    more = f" and {len(p.out.sources) - 3} more" if len(p.out.sources) > 3 else ""
+    return f"{p.info.name} (from {', '.join(parts)}{more})" if parts else p.info.name
+
+
 def _stream_tensor(plan: ConversionPlan, p: PlannedTensor, w: GGUFFileWriter, dev: torch.device, est, slab_weights: int):
     """Write one tensor's bytes; yields the bytes written per slab."""
     info, out = p.info, p.out
@@ -578,6 +605,10 @@ def _stream_tensor(plan: ConversionPlan, p: PlannedTensor, w: GGUFFileWriter, de
         step = max(1, slab_weights // info.shape[-1])
         for r0 in range(0, rows, step):
             data = src.raw_bytes(info.name, (r0, min(rows, r0 + step)))
+            if info.type in FLOAT_TYPES:
+                x = torch.frombuffer(bytearray(data), dtype=getattr(torch, _TORCH_FLOAT[info.type]))
+                if not bool(torch.isfinite(x).all()):
+                    raise ConversionError(f"{_what(src, p)}: the stored {info.type} values hold NaN or Inf")
             w.write(data)
             yield len(data)
         return
@@ -591,7 +622,11 @@ def _stream_tensor(plan: ConversionPlan, p: PlannedTensor, w: GGUFFileWriter, de
             x = x.float()
         x = x.to(dev)
         im = imat[slab.expert] if imat is not None else None
-        q = kernels.quantize(x, info.type, im)
+        try:
+            q = kernels.quantize(x, info.type, im)
+        except ValueError as e:  # non-finite weights, or finite ones the type cannot hold
+            expert = f" expert {slab.expert}" if len(info.shape) == 3 else ""
+            raise ConversionError(f"{_what(src, p)}{expert}: {e}") from None
         if est is not None:
             if info.type == "F32":
                 est.add(x, x)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import mmap
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ from gguf import GGUFValueType
 
 ALIGNMENT = gguf.GGUF_DEFAULT_ALIGNMENT
 MAX_SHARDS = 64
+GGML_MAX_DIMS = 4
+GGML_MAX_NAME = 64  # llama.cpp refuses tensor names of this many bytes or more
 
 _SCALAR_FORMATS = {
     GGUFValueType.UINT8: "<B",
@@ -283,3 +286,190 @@ def reader_kvs(reader: gguf.GGUFReader, skip: Iterable[str] = ()) -> list[KV]:
         else:
             out.append(KV(key, vtype, field.parts[field.data[0]].tolist()[0]))
     return out
+
+
+# -- checking untrusted files ---------------------------------------------------------------------
+
+
+class GGUFFormatError(ValueError):
+    """A GGUF file that is not well-formed; the message names the file and the key or tensor."""
+
+
+_SCALAR_SIZES = {vtype: struct.calcsize(fmt) for vtype, fmt in _SCALAR_FORMATS.items()}
+_VALUE_TYPES = {int(t): t for t in GGUFValueType}
+_INT64_MAX = (1 << 63) - 1
+
+
+class _Cursor:
+    """Reads little-endian fields from a mapped file; every read is checked against its end."""
+
+    def __init__(self, buf: "mmap.mmap | bytes", path: Path):
+        self.buf, self.path, self.pos, self.size = buf, path, 0, len(buf)
+
+    def fail(self, what: str) -> GGUFFormatError:
+        return GGUFFormatError(f"{self.path}: {what}")
+
+    def left(self) -> int:
+        return self.size - self.pos
+
+    def skip(self, n: int, what: str) -> None:
+        if n > self.left():
+            raise self.fail(f"{what} needs {n} bytes at offset {self.pos}, the file has {self.left()} left")
+        self.pos += n
+
+    def take(self, fmt: str, what: str) -> tuple:
+        n = struct.calcsize(fmt)
+        start = self.pos
+        self.skip(n, what)
+        return struct.unpack_from(fmt, self.buf, start)
+
+    def u32(self, what: str) -> int:
+        return self.take("<I", what)[0]
+
+    def u64(self, what: str) -> int:
+        return self.take("<Q", what)[0]
+
+    def name(self, what: str) -> str:
+        """A key or tensor name: UTF-8 without control characters (they could reach file names)."""
+        n = self.u64(f"length of {what}")
+        start = self.pos
+        self.skip(n, what)
+        try:
+            text = bytes(self.buf[start : start + n]).decode("utf-8")
+        except UnicodeDecodeError:
+            raise self.fail(f"{what} at offset {start} is not UTF-8") from None
+        if not text or any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+            raise self.fail(f"{what} {text!r} is empty or holds control characters")
+        return text
+
+    def skip_value(self, vtype: int, what: str) -> "int | None":
+        """Step over one value; returns it when it is an unsigned integer (for general.alignment)."""
+        if vtype not in _VALUE_TYPES:
+            raise self.fail(f"{what} has unknown value type {vtype}")
+        t = _VALUE_TYPES[vtype]
+        if t == GGUFValueType.STRING:
+            self.skip(self.u64(f"length of {what}"), what)
+            return None
+        if t == GGUFValueType.ARRAY:
+            sub, count = self.take("<IQ", f"array header of {what}")
+            if sub not in _VALUE_TYPES or _VALUE_TYPES[sub] == GGUFValueType.ARRAY:
+                raise self.fail(f"{what} is an array of unknown or nested type {sub}")
+            item = 8 if _VALUE_TYPES[sub] == GGUFValueType.STRING else _SCALAR_SIZES[_VALUE_TYPES[sub]]
+            if count * item > self.left():  # each element takes at least `item` bytes
+                raise self.fail(f"{what} claims {count} elements, more than the {self.left()} bytes left")
+            if _VALUE_TYPES[sub] == GGUFValueType.STRING:
+                for i in range(count):
+                    self.skip(self.u64(f"length of {what}[{i}]"), f"{what}[{i}]")
+            else:
+                self.skip(count * item, what)
+            return None
+        (value,) = self.take(_SCALAR_FORMATS[t], what)
+        return value if t == GGUFValueType.UINT32 else None
+
+
+@dataclass(frozen=True)
+class GGUFLayout:
+    """What the checked header says: where tensor data starts, and each tensor's byte range."""
+
+    version: int
+    n_kv: int
+    alignment: int
+    data_start: int
+    tensors: dict[str, tuple[int, int]]  # name -> (absolute offset, nbytes)
+
+
+def check_gguf(path: "str | Path") -> GGUFLayout:
+    """Walk a GGUF header checking every count, length, type and offset against the file.
+
+    gguf.GGUFReader trusts the header: a tensor count of 2**62 or a string array claiming
+    more elements than the file holds makes it loop or allocate for ever, an unknown type
+    raises whatever numpy raises. This pass reads only the header (through mmap, so nothing
+    is allocated but Python ints) and rejects, with a GGUFFormatError naming the file and
+    the key or tensor, anything llama.cpp's gguf loader would refuse: bad magic or version,
+    counts larger than the bytes left, unknown value or tensor types, nested arrays, bad
+    alignment, names that are not UTF-8 or hold control characters, more than 4 dims or
+    dims < 1 or an element count over int64, a row length the type's block does not divide,
+    misaligned tensor offsets, tensor data outside the file or overlapping another's."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size < 24:
+        raise GGUFFormatError(f"{path}: {size} bytes is too short for a GGUF header")
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        return _walk_header(_Cursor(buf, path))
+
+
+def _walk_header(cur: _Cursor) -> GGUFLayout:
+    magic, version = cur.take("<II", "magic and version")
+    if magic != gguf.GGUF_MAGIC:
+        raise cur.fail(f"bad magic {magic:#010x}, not a GGUF file")
+    if version not in (2, 3):
+        if struct.unpack("<I", struct.pack(">I", version))[0] in (2, 3):
+            raise cur.fail("big-endian GGUF files are not supported")
+        raise cur.fail(f"unsupported GGUF version {version}")
+    n_tensors, n_kv = cur.take("<QQ", "tensor and key/value counts")
+    # the smallest key/value is 13 bytes (length, 1-byte key, type, 1-byte value), the
+    # smallest tensor info 33 (length, 1-byte name, n_dims, one dim, type, offset)
+    if n_kv * 13 > cur.left() or n_tensors * 33 > cur.left():
+        raise cur.fail(f"header claims {n_tensors} tensors and {n_kv} key/values, more than {cur.left()} bytes can hold")
+    alignment = ALIGNMENT
+    keys: set[str] = set()
+    for i in range(n_kv):
+        key = cur.name(f"key {i}")
+        if key in keys:
+            raise cur.fail(f"duplicate key {key!r}")
+        keys.add(key)
+        vtype = cur.u32(f"type of {key!r}")
+        value = cur.skip_value(vtype, f"value of {key!r}")
+        if key == gguf.Keys.General.ALIGNMENT:
+            if value is None or value == 0 or value & (value - 1):
+                raise cur.fail(f"{key} must be a UINT32 power of two")
+            alignment = value
+    infos: list[tuple[str, int, int]] = []
+    names: set[str] = set()
+    for i in range(n_tensors):
+        name = cur.name(f"name of tensor {i}")
+        if len(name.encode()) >= GGML_MAX_NAME:
+            raise cur.fail(f"tensor name {name!r} is {len(name.encode())} bytes, at most {GGML_MAX_NAME - 1} are allowed")
+        if name in names:
+            raise cur.fail(f"duplicate tensor {name!r}")
+        names.add(name)
+        n_dims = cur.u32(f"n_dims of {name!r}")
+        if not 1 <= n_dims <= GGML_MAX_DIMS:
+            raise cur.fail(f"tensor {name!r} has {n_dims} dims, expected 1 to {GGML_MAX_DIMS}")
+        dims = cur.take(f"<{n_dims}Q", f"dims of {name!r}")
+        n_elements = 1
+        for d in dims:
+            n_elements *= d
+        if min(dims) < 1 or n_elements > _INT64_MAX:
+            raise cur.fail(f"tensor {name!r} has dims {list(dims)}: each must be at least 1, their product at most 2**63-1")
+        ttype, offset = cur.take("<IQ", f"type and offset of {name!r}")
+        try:
+            block, type_size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(ttype)]
+        except (ValueError, KeyError):
+            raise cur.fail(f"tensor {name!r} has unknown type {ttype}") from None
+        if dims[0] % block:
+            raise cur.fail(f"tensor {name!r}: row length {dims[0]} is not a multiple of the type's block of {block}")
+        infos.append((name, offset, n_elements // block * type_size))
+    data_start = padded(cur.pos, alignment)
+    tensors: dict[str, tuple[int, int]] = {}
+    end_prev, prev = 0, None
+    for name, offset, nbytes in sorted(infos, key=lambda t: t[1]):
+        if offset % alignment:
+            raise cur.fail(f"tensor {name!r} at data offset {offset} is not aligned to {alignment}")
+        if data_start + offset + nbytes > cur.size:
+            raise cur.fail(f"tensor {name!r} ({nbytes} bytes at data offset {offset}) lies beyond the end of the file ({cur.size} bytes)")
+        if offset < end_prev:
+            raise cur.fail(f"tensor {name!r} at data offset {offset} overlaps {prev!r}")
+        end_prev, prev = offset + nbytes, name
+        tensors[name] = (data_start + offset, nbytes)
+    return GGUFLayout(version, n_kv, alignment, data_start, tensors)
+
+
+def open_gguf(path: "str | Path") -> gguf.GGUFReader:
+    """gguf.GGUFReader on a file that passed :func:`check_gguf`: the one way dsq opens GGUF
+    files it did not just write. Anything the reader still refuses is a GGUFFormatError."""
+    check_gguf(path)
+    try:
+        return gguf.GGUFReader(path)
+    except (ValueError, KeyError, IndexError, TypeError, OverflowError) as e:
+        raise GGUFFormatError(f"{path}: {e}") from e

@@ -25,17 +25,21 @@ import gguf
 import numpy as np
 import torch
 
+from quant.gguf_file import GGUFFormatError, open_gguf
+
 
 class ImatrixError(ValueError):
-    pass
+    """An importance matrix that is malformed or does not fit the model; the message names
+    the file and the entry."""
 
 
 class _Entries(Mapping):
     """GGUF tensor name -> normalised float32 weights, read from the file when asked for, so
     a DeepSeek-V3 imatrix (about 1 GB of per-expert values) never sits in memory whole."""
 
-    def __init__(self, names: list[str], load: Callable[[str], np.ndarray]):
-        self._names = names
+    def __init__(self, sizes: dict[str, int], load: Callable[[str], np.ndarray]):
+        self._names = list(sizes)
+        self.sizes = sizes  # values per entry, known from the file's index without reading them
         self._load = load
 
     def __getitem__(self, name: str) -> torch.Tensor:
@@ -65,19 +69,30 @@ class Imatrix:
 
         A size mismatch is an error (llama-quantize aborts too), except for token_embd,
         which llama-imatrix never sees as a matmul input."""
-        if name not in self.data:
+        if not self.fits(name, n_per_row, n_mat):
             return None
-        v = self.data[name]
-        if v.numel() != n_per_row * n_mat:
+        return self.data[name].reshape(n_mat, n_per_row)
+
+    def fits(self, name: str, n_per_row: int, n_mat: int) -> bool:
+        """Whether the file has an entry for the tensor (False if not); a mismatched size
+        (another model's imatrix, a different expert count) is an ImatrixError. Cheap: the
+        converter asks for every tensor while planning, before anything is written."""
+        if name not in self.data:
+            return False
+        size = self.data.sizes[name] if isinstance(self.data, _Entries) else self.data[name].numel()
+        if size != n_per_row * n_mat:
             if name in ("token_embd.weight", "per_layer_token_embd.weight"):
-                return None
-            raise ImatrixError(f"imatrix size {v.numel()} is different from tensor size {n_per_row * n_mat} for {name}")
-        return v.reshape(n_mat, n_per_row)
+                return False
+            raise ImatrixError(
+                f"{self.path}: imatrix size {size} is different from tensor size {n_per_row * n_mat} for {name} "
+                f"({n_mat} matrices x {n_per_row}): an imatrix of another model?"
+            )
+        return True
 
 
-def _check_finite(name: str, v: np.ndarray) -> None:
+def _check_finite(path: Path, name: str, v: np.ndarray) -> None:
     if not np.isfinite(v).all():
-        raise ImatrixError(f"imatrix entry {name} contains non-finite values")
+        raise ImatrixError(f"{path}: entry {name} contains non-finite values")
 
 
 def load_imatrix(path: "str | Path") -> Imatrix:
@@ -89,7 +104,7 @@ def load_imatrix(path: "str | Path") -> Imatrix:
         magic = fh.read(4)
     im = _load_gguf(path) if magic == b"GGUF" else _load_legacy(path)
     for name in im.data:
-        _check_finite(name, im.data[name].numpy())
+        _check_finite(path, name, im.data[name].numpy())
     return im
 
 
@@ -107,9 +122,18 @@ def _load_legacy(path: Path) -> Imatrix:
         (n_entries,) = take("<i")
         if n_entries < 1:
             raise ImatrixError(f"{path}: no data in imatrix file")
-        for _ in range(n_entries):
+        if n_entries * 16 > size:  # each entry: name length, >= 1 name byte, ncall, nval, >= 1 value
+            raise ImatrixError(f"{path}: claims {n_entries} entries, more than its {size} bytes can hold")
+        for i in range(n_entries):
             (n,) = take("<i")
-            name = fh.read(n).decode("utf-8")
+            if not 0 < n <= size - fh.tell():
+                raise ImatrixError(f"{path}: entry {i} has a name of {n} bytes: truncated or not an imatrix")
+            try:
+                name = fh.read(n).decode("utf-8")
+            except UnicodeDecodeError:
+                raise ImatrixError(f"{path}: entry {i} has a name that is not UTF-8") from None
+            if name in index:
+                raise ImatrixError(f"{path}: entry {name} appears twice")
             ncall, nval = take("<ii")
             if nval < 1:
                 raise ImatrixError(f"{path}: entry {name} has {nval} values")
@@ -123,7 +147,7 @@ def _load_legacy(path: Path) -> Imatrix:
         if len(tail) == 4:
             (chunk_count,) = struct.unpack("<i", tail)
             raw = fh.read(4)
-            if len(raw) == 4 and (n := struct.unpack("<i", raw)[0]) > 0:
+            if len(raw) == 4 and 0 < (n := struct.unpack("<i", raw)[0]) <= size - fh.tell():
                 datasets.append(fh.read(n).decode("utf-8", "replace"))
 
     def load(name: str) -> np.ndarray:
@@ -131,11 +155,14 @@ def _load_legacy(path: Path) -> Imatrix:
         v = np.fromfile(path, dtype="<f4", count=nval, offset=offset).astype(np.float32)
         return v / np.float32(ncall) if ncall > 0 else v
 
-    return Imatrix(_Entries(list(index), load), datasets, chunk_count, path)
+    return Imatrix(_Entries({name: nval for name, (_, _, nval) in index.items()}, load), datasets, chunk_count, path)
 
 
 def _load_gguf(path: Path) -> Imatrix:
-    r = gguf.GGUFReader(path)
+    try:
+        r = open_gguf(path)
+    except GGUFFormatError as e:
+        raise ImatrixError(str(e)) from None
     sums: dict[str, gguf.ReaderTensor] = {}
     counts: dict[str, gguf.ReaderTensor] = {}
     for t in r.tensors:
@@ -152,9 +179,16 @@ def _load_gguf(path: Path) -> Imatrix:
     for key in ("imatrix.datasets", "imatrix.chunk_count", "imatrix.chunk_size"):
         if key not in r.fields:
             raise ImatrixError(f"{path}: missing imatrix metadata {key}")
+    for name, s in sums.items():
+        n_mat = int(np.prod(s.shape[1:]))  # ggml order: ne[0] is the row length
+        if int(counts[name].n_elements) != n_mat:
+            raise ImatrixError(f"{path}: {name}.counts has {int(counts[name].n_elements)} values for {n_mat} matrices")
 
     def load(name: str) -> np.ndarray:
-        c = np.rint(np.asarray(counts[name].data, dtype=np.float32).reshape(-1)).astype(np.int64)
+        raw = np.asarray(counts[name].data, dtype=np.float32).reshape(-1)
+        if not (np.isfinite(raw).all() and (raw >= 0).all()):
+            raise ImatrixError(f"{path}: {name}.counts holds negative or non-finite values")
+        c = np.rint(raw).astype(np.int64)
         per = np.array(sums[name].data, dtype=np.float32).reshape(len(c), -1)
         out = np.ones_like(per)
         hit = c > 0
@@ -162,7 +196,8 @@ def _load_gguf(path: Path) -> Imatrix:
         return out.reshape(-1)
 
     datasets = list(r.fields["imatrix.datasets"].contents())
-    return Imatrix(_Entries(sorted(sums), load), datasets, int(r.fields["imatrix.chunk_count"].contents()), path)
+    sizes = {name: int(sums[name].n_elements) for name in sorted(sums)}
+    return Imatrix(_Entries(sizes, load), datasets, int(r.fields["imatrix.chunk_count"].contents()), path)
 
 
 # -- writers (for tests and tools that produce importance data) -------------------------------------

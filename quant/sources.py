@@ -14,6 +14,7 @@ asked for, never mapped, so nothing but the requested slab is ever resident.
 from __future__ import annotations
 
 import json
+import math
 import re
 import struct
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from typing import Iterator
 import gguf
 import numpy as np
 import torch
+
+from quant.gguf_file import GGUFFormatError, open_gguf
 
 SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
     "F64": torch.float64,
@@ -76,16 +79,79 @@ def _read_exact(path: Path, offset: int, nbytes: int) -> bytearray:
 
 
 def read_safetensors_header(path: Path) -> tuple[dict, int]:
-    """The JSON header of a .safetensors file and the offset where its data starts."""
+    """The JSON header of a .safetensors file and the offset where its data starts.
+
+    Every entry is checked here, once, against the file (see :func:`_check_entries`), so a
+    truncated, corrupt or lying file is refused before a single tensor is read or written."""
+    size = path.stat().st_size
     with open(path, "rb") as fh:
         raw = fh.read(8)
         if len(raw) != 8:
-            raise SourceError(f"{path}: not a safetensors file")
+            raise SourceError(f"{path}: not a safetensors file ({size} bytes)")
         (n,) = struct.unpack("<Q", raw)
         if n > 100 * 1024 * 1024:
             raise SourceError(f"{path}: implausible safetensors header size {n}")
-        header = json.loads(fh.read(n))
+        if 8 + n > size:
+            raise SourceError(f"{path}: header of {n} bytes is longer than the file ({size} bytes): truncated?")
+        try:
+            header = json.loads(fh.read(n))
+        except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise SourceError(f"{path}: safetensors header is not valid JSON ({e})") from None
+    if not isinstance(header, dict):
+        raise SourceError(f"{path}: safetensors header is not a JSON object")
+    _check_entries(path, header, size - 8 - n)
     return header, 8 + n
+
+
+def _check_entries(path: Path, header: dict, data_size: int) -> None:
+    """The safetensors rules, all in one place: a known dtype; a shape of ints >= 1 (a
+    zero-sized weight is no weight); data_offsets [begin, end] inside the data area with
+    end - begin = prod(shape) * itemsize; no two tensors sharing bytes."""
+    ranges = []
+    for name, meta in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(meta, dict) or not {"dtype", "shape", "data_offsets"} <= meta.keys():
+            raise SourceError(f"{path}: tensor {name!r} lacks dtype, shape or data_offsets")
+        dtype, shape, offsets = meta["dtype"], meta["shape"], meta["data_offsets"]
+        if dtype not in SAFETENSORS_DTYPES:
+            raise SourceError(f"{path}: tensor {name!r} has unsupported dtype {dtype!r}")
+        if not isinstance(shape, list) or not all(type(d) is int and d >= 1 for d in shape):
+            raise SourceError(f"{path}: tensor {name!r} has shape {shape!r}; dims must be integers >= 1")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int and o >= 0 for o in offsets)):
+            raise SourceError(f"{path}: tensor {name!r} has data_offsets {offsets!r}, expected [begin, end]")
+        begin, end = offsets
+        if end < begin or end > data_size:
+            raise SourceError(f"{path}: tensor {name!r} has data_offsets [{begin}, {end}] outside the {data_size} data bytes")
+        expected = math.prod(shape) * SAFETENSORS_DTYPES[dtype].itemsize
+        if end - begin != expected:
+            raise SourceError(f"{path}: tensor {name!r} has {end - begin} bytes, its shape {shape} of {dtype} needs {expected}")
+        ranges.append((begin, end, name))
+    ranges.sort()
+    for (_, end_a, a), (begin_b, _, b) in zip(ranges, ranges[1:]):
+        if begin_b < end_a:
+            raise SourceError(f"{path}: tensors {a!r} and {b!r} overlap")
+
+
+class Config(dict):
+    """config.json: a missing key is a SourceError naming it (not a bare KeyError deep in an adapter)."""
+
+    def __init__(self, data: dict, path: Path):
+        super().__init__(data)
+        self.path = path
+
+    def __missing__(self, key: str):
+        raise SourceError(f"{self.path}: no {key!r} in config.json")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, RecursionError) as e:
+        raise SourceError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise SourceError(f"{path}: expected a JSON object")
+    return data
 
 
 class HFSource:
@@ -98,7 +164,7 @@ class HFSource:
         cfg = self.path / "config.json"
         if not cfg.is_file():
             raise SourceError(f"{self.path}: no config.json")
-        self.config: dict = json.loads(cfg.read_text())
+        self.config: dict = Config(_read_json(cfg), cfg)
         files = self._weight_files()
         self.tensors: dict[str, SourceTensor] = {}
         for f in files:
@@ -116,12 +182,40 @@ class HFSource:
                 )
         qc = self.config.get("quantization_config") or {}
         self.fp8_block = tuple(qc.get("weight_block_size") or FP8_BLOCK)
+        self._check_fp8()
+
+    def _check_fp8(self) -> None:
+        """Every FP8 weight is 2-D and has its ``weight_scale_inv`` of one float per
+        block[0] x block[1] tile: checked up front, so a missing or misshapen scale stops the
+        plan instead of a conversion half-way through."""
+        br, bc = self.fp8_block
+        for name, t in self.tensors.items():
+            if t.dtype not in ("F8_E4M3", "F8_E5M2"):
+                continue
+            where = f"{t.file.name}: {name}"
+            if len(t.shape) != 2:
+                raise SourceError(f"{where}: FP8 weights must be 2-D, got {t.shape}")
+            scale = self.tensors.get(name + "_scale_inv")
+            if scale is None:
+                raise SourceError(f"{where} is FP8 but has no {name}_scale_inv")
+            want = (-(-t.shape[0] // br), -(-t.shape[1] // bc))
+            if scale.shape != want or scale.dtype not in ("F32", "BF16", "F16"):
+                raise SourceError(
+                    f"{where}_scale_inv is {scale.dtype} {list(scale.shape)}, expected a float [{want[0]}, {want[1]}] "
+                    f"(one scale per {br}x{bc} tile of {list(t.shape)})"
+                )
 
     def _weight_files(self) -> list[Path]:
         index = self.path / "model.safetensors.index.json"
         if index.is_file():
-            weight_map = json.loads(index.read_text())["weight_map"]
+            weight_map = _read_json(index).get("weight_map")
+            if not isinstance(weight_map, dict) or not all(isinstance(n, str) for n in weight_map.values()):
+                raise SourceError(f"{index}: no weight_map of tensor name -> file name")
             names = sorted(set(weight_map.values()))
+            # plain names only: "../other-model/x.safetensors" must not pull in files from elsewhere
+            bad = [n for n in names if n in ("", ".", "..") or Path(n).name != n or "\\" in n or "\0" in n]
+            if bad:
+                raise SourceError(f"{index}: weight files must be plain file names in the model directory, got {bad[:4]}")
             files = [self.path / n for n in names]
         else:
             files = sorted(self.path.glob("*.safetensors"))
@@ -203,19 +297,21 @@ class GGUFSource:
     def __init__(self, path: "str | Path", allow_requantize: bool = False):
         self.path = Path(path)
         self.files = self._split_files(self.path)
-        self.readers = [gguf.GGUFReader(f) for f in self.files]
+        self.readers = [_open_gguf(f) for f in self.files]
         self.allow_requantize = allow_requantize
         self.reader = self.readers[0]
         self.tensors: dict[str, SourceTensor] = {}
         self._gguf_tensors: dict[str, gguf.ReaderTensor] = {}
         for f, r in zip(self.files, self.readers):
             for t in r.tensors:
+                if t.name in self.tensors:
+                    raise SourceError(f"tensor {t.name!r} appears in both {self.tensors[t.name].file.name} and {f.name}")
                 shape = tuple(int(d) for d in reversed(t.shape.tolist()))
                 self.tensors[t.name] = SourceTensor(t.name, shape, t.tensor_type.name, f, int(t.data_offset), int(t.n_bytes))
                 self._gguf_tensors[t.name] = t
         field = self.reader.fields.get("general.architecture")
-        if field is None:
-            raise SourceError(f"{self.path}: no general.architecture")
+        if field is None or field.types != [gguf.GGUFValueType.STRING]:
+            raise SourceError(f"{self.path}: no general.architecture string")
         self.arch = field.contents()
         self.config: dict = {}
         for name, t in self.tensors.items():
@@ -273,6 +369,16 @@ class GGUFSource:
         r0, r1 = rows if rows is not None else (0, n_rows)
         rb = t.nbytes // n_rows
         return bytes(_read_exact(t.file, t.offset + r0 * rb, (r1 - r0) * rb))
+
+
+def _open_gguf(path: Path) -> gguf.GGUFReader:
+    """A checked GGUF reader (quant.gguf_file.open_gguf); a malformed file is a SourceError."""
+    if not path.is_file():
+        raise SourceError(f"{path}: no such file")
+    try:
+        return open_gguf(path)
+    except GGUFFormatError as e:
+        raise SourceError(str(e)) from None
 
 
 def open_source(path: "str | Path", allow_requantize: bool = False) -> "HFSource | GGUFSource":

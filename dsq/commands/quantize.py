@@ -37,7 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 class ProgressLine:
     """One self-rewriting stderr line: tensor i/N, bytes, rate, ETA."""
 
-    def __init__(self, stream=sys.stderr, min_interval: float = 0.2):
+    def __init__(self, stream=None, min_interval: float = 0.2):
+        # sys.stderr looked up now, not when the module was imported: it may have been replaced since
+        stream = sys.stderr if stream is None else stream
         self.stream, self.min_interval, self.last = stream, min_interval, 0.0
         self.tty = stream.isatty()
 
@@ -58,6 +60,11 @@ class ProgressLine:
         self.stream.flush()
 
 
+def _one_line(e: BaseException) -> str:
+    """The error's message on one line (a file or tensor name may hold a newline)."""
+    return " ".join(str(e).split("\n"))
+
+
 def run(args: argparse.Namespace) -> int:
     from quant.convert import ConversionCancelled, execute, plan_conversion
 
@@ -67,9 +74,9 @@ def run(args: argparse.Namespace) -> int:
             source_repo=args.source_repo, source_revision=args.source_revision, tokenizer_pre=args.tokenizer_pre,
             allow_requantize=args.allow_requantize,
         )
-    except (ValueError, OSError, KeyError) as e:
-        print(f"dsq quantize: {e}", file=sys.stderr)
-        return 2
+    except (ValueError, OSError, KeyError, RuntimeError) as e:  # SourceError, ImatrixError, RecipeError, ConversionError
+        print(f"dsq quantize: {_one_line(e)}", file=sys.stderr)
+        return 1
     if args.dry_run:
         print(plan.describe())
         print("files: " + ", ".join(plan.file_names()))
@@ -79,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
     except ConversionCancelled as e:
         print(f"dsq quantize: {e}", file=sys.stderr)
         return 130
-    except (ValueError, OSError, RuntimeError) as e:
-        print(f"dsq quantize: failed, nothing written: {e}", file=sys.stderr)
+    except (ValueError, OSError, KeyError, RuntimeError) as e:
+        print(f"dsq quantize: failed, nothing written: {_one_line(e)}", file=sys.stderr)
         return 1
     if args.json:
         json.dump(result.to_dict(), sys.stdout, indent=2)

@@ -86,7 +86,7 @@ def test_dsq_quantize_command(tiny_deepseek_dir, tmp_path, capsys):
     assert rc == 0 and not (tmp_path / "dry").exists()
     assert "blk.1.ffn_down_exps.weight" in capsys.readouterr().out
 
-    assert dsq_main(["quantize", str(tmp_path / "nope"), "--recipe", "Q8_0", "--out", str(tmp_path)]) == 2
+    assert dsq_main(["quantize", str(tmp_path / "nope"), "--recipe", "Q8_0", "--out", str(tmp_path)]) == 1
 
 
 def test_dsq_make_tiny(tmp_path, capsys):
