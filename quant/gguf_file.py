@@ -342,13 +342,24 @@ class _Cursor:
             raise self.fail(f"{what} {text!r} is empty or holds control characters")
         return text
 
+    def text(self, what: str) -> None:
+        """Step over a string value, which must be UTF-8: gguf's ``contents()`` and llama.cpp's
+        vocabulary decode them later, far from here."""
+        n = self.u64(f"length of {what}")
+        start = self.pos
+        self.skip(n, what)
+        try:
+            self.buf[start : start + n].decode("utf-8")  # a slice of an mmap is bytes
+        except UnicodeDecodeError:
+            raise self.fail(f"{what} at offset {start} is not UTF-8") from None
+
     def skip_value(self, vtype: int, what: str) -> "int | None":
         """Step over one value; returns it when it is an unsigned integer (for general.alignment)."""
         if vtype not in _VALUE_TYPES:
             raise self.fail(f"{what} has unknown value type {vtype}")
         t = _VALUE_TYPES[vtype]
         if t == GGUFValueType.STRING:
-            self.skip(self.u64(f"length of {what}"), what)
+            self.text(what)
             return None
         if t == GGUFValueType.ARRAY:
             sub, count = self.take("<IQ", f"array header of {what}")
@@ -359,7 +370,7 @@ class _Cursor:
                 raise self.fail(f"{what} claims {count} elements, more than the {self.left()} bytes left")
             if _VALUE_TYPES[sub] == GGUFValueType.STRING:
                 for i in range(count):
-                    self.skip(self.u64(f"length of {what}[{i}]"), f"{what}[{i}]")
+                    self.text(f"{what}[{i}]")
             else:
                 self.skip(count * item, what)
             return None
@@ -387,7 +398,7 @@ def check_gguf(path: "str | Path") -> GGUFLayout:
     is allocated but Python ints) and rejects, with a GGUFFormatError naming the file and
     the key or tensor, anything llama.cpp's gguf loader would refuse: bad magic or version,
     counts larger than the bytes left, unknown value or tensor types, nested arrays, bad
-    alignment, names that are not UTF-8 or hold control characters, more than 4 dims or
+    alignment, strings that are not UTF-8, names holding control characters, more than 4 dims or
     dims < 1 or an element count over int64, a row length the type's block does not divide,
     misaligned tensor offsets, tensor data outside the file or overlapping another's."""
     path = Path(path)

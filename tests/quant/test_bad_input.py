@@ -284,6 +284,8 @@ BAD_GGUF = {
     "a string of the array past the end": (
         gb.gguf_file([gb.string("k") + struct.pack("<IIQ", gb.ARRAY, gb.STRING, 2) + gb.string("a")
                       + struct.pack("<Q", 1 << 30)], [], b""), "value of 'k'[1]"),
+    "string value not utf-8": (gb.gguf_file([gb.string("k") + struct.pack("<I", gb.STRING) + gb.string(b"\x80lama")], [], b""),
+                               "value of 'k' at offset 45 is not UTF-8"),
     "unknown value type": (gb.gguf_file([gb.string("k") + struct.pack("<I", 99) + bytes(8)], [], b""), "unknown value type 99"),
     "nested array": (gb.gguf_file([gb.string("k") + struct.pack("<IIQ", gb.ARRAY, gb.ARRAY, 0)], [], b""), "nested"),
     "duplicate key": (gb.gguf_file(_KV + _KV, [], b""), "duplicate key"),
