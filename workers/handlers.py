@@ -251,8 +251,7 @@ def benchmark(job: BenchmarkJob, ctx: JobContext) -> dict:
     from registry.quality import variant_label as quality_label
 
     if job.suite != QUALITY:
-        raise ValueError(f"suite {job.suite!r}: only the {QUALITY!r} suite runs on workers yet; "
-                         "task suites run with `python -m quant.eval.harness`")
+        return task_suite(job, ctx)
     variant = job.variant
     opts = job.options or {}
     text = Path(opts["text_path"]).read_text() if "text_path" in opts else split_text(topics_text(), 0.1)[0]
@@ -279,6 +278,51 @@ def benchmark(job: BenchmarkJob, ctx: JobContext) -> dict:
                        {"ppl": result["reference_ppl"], "kld_mean": 0.0, "top1_percent": 100.0, "baseline": True,
                         "reference": label})
     return {"result": result}
+
+
+def task_suite(job: BenchmarkJob, ctx: JobContext) -> dict:
+    """Tier 2: a named task suite (quant/eval/suites) through lm-evaluation-harness against the variant.
+
+    The model is served by llama-cpp-python's OpenAI-compatible server on loopback, or by an external
+    llama-server (job.options["server_url"], e.g. a multi-GPU host). Scores go to Variant.quality["scores"].
+    options: limit (questions per task), offline (no dataset downloads; default on), n_ctx, n_gpu_layers.
+    """
+    import contextlib
+
+    from quant.eval.harness import run_suite
+    from quant.eval.server import ServerSettings, external_server, local_server
+    from quant.eval.suites import load_suite
+    from registry.benchmarks import record_quality
+
+    opts = job.options or {}
+    suite = load_suite(job.suite)
+    work = storage_root() / "work" / f"benchmark-{job.pk}"
+    work.mkdir(parents=True, exist_ok=True)
+
+    def progress(step: str, fraction: float, message: str = "") -> None:
+        ctx.progress(fraction, step=step, log_line=message)
+
+    def cancelled() -> bool:
+        ctx.check()
+        return False
+
+    if opts.get("server_url"):
+        server = contextlib.nullcontext(external_server(opts["server_url"], opts.get("model", "default")))
+    else:
+        server = local_server(first_file(job.variant),
+                              ServerSettings(n_ctx=int(opts.get("n_ctx", 4096)),
+                                             n_gpu_layers=int(opts.get("n_gpu_layers", settings.DSQ_EVAL_GPU_LAYERS))),
+                              log_path=work / "server.log", cancelled=cancelled)
+    try:
+        with server as endpoint:
+            result = run_suite(suite, endpoint, work / "runs", limit=opts.get("limit"),
+                               offline=bool(opts.get("offline", True)), progress=progress, cancelled=cancelled)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    scores = {**(job.variant.quality or {}).get("scores", {}),
+              **{s.benchmark: {"mean": s.mean, "std": s.std} for s in result.scores}}
+    record_quality(job.variant, job.suite, result.as_dict(), {"scores": scores})
+    return {"result": result.as_dict()}
 
 
 HANDLERS = {"quantize": quantize, "benchmark": benchmark}

