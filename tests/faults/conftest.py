@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults.processes import FAST_JOBS_ENV, Processes, database_url
-from tests.workers.conftest import tiny_checkpoint  # noqa: F401 (fixture)
+from tests.workers.conftest import slow_checkpoint, tiny_checkpoint  # noqa: F401 (fixtures)
 
 
 @pytest.fixture
@@ -40,17 +40,26 @@ def processes(celery_broker, redis_server, storage, tmp_path):
         procs.stop_all()
 
 
-@pytest.fixture
-def tiny_job(tiny_checkpoint):  # noqa: F811 (the imported fixture)
-    """Make a queued Q4_K_M job for the tiny checkpoint (not yet sent to the broker)."""
+def job_maker(name: str, path: Path):
+    """Make queued jobs for the checkpoint at `path` (not yet sent to the broker)."""
     from tests import factories
 
     def make(recipe: str = "Q4_K_M", max_attempts: int = 3):
         from registry.models import Checkpoint
 
-        ckpt = Checkpoint.objects.filter(name="tiny-v3").first() or factories.checkpoint(
-            "tiny-v3", local_path=str(tiny_checkpoint))
+        ckpt = Checkpoint.objects.filter(name=name).first() or factories.checkpoint(name, local_path=str(path))
         return factories.quantization_job(ckpt, factories.recipe(recipe, definition={"name": recipe}),
                                           max_attempts=max_attempts)
 
     return make
+
+
+@pytest.fixture
+def tiny_job(tiny_checkpoint):  # noqa: F811 (the imported fixture)
+    return job_maker("tiny-v3", tiny_checkpoint)
+
+
+@pytest.fixture
+def slow_job(slow_checkpoint):  # noqa: F811 (the imported fixture)
+    """Jobs that take seconds: for tests that act on a job mid-way."""
+    return job_maker("slow-v3", slow_checkpoint)

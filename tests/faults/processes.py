@@ -6,6 +6,8 @@ drops the dead connection and counts as "not yet".
 """
 from __future__ import annotations
 
+import contextlib
+
 import os
 import signal
 import subprocess
@@ -87,6 +89,38 @@ class Process:
             self.popen.wait(30)
         except subprocess.TimeoutExpired:
             self.kill()
+
+
+@contextlib.contextmanager
+def frozen(pid: int):
+    """Stop a process group (SIGSTOP) for the duration of the block, then let it go on (SIGCONT).
+
+    A fault test freezes the worker while it acts (cancels, restarts a server, inspects its files),
+    so what it asserts cannot race a job that happens to be fast on an idle machine."""
+    os.killpg(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGCONT)
+
+
+def freeze_mid_job(pid: int, done_tensors, total: int, step_s: float = 0.05, timeout: float = 120) -> int:
+    """Advance a frozen worker in small slices until 0 < done_tensors() < total; it is left frozen.
+
+    Returns the number of finished tensors at that point."""
+    deadline = time.monotonic() + timeout
+    os.killpg(pid, signal.SIGSTOP)
+    while time.monotonic() < deadline:
+        n = done_tensors()
+        if 0 < n < total:
+            return n
+        if n >= total:
+            raise AssertionError("the job finished every tensor before it could be stopped mid-way")
+        os.killpg(pid, signal.SIGCONT)
+        time.sleep(step_s)
+        os.killpg(pid, signal.SIGSTOP)
+    raise AssertionError(f"no tensor finished within {timeout:.0f}s")
 
 
 class Processes:

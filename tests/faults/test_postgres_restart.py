@@ -16,7 +16,7 @@ from django.db import connection
 
 from dsq.localservices import free_port, wait_for_port
 from registry.models import JobState, QuantizationJob, Variant
-from tests.faults.processes import wait_for
+from tests.faults.processes import frozen, wait_for
 from workers import runner
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -31,12 +31,14 @@ def restart(postgres_server) -> None:
     connection.close()  # this process's connection died with the server too
 
 
-def test_a_running_job_survives_a_postgres_restart(processes, tiny_job, postgres_server):
+def test_a_running_job_survives_a_postgres_restart(processes, slow_job, postgres_server):
     worker = processes.worker("w1")
-    job = tiny_job("Q4_K_M")
+    job = slow_job("Q4_K_M")
     runner.enqueue("quantize", job.pk)
-    wait_for("the job to be under way", lambda: row(job).progress > 0.1, 120, worker)
-    restart(postgres_server)
+    # progress > 0: a heartbeat has written, so the worker holds a connection the restart will cut.
+    wait_for("the job to be under way", lambda: row(job).progress > 0, 120, worker)
+    with frozen(worker.popen.pid):  # the restart lands mid-job, however fast the machine
+        restart(postgres_server)
 
     done = wait_for("the job to finish", lambda: row(job).is_final and row(job), 120, worker)
     assert done.state == JobState.SUCCEEDED and done.attempts == 1 and done.worker == "w1", done.error

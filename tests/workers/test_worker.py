@@ -20,6 +20,7 @@ from django.conf import settings as django_settings
 from registry import jobs
 from registry.models import JobState, QuantizationJob, Variant
 from tests import factories
+from tests.faults.processes import freeze_mid_job, frozen
 from workers import runner
 from workers.celery_app import app
 
@@ -101,12 +102,13 @@ def test_a_worker_quantizes_a_checkpoint_end_to_end(start_worker, tiny_checkpoin
     assert done.progress == 1.0 and "tensor 1/" in done.log_tail
 
 
-def test_a_cancelled_job_stops_and_leaves_no_files(start_worker, tiny_checkpoint, storage):
+def test_a_cancelled_job_stops_and_leaves_no_files(start_worker, slow_checkpoint, storage):
     proc, log = start_worker("w1")
-    job = make_job(tiny_checkpoint)
+    job = make_job(slow_checkpoint)
     runner.enqueue("quantize", job.pk)
-    wait_for("the job to make progress", lambda: state_of(job).progress > 0.05, 120, proc, log)
-    assert jobs.request_cancel(state_of(job))
+    wait_for("the job to be claimed", lambda: state_of(job).state == JobState.RUNNING, 120, proc, log)
+    with frozen(proc.pid):  # cancel mid-job, however fast the machine
+        assert jobs.request_cancel(state_of(job))
     done = wait_for("the job to stop", lambda: state_of(job).is_final and state_of(job), 120, proc, log)
     assert done.state == JobState.CANCELLED and done.variant_id is None
     assert not (storage / "work" / str(job.pk)).exists()
@@ -114,18 +116,19 @@ def test_a_cancelled_job_stops_and_leaves_no_files(start_worker, tiny_checkpoint
 
 
 def test_a_killed_worker_loses_its_lease_and_another_resumes_byte_identically(
-        start_worker, tiny_checkpoint, storage, tmp_path):
+        start_worker, slow_checkpoint, storage, tmp_path):
     from quant import convert
 
+    total = len(convert.plan_conversion(slow_checkpoint, "Q4_K_M").tensors)
     proc, log = start_worker("w1")
-    job = make_job(tiny_checkpoint)
+    job = make_job(slow_checkpoint)
     runner.enqueue("quantize", job.pk)
-    wait_for("the job to get half way", lambda: state_of(job).progress > 0.4, 180, proc, log)
-    os.killpg(proc.pid, signal.SIGKILL)
+    wait_for("the job to be claimed", lambda: state_of(job).state == JobState.RUNNING, 120, proc, log)
+    tensors = storage / "work" / str(job.pk) / "tensors"
+    cached_at_kill = freeze_mid_job(proc.pid, lambda: len(list(tensors.glob("*.bin"))), total)
+    os.killpg(proc.pid, signal.SIGKILL)  # mid-quantization: some tensors finished, not all
     proc.wait(10)
-    cached = list((storage / "work" / str(job.pk) / "tensors").glob("*.bin"))
-    assert cached, "finished tensors should be kept in the job's work directory"
-    cached_at_kill = len(cached)
+    assert len(list(tensors.glob("*.bin"))) == cached_at_kill, "finished tensors stay in the job's work directory"
 
     assert state_of(job).state == JobState.RUNNING
     wait_for("the lease to expire", lambda: jobs.reap_expired() or None, 30)  # re-queues and returns it
@@ -137,8 +140,7 @@ def test_a_killed_worker_loses_its_lease_and_another_resumes_byte_identically(
     assert "lease expired on w1" not in done.error  # cleared on the new claim
     resumed = {f.name: f.sha256 for f in Variant.objects.get(pk=done.variant_id).files.all()}
 
-    whole = convert.convert(tiny_checkpoint, tmp_path / "whole", "Q4_K_M", name="tiny-v3-Q4_K_M",
+    whole = convert.convert(slow_checkpoint, tmp_path / "whole", "Q4_K_M", name="tiny-v3-Q4_K_M",
                             shard_size=getattr(django_settings, "DSQ_SHARD_BYTES", None))
     assert resumed == {f.path.name: f.sha256 for f in whole.files}
-    # The kill landed mid-quantization: some tensors were done, not all of them.
-    assert 0 < cached_at_kill < len(whole.tensors), (cached_at_kill, len(whole.tensors))
+    assert 0 < cached_at_kill < len(whole.tensors) == total, (cached_at_kill, len(whole.tensors))
