@@ -1,4 +1,4 @@
-"""Byte-exactness checks shared by the Q2_K/Q3_K/Q4_K/Q5_K tests.
+"""Q2_K, Q3_K, Q4_K and Q5_K: byte-exact against llama.cpp's ggml_quantize_chunk, with and without imatrix.
 
 Each check runs our codec through the public API (kernels.quantize / dequantize) and
 llama.cpp's ggml_quantize_chunk on the same float32 data and asserts equal bytes; the
@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import gguf
 import numpy as np
+import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import kernels
 from kernels.types import qtype
@@ -84,14 +88,12 @@ def check_all_cases(reference, t: str, name: str, with_imatrix: bool) -> None:
 
 
 # --------------------------------------------------------------------------------------
-# Test bodies.  Each test_q*_k.py module imports these and defines the `ktype` fixture
-# (the GGML type names it covers), so every K-quant faces the same checks.
+# Tests: every K-quant faces the same checks.
 # --------------------------------------------------------------------------------------
 
-import pytest  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from hypothesis.extra import numpy as hnp  # noqa: E402
+@pytest.fixture(scope="module", params=["Q2_K", "Q3_K", "Q4_K", "Q5_K"])
+def ktype(request) -> str:
+    return request.param
 
 
 @pytest.mark.parametrize("with_imatrix", [False, True], ids=["ref", "imatrix"])
