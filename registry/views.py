@@ -24,7 +24,7 @@ class VariantRow:
     release: Optional[Release]
 
 
-def _rows(checkpoints) -> tuple[list[VariantRow], dict[str, list[charts.Point]]]:
+def _rows(checkpoints) -> tuple[list[VariantRow], dict[str, tuple]]:
     rows, points = [], {}
     for c in checkpoints:
         variants = list(c.variants.all())
@@ -36,18 +36,31 @@ def _rows(checkpoints) -> tuple[list[VariantRow], dict[str, list[charts.Point]]]
                                    row.kld_mean if row else None, row.acc_drop_percent if row else None,
                                    bool(row and report and row.variant == report.baseline),
                                    releases[0] if releases else None))
-    for r in rows:
-        loss = r.drop if r.drop is not None else (0.0 if r.is_baseline else None)
-        if loss is not None and r.size_gib > 0:
-            points.setdefault(r.checkpoint, []).append(charts.Point(r.variant.recipe.name, r.size_gib, loss))
+    for name in dict.fromkeys(r.checkpoint for r in rows):
+        mine = [r for r in rows if r.checkpoint == name and r.size_gib > 0]
+        chart = _chart_points(mine)
+        if chart:
+            points[name] = chart
     return rows, points
+
+
+def _chart_points(rows: list[VariantRow]) -> "tuple[list[charts.Point], str, str] | None":
+    """Task accuracy drop where a suite measured it, else mean KLD against the reference (tier 1);
+    sizes in GiB, or MiB for small models."""
+    if any(r.drop is not None for r in rows):
+        metric, label = (lambda r: r.drop if r.drop is not None else (0.0 if r.is_baseline else None)), "accuracy drop (%)"
+    else:
+        metric, label = (lambda r: r.kld), "mean KLD vs reference"
+    unit, scale = ("GiB", 1.0) if max((r.size_gib for r in rows), default=0) >= 1 else ("MiB", 1024.0)
+    pts = [charts.Point(r.variant.recipe.name, r.size_gib * scale, metric(r)) for r in rows if metric(r) is not None]
+    return (pts, label, f"size ({unit})") if pts else None
 
 
 def dashboard(request):
     checkpoints = Checkpoint.objects.prefetch_related("variants__recipe", "variants__releases", "variants__files")
     rows, points = _rows(checkpoints)
-    chosen = request.GET.get("checkpoint") or max(points, key=lambda k: len(points[k]), default=None)
-    chart = charts.size_quality_svg(points[chosen], "accuracy drop (%)") if chosen in points else None
+    chosen = request.GET.get("checkpoint") or max(points, key=lambda k: len(points[k][0]), default=None)
+    chart = charts.size_quality_svg(*points[chosen]) if chosen in points else None
     jobs = QuantizationJob.objects.select_related("checkpoint", "recipe")[:20]
     releases = Release.objects.select_related("variant__checkpoint", "variant__recipe", "requested_by",
                                               "decided_by")[:20]
