@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import sys
 import time
 import urllib.error
@@ -219,7 +220,15 @@ def drop_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def run(port: int = 8000, workdir: "Path | None" = None, wait: bool = True) -> int:
+    # Ctrl-C, and a plain `kill`, stop everything the demo started: the children run in their own
+    # sessions (so a terminal's Ctrl-C reaches only us) and ProcessGroup stops them on the way out.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     workdir = (workdir or ROOT / "var" / "demo").resolve()
     if workdir.exists():
         shutil.rmtree(workdir)  # each demo starts from nothing, as a new user would
