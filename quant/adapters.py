@@ -358,7 +358,7 @@ class DeepSeek2Adapter(Adapter):
         w.add_leading_dense_block_count(first_dense)
         if c.get("q_lora_rank") is not None:
             w.add_q_lora_rank(c["q_lora_rank"])
-        kv_lora = c.get("kv_lora_rank", 512)
+        kv_lora = c["kv_lora_rank"]  # no default: a guessed rank would write wrong attention metadata
         w.add_kv_lora_rank(kv_lora)
         w.add_key_length(kv_lora + c["qk_rope_head_dim"])
         w.add_value_length(kv_lora)

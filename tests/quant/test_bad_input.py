@@ -169,7 +169,7 @@ def test_an_unsupported_architecture_is_named(config, tiny, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("key", ["num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size",
-                                 "qk_rope_head_dim", "qk_nope_head_dim"])
+                                 "qk_rope_head_dim", "qk_nope_head_dim", "kv_lora_rank"])
 def test_a_missing_config_key_is_named(key, tiny, tmp_path, capsys):
     model = copy_model(tiny, tmp_path / "m")
     cfg = json.loads((model / "config.json").read_text())
