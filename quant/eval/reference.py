@@ -104,6 +104,13 @@ def top_k_compact(logprobs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray,
     return ids.astype(np.int32), top_lp, rest_lp
 
 
+def reference_key(model_path: "str | Path", text: str, settings: EvalSettings, top_k: int,
+                  model_sha256: Optional[str] = None) -> ReferenceKey:
+    """What a reference is of: the model file's bytes, the text, the windows and k."""
+    return ReferenceKey(model_sha256 or file_sha256(model_path), text_sha256(text), settings.n_ctx,
+                        settings.max_windows, top_k)
+
+
 def compute_reference(
     model_path: "str | Path",
     text: str,
@@ -114,7 +121,7 @@ def compute_reference(
     cancelled: Optional[CancelFn] = None,
 ) -> ReferenceLogits:
     """Run the reference model once over the scored positions and keep the compact form."""
-    model_sha256 = model_sha256 or file_sha256(model_path)
+    key = reference_key(model_path, text, settings, top_k, model_sha256)
     llm = load_model(model_path, settings)
     try:
         windows = make_windows(llm, text, settings.n_ctx, settings.max_windows)
@@ -129,7 +136,6 @@ def compute_reference(
             targets.append(window_targets), target_lps.append(tlp)
     finally:
         llm.close()
-    key = ReferenceKey(model_sha256, text_sha256(text), settings.n_ctx, settings.max_windows, top_k)
     return ReferenceLogits(key=key, top_ids=np.concatenate(ids),
                            top_logprobs=np.concatenate(top_lps).astype(np.float32),
                            rest_logprob=np.concatenate(rests).astype(np.float32),
@@ -149,13 +155,12 @@ def cached_reference(
     cancelled: Optional[CancelFn] = None,
 ) -> ReferenceLogits:
     """Load the reference from cache_dir when this (model, text, n_ctx, k) was computed before."""
-    model_sha256 = model_sha256 or file_sha256(model_path)
-    key = ReferenceKey(model_sha256, text_sha256(text), settings.n_ctx, settings.max_windows, top_k)
+    key = reference_key(model_path, text, settings, top_k, model_sha256)
     path = Path(cache_dir) / key.filename()
     if path.exists():
         ref = ReferenceLogits.load(path)
         if ref.key == key:
             return ref
-    ref = compute_reference(model_path, text, settings, top_k, model_sha256, progress, cancelled)
+    ref = compute_reference(model_path, text, settings, top_k, key.model_sha256, progress, cancelled)
     ref.save(path)
     return ref
