@@ -7,7 +7,7 @@ import threading
 import gguf
 import torch
 
-from kernels import codecs
+from kernels import codecs, fused
 from kernels.types import qtype, row_bytes
 
 # Rows are quantized in chunks of about this many weights, so temporaries stay a
@@ -87,6 +87,8 @@ def quantize(
         out[r0:r1] = fn(chunk, imatrix)
 
     workers = torch.get_num_threads() if x.device.type == "cpu" and rows * n >= PARALLEL_MIN_WEIGHTS else 1
+    if t.name in codecs.COMPILED and fused.active(x):
+        workers = 1  # compiled kernels hold the GIL and run their own OpenMP threads
     if workers > 1 and _THREADS_LOCK.acquire(blocking=False):
         try:
             torch.set_num_threads(1)

@@ -18,6 +18,8 @@ from typing import Sequence, Union
 
 import torch
 
+from kernels import fused
+
 Number = Union[int, float]
 TensorOrNumber = Union[torch.Tensor, Number]
 
@@ -316,6 +318,9 @@ def make_qx_quants(
     the trials on [G] vectors. The accepted trial's codes are gathered at the end,
     which equals C recomputing L on every acceptance.
     """
+    if fused.active(x):
+        scale, L = fused.make_qx(x, nmax, weights)
+        return scale, L.to(torch.uint8)
     n, G = x.shape
     T = len(_QX_STEPS)
     ws = ws or Workspace(x.device)

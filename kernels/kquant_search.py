@@ -26,6 +26,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from kernels import fused
+
 GROUP_MAX_EPS = float(np.float32(1e-15))
 _MAGIC = 12582912.0  # 1.5 * 2**23: adding it leaves the rounded integer in the low mantissa bits
 
@@ -205,7 +207,10 @@ SLICE_WEIGHTS = 1 << 19
 
 
 def _make_qkx_checked(x, w, nmax, rmin, rdelta, nstep, use_mad):
-    scale, the_min, L, suspicious = _make_qkx(x, w, nmax, rmin, rdelta, nstep, use_mad, exact=False)
+    if fused.active(x):
+        scale, the_min, L, suspicious = fused.make_qkx(x, w, nmax, rmin, rdelta, nstep, use_mad)
+    else:
+        scale, the_min, L, suspicious = _make_qkx(x, w, nmax, rmin, rdelta, nstep, use_mad, exact=False)
     if bool(suspicious.any()):
         scale, the_min, L, _ = _make_qkx(x, w, nmax, rmin, rdelta, nstep, use_mad, exact=True)
     return scale, the_min, L
@@ -370,6 +375,8 @@ def make_qx_quants(x: torch.Tensor, nmax: int, qw: torch.Tensor) -> "tuple[torch
     x, qw: float32 [n, G] -> (scale [G], L float32 [n, G] holding l + nmax, or 0 for
     an all-zero group as in C).
     """
+    if fused.active(x):
+        return fused.make_qx(x, nmax, qw)
     mx = first_absmax(x)
     zero = mx.abs() < GROUP_MAX_EPS
     iscale = rdiv(float(-nmax), mx)
@@ -414,6 +421,8 @@ def make_q3_quants(x: torch.Tensor, nmax: int) -> "tuple[torch.Tensor, torch.Ten
     moves the running sums, so it stays a loop over positions (and passes); groups that
     stopped changing are dropped from later passes, which C's early exit makes exact.
     """
+    if fused.active(x):
+        return fused.make_q3(x, nmax)
     n = x.shape[0]
     mx = first_absmax(x)
     zero = mx.abs() < GROUP_MAX_EPS

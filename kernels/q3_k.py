@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from kernels import fused
 from kernels.kquant_search import (
     div,
     bit_planes,
@@ -97,8 +98,62 @@ def _imatrix_scales(xb: torch.Tensor, xt: torch.Tensor, qw: torch.Tensor):
     return Ls.t().long(), d_block, L
 
 
+def _fused_scales(scale, m32, one):
+    """quantize_row_q3_K_ref's 6-bit scales (int32 [nb, 16], 0..63) and d [nb] from the
+    sub-block scales [nb*16] (compiled; fp16 rounding of d happens outside)."""
+    sc = scale.view(-1, NSUB)
+    max_scale = fused.first_abs_max(list(sc.unbind(1)))
+    live = max_scale != 0
+    iscale = m32 / max_scale
+    ls = fused.nearest_int(iscale.unsqueeze(1) * sc).clamp(-32, 31) + 32
+    ls = torch.where(live.unsqueeze(1), ls, torch.zeros_like(ls))
+    return ls, torch.where(live, one / iscale, torch.zeros_like(iscale))
+
+
+def _fused_pack(xb, L, ls, d, d16):
+    """Final codes from the stored scales (d16 = d as re-read from fp16), packed to
+    block bytes [nb, 110] (compiled). L [16, nb*16] holds the search's codes 0..7."""
+    nb = xb.shape[0]
+    dl = (d16.unsqueeze(1) * (ls - 32).float()).unsqueeze(2)  # [nb, 16, 1]
+    q = fused.nearest_int(xb.view(nb, NSUB, SUB) / dl).clamp(-4, 3) + 4
+    Lb = torch.where(dl != 0, q, L.t().reshape(nb, NSUB, SUB).int()).reshape(nb, QK_K)
+    high = (Lb > 3).int().view(nb, 8, 32)
+    hmask = high[:, 0]
+    for k in range(1, 8):
+        hmask = hmask | (high[:, k] << k)
+    low = (Lb & 3).view(nb, 2, 4, 32)
+    qs = low[:, :, 0] | (low[:, :, 1] << 2) | (low[:, :, 2] << 4) | (low[:, :, 3] << 6)
+    lo = (ls[:, :8] & 0xF) | ((ls[:, 8:] & 0xF) << 4)
+    top = (ls >> 4).view(nb, 4, 4)  # [nb, j // 4, j % 4]
+    hi = top[:, 0] | (top[:, 1] << 2) | (top[:, 2] << 4) | (top[:, 3] << 6)
+    dbits = d.to(torch.float16).view(torch.int16).int().unsqueeze(1)
+    parts = [hmask, qs.reshape(nb, 64), lo, hi, dbits & 0xFF, (dbits >> 8) & 0xFF]
+    return torch.cat(parts, dim=1).to(torch.uint8)
+
+
+_fused_scales_c = fused.compiled(_fused_scales)
+_fused_pack_c = fused.compiled(_fused_pack)
+
+
+def _quantize_ref_fused(x: torch.Tensor) -> torch.Tensor:
+    """quantize_row_q3_K_ref with the compiled kernels, a slice of super-blocks at a time."""
+    rows = x.shape[0]
+    xb = x.reshape(-1, QK_K)
+    m32, one = fused.f32_const(-32.0), fused.f32_const(1.0)
+    step = max(1, fused.SLICE_GROUPS // NSUB)
+    out = []
+    for a, b in fused.slices(xb.shape[0], step):
+        xs = xb[a:b]
+        scale, L = fused.make_q3(_groups(xs), 4)
+        ls, d = _fused_scales_c(scale, m32, one)
+        out.append(_fused_pack_c(xs, L, ls, d, fp16_round(d)))
+    return torch.cat(out).reshape(rows, -1)
+
+
 def quantize_q3_k(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
     """float32 [rows, n] -> uint8 [rows, n/256*110]."""
+    if imatrix is None and fused.active(x):
+        return _quantize_ref_fused(x)
     rows = x.shape[0]
     xb = x.reshape(-1, QK_K)
     nb = xb.shape[0]

@@ -34,3 +34,18 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True, params=["compiled", "eager"])
+def codec_path(request):
+    """Run every codec test twice: with the compiled CPU kernels (kernels.fused), the
+    default on CPU, and with the eager codecs that CUDA tensors (and machines without
+    a C++ compiler) use. Both must give llama.cpp's bytes."""
+    from kernels import fused
+
+    before = fused._state["enabled"]
+    fused.set_enabled(request.param == "compiled")
+    if request.param == "compiled" and not fused.active(torch.zeros(fused.MIN_WEIGHTS)):
+        pytest.fail("torch.compile cannot build CPU kernels here (see the kernels.fused warning)")
+    yield request.param
+    fused.set_enabled(before)

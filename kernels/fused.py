@@ -1,0 +1,408 @@
+"""The hot scale searches as compiled, fused CPU kernels (torch.compile / Inductor).
+
+Why: in eager PyTorch every step of a K-quant search costs several whole-tensor
+passes (each op reads and writes all groups), where llama.cpp's scalar loop
+touches a group once. The functions here are the same searches written as plain
+per-position tensor expressions over ``[G]`` vectors (position-major, as in
+kernels.kquant_search); Inductor fuses each one into a single C++ loop over the
+groups, vectorised across groups, with the sequential in-group sums kept in C's
+order inside the loop body.
+
+Exactness under compilation rests on a few rules, each checked by the byte-exact
+tests against llama.cpp (tests/kernels run every codec on both paths):
+
+* Inductor rewrites a division by a *constant* into a multiply by its reciprocal,
+  so every divisor here is a tensor computed at run time (constants that divide
+  are passed in as 0-dim tensors).
+* Inductor compiles with ``-fno-signed-zeros`` and drops ``x + 0.0`` from graphs,
+  so C's ``float s = 0; s += t`` (which turns -0.0 into +0.0) is done on the
+  integer bits (``plus_zero``).
+* Inductor drops float32 -> float16 -> float32 round trips as pointless (even with
+  bit casts in between), so C's re-read of a stored fp16 scale happens between two
+  kernels, in eager mode.
+* ``-ffp-contract=off`` is Inductor's default: no fused multiply-adds, as in the
+  reference library. Division, sqrt and rounding are IEEE-exact vector ops.
+
+The compiled kernels hold the GIL while they run; Inductor parallelises each loop
+over groups with OpenMP on torch's intra-op threads instead (see kernels.api).
+Compiling needs a C++ compiler; without one, or with DSQ_KERNELS_COMPILE=0, or on
+CUDA tensors, the eager codecs run instead (same bytes, slower on CPU).
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+from typing import Callable
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+# Groups per compiled call: big enough for OpenMP threads to share, small enough that
+# a step's inputs (x and w of all groups of the slice) stay in the L2/L3 caches.
+SLICE_GROUPS = 16384
+
+_INT_MIN = -(2**31)
+_MAGIC = 12582912.0  # 1.5 * 2**23, see kquant_search.nearest_int
+
+_state = {"enabled": os.environ.get("DSQ_KERNELS_COMPILE", "1") != "0", "checked": False}
+_lock = threading.Lock()
+
+
+def set_enabled(on: bool) -> None:
+    """Switch the compiled path on or off for this process (tests run both)."""
+    _state["enabled"] = on
+
+
+# Smaller inputs run eagerly: they gain nothing from compiling, and group counts of 0
+# or 1 would make torch.compile build special-cased kernels for them.
+MIN_WEIGHTS = 512
+
+
+def active(x: torch.Tensor) -> bool:
+    """True when the compiled kernels should handle x: a big enough CPU tensor, compiling on and working."""
+    if not _state["enabled"] or x.device.type != "cpu" or x.numel() < MIN_WEIGHTS:
+        return False
+    if not _state["checked"]:
+        with _lock:
+            if not _state["checked"]:
+                _state["enabled"] = _compiler_works()
+                _state["checked"] = True
+    return _state["enabled"]
+
+
+def _compiler_works() -> bool:
+    """Compile and run a one-line kernel; False (with a warning) if Inductor cannot build it."""
+    try:
+        probe = _compile(lambda t: t * 2 + 1)
+        return bool(probe(torch.ones(4)).eq(3).all())
+    except Exception as exc:  # no compiler, missing headers, ...: fall back to eager codecs
+        log.warning("kernels: torch.compile unavailable (%s); using the eager CPU codecs", exc)
+        return False
+
+
+def _compile(fn: Callable) -> Callable:
+    # dynamic: one kernel for every group count; dynamic_threads: the same kernel
+    # whatever torch.get_num_threads() is when it runs.
+    return torch.compile(fn, dynamic=True, options={"cpp.dynamic_threads": True})
+
+
+def compiled(fn: Callable) -> Callable:
+    """fn compiled on first call (lazily, so importing kernels never compiles anything)."""
+    holder: list = []
+
+    @functools.wraps(fn)
+    def call(*args):
+        if not holder:
+            holder.append(_compile(fn))
+        return holder[0](*args)
+
+    return call
+
+
+def slices(total: int, step: int) -> "list[tuple[int, int]]":
+    """[a, b) ranges of at most ~step covering total, none shorter than 2 (see MIN_WEIGHTS)."""
+    bounds = list(range(0, total, step)) + [total]
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] < 2:
+        del bounds[-2]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def at_least_two(idx: torch.Tensor) -> torch.Tensor:
+    """A single index doubled: a gathered subset of one would need its own compiled kernel.
+    (Duplicates are harmless: both copies compute and write back the same values.)"""
+    return idx.repeat(2) if idx.numel() == 1 else idx
+
+
+# --------------------------------------------------------------------------------------
+# C idioms as fusable expressions
+# --------------------------------------------------------------------------------------
+
+
+def plus_zero(t: torch.Tensor) -> torch.Tensor:
+    """``0.0f + t``: -0.0 becomes +0.0, everything else passes. On the bits, so no
+    compiler flag can fold it away."""
+    return torch.where(t.view(torch.int32) == _INT_MIN, torch.zeros_like(t), t)
+
+
+def seq_sum(terms: "list[torch.Tensor]", from_zero: bool = True) -> torch.Tensor:
+    """C's ``for (...) s += t[i]`` in order, from ``s = 0`` (or from ``s = t[0]``)."""
+    acc = plus_zero(terms[0]) if from_zero else terms[0]
+    for t in terms[1:]:
+        acc = acc + t
+    return acc
+
+
+def nearest_int(v: torch.Tensor) -> torch.Tensor:
+    """ggml's nearest_int bit for bit, any float32 input (int32 out)."""
+    bits = (v + _MAGIC).view(torch.int32)
+    return (bits & 0x007FFFFF) - 0x00400000
+
+
+def f32_const(v: float) -> torch.Tensor:
+    """A 0-dim float32 tensor: how constants that divide (or get divided) enter a kernel."""
+    return torch.tensor(float(np.float32(v)), dtype=torch.float32)
+
+
+# --------------------------------------------------------------------------------------
+# make_qkx2_quants / make_qkx3_quants (kquant_search.make_qkx): one kernel per search step
+# --------------------------------------------------------------------------------------
+
+
+def _qkx_codes(x_i, origin, isc, nmax):
+    """nearest_int(isc*(x - origin)) clamped to 0..nmax, as float32 (bounded input)."""
+    return torch.round((x_i - origin) * isc).clamp_min(0.0).minimum(nmax)
+
+
+def _qkx_error(x, w, scale, mn, L, use_mad: bool):
+    """sum_i w[i] * f(scale*L[i] + mn - x[i]) from zero, f = |.| or square."""
+    terms = []
+    for i in range(len(x)):
+        diff = scale * L[i] + mn - x[i]
+        terms.append(w[i] * (diff.abs() if use_mad else diff * diff))
+    return seq_sum(terms)
+
+
+def _qkx_unsafe(isc, origin, mx, xmin):
+    """Groups where some |isc*(x - origin)| may reach 2**22 (where torch.round differs from C)."""
+    reach = torch.maximum((mx - origin).abs(), (xmin - origin).abs())
+    return ~((isc.abs() * reach) < 4.0e6)
+
+
+def _qkx_start(x: torch.Tensor, w: torch.Tensor, nmax: torch.Tensor, one: torch.Tensor, use_mad: bool):
+    """Min/max scan, weight sums, the first (plain nmax/(max-min)) scale and its error."""
+    xs, ws = x.unbind(0), w.unbind(0)
+    xmin = torch.amin(x, dim=0)
+    mx = torch.amax(x, dim=0)
+    mn = torch.where(xmin > 0, torch.zeros_like(xmin), xmin)
+    sum_w = seq_sum(list(ws), from_zero=False)
+    sum_x = seq_sum([ws[i] * xs[i] for i in range(len(xs))], from_zero=False)
+    iscale = nmax / (mx - mn)
+    scale = one / iscale
+    L = [_qkx_codes(xs[i], mn, iscale, nmax) for i in range(len(xs))]
+    best = _qkx_error(xs, ws, scale, mn, L, use_mad)
+    return xmin, mx, mn, sum_w, sum_x, iscale, scale, best, _qkx_unsafe(iscale, mn, mx, xmin)
+
+
+def _qkx_step(x, w, xmin, mx, sum_w, sum_x, fn, nmax, best, scale, best_iscale, best_origin, cur_min, use_mad: bool):
+    """One trial ``iscale = (rmin + rdelta*is + nmax)/(max - min)`` with C's acceptance rule.
+
+    fn is the float32 numerator; the state (best error, scale, the winning iscale and
+    the min it measured from, the current min) comes back updated.
+    """
+    xs, ws = x.unbind(0), w.unbind(0)
+    isc = fn / (mx - cur_min)
+    L = [_qkx_codes(xs[i], cur_min, isc, nmax) for i in range(len(xs))]
+    wl = [ws[i] * L[i] for i in range(len(xs))]
+    sum_l = seq_sum(wl)
+    sum_l2 = seq_sum([wl[i] * L[i] for i in range(len(xs))])
+    sum_xl = seq_sum([wl[i] * xs[i] for i in range(len(xs))])
+    D = sum_w * sum_l2 - sum_l * sum_l
+    this_scale = (sum_w * sum_xl - sum_x * sum_l) / D
+    this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D
+    pos = this_min > 0
+    this_min = torch.where(pos, torch.zeros_like(this_min), this_min)
+    this_scale = torch.where(pos, sum_xl / sum_l2, this_scale)
+    err = _qkx_error(xs, ws, this_scale, this_min, L, use_mad)
+    better = (D > 0) & (err < best)
+    return (
+        torch.where(better, err, best),
+        torch.where(better, this_scale, scale),
+        torch.where(better, isc, best_iscale),
+        torch.where(better, cur_min, best_origin),
+        torch.where(better, this_min, cur_min),
+        _qkx_unsafe(isc, cur_min, mx, xmin),
+    )
+
+
+def _qkx_finish(x, mx, mn, scale, best_iscale, best_origin, cur_min, nmax):
+    """Codes of the winning trial; degenerate groups (max == min) get zeros."""
+    deg = mx == mn
+    L = torch.round((x - best_origin) * best_iscale).clamp_min(0.0).minimum(nmax)
+    L = torch.where(deg, torch.zeros_like(L), L)
+    scale = torch.where(deg, torch.zeros_like(scale), scale)
+    the_min = torch.neg(torch.where(deg, mn, cur_min))
+    return scale, the_min, L
+
+
+_qkx_start_c = compiled(_qkx_start)
+_qkx_step_c = compiled(_qkx_step)
+_qkx_finish_c = compiled(_qkx_finish)
+
+
+def make_qkx(x, w, nmax: int, rmin: float, rdelta: float, nstep: int, use_mad: bool):
+    """kquant_search.make_qkx's search, compiled: (scale, the_min, L float32 [n, G], unsafe [G]).
+
+    ``unsafe`` flags groups where a code's argument may reach 2**22; the caller then
+    redoes those with the exact eager path (never seen on real weights).
+    """
+    n, G = x.shape
+    nm, one = f32_const(nmax), f32_const(1.0)
+    numerators = [
+        f32_const(np.float32(rmin) + np.float32(rdelta) * np.float32(step) + np.float32(nmax))
+        for step in range(nstep + 1)
+    ]
+    parts = []
+    for a, b in slices(G, SLICE_GROUPS):
+        xs = x[:, a:b].contiguous()
+        ws = w[:, a:b].contiguous()
+        xmin, mx, mn, sum_w, sum_x, iscale, scale, best, unsafe = _qkx_start_c(xs, ws, nm, one, use_mad)
+        best_iscale, best_origin, cur_min = iscale, mn, mn
+        if nstep >= 1:
+            for fn in numerators:
+                best, scale, best_iscale, best_origin, cur_min, bad = _qkx_step_c(
+                    xs, ws, xmin, mx, sum_w, sum_x, fn, nm, best, scale, best_iscale, best_origin, cur_min, use_mad
+                )
+                unsafe = unsafe | bad
+        deg = mx == mn
+        parts.append((*_qkx_finish_c(xs, mx, mn, scale, best_iscale, best_origin, cur_min, nm), unsafe & ~deg))
+    return tuple(torch.cat(p, dim=-1) for p in zip(*parts))
+
+
+# --------------------------------------------------------------------------------------
+# make_qx_quants (rmse_type 1): all 19 trial scales in one kernel over [19, G]
+# --------------------------------------------------------------------------------------
+
+
+def first_abs_max(xs: "list[torch.Tensor]") -> torch.Tensor:
+    """C's ``if (fabsf(v) > amax) { amax = fabsf(v); max = v; }`` from 0: the signed max."""
+    amax = torch.zeros_like(xs[0])
+    mx = torch.zeros_like(xs[0])
+    for v in xs:
+        av = v.abs()
+        gt = av > amax
+        amax = torch.where(gt, av, amax)
+        mx = torch.where(gt, v, mx)
+    return mx
+
+
+def _qx_search(x, w, num, lo, hi, nmax, eps):
+    """(scale [G], codes + nmax float32 [n, G]) of make_qx_quants over groups x [n, G].
+
+    num [T] holds the numerators -(nmax + 0.1f*is) of the trials, trial 0 first (is = 0).
+    """
+    xs, ws = x.unbind(0), w.unbind(0)
+    mx = first_abs_max(list(xs))
+    iscale = num.unsqueeze(1) / mx.unsqueeze(0)  # [T, G]
+    lx, l2 = [], []
+    for i in range(len(xs)):
+        l = torch.round(iscale * xs[i]).clamp_min(lo).minimum(hi)
+        lx.append((ws[i] * xs[i]) * l)
+        l2.append(ws[i] * l * l)
+    sumlx, suml2 = seq_sum(lx), seq_sum(l2)  # [T, G]
+    scale = torch.where(suml2[0] != 0, sumlx[0] / suml2[0], torch.zeros_like(mx))
+    best = scale * sumlx[0]
+    chosen = iscale[0]
+    for k in range(1, num.shape[0]):
+        take = (suml2[k] > 0) & (sumlx[k] * sumlx[k] > best * suml2[k])
+        scale = torch.where(take, sumlx[k] / suml2[k], scale)
+        best = torch.where(take, scale * sumlx[k], best)
+        chosen = torch.where(take, iscale[k], chosen)
+    dead = mx.abs() < eps
+    L = torch.round(chosen * x).clamp_min(lo).minimum(hi) + nmax
+    L = torch.where(dead, torch.zeros_like(L), L)
+    scale = torch.where(dead, torch.zeros_like(scale), scale)
+    return scale, L
+
+
+_qx_search_c = compiled(_qx_search)
+
+QX_TRIALS = [0] + [k for k in range(-9, 10) if k != 0]
+
+
+def make_qx(x: torch.Tensor, nmax: int, w: "torch.Tensor | None") -> "tuple[torch.Tensor, torch.Tensor]":
+    """make_qx_quants(n, nmax, x, L, rmse_type=1, w) over groups x [n, G], compiled.
+
+    w None means C's default weights x*x. Returns (scale [G], L float32 [n, G]) with
+    L = code + nmax (0 for groups below GROUP_MAX_EPS).
+    """
+    n, G = x.shape
+    num = torch.tensor(
+        [-float(np.float32(nmax) + np.float32(0.1) * np.float32(k)) if k else float(-nmax) for k in QX_TRIALS],
+        dtype=torch.float32,
+    )
+    lo, hi, nm, eps = f32_const(-nmax), f32_const(nmax - 1), f32_const(nmax), f32_const(1e-15)
+    step = max(1, SLICE_GROUPS // 2)  # [19, G] sums: keep them cache-sized
+    parts = []
+    for a, b in slices(G, step):
+        xs = x[:, a:b].contiguous()
+        ws = xs * xs if w is None else w[:, a:b].contiguous()
+        parts.append(_qx_search_c(xs, ws, num, lo, hi, nm, eps))
+    return tuple(torch.cat(p, dim=-1) for p in zip(*parts))
+
+
+# --------------------------------------------------------------------------------------
+# make_q3_quants (do_rmse): start, then refinement passes over the groups still moving
+# --------------------------------------------------------------------------------------
+
+
+def _q3_start(x, num, lo, hi):
+    """Signed max, codes from -nmax/max, and the weighted sums (w = x*x) of those codes."""
+    xs = x.unbind(0)
+    mx = first_abs_max(list(xs))
+    iscale = num / mx
+    L = [torch.round(iscale * v).clamp_min(lo).minimum(hi) for v in xs]
+    w = [v * v for v in xs]
+    sumlx = seq_sum([(w[i] * xs[i]) * L[i] for i in range(len(xs))])
+    suml2 = seq_sum([w[i] * L[i] * L[i] for i in range(len(xs))])
+    return mx, torch.stack(L), sumlx, suml2
+
+
+def _q3_pass(x, L, sumlx, suml2, nmax: int):
+    """One refinement pass of make_q3_quants: (L, sumlx, suml2, changed)."""
+    xs, Ls = x.unbind(0), list(L.unbind(0))
+    changed = torch.zeros_like(sumlx, dtype=torch.bool)
+    for i in range(len(xs)):
+        w = xs[i] * xs[i]
+        wx = w * xs[i]
+        slx = sumlx - wx * Ls[i]
+        sl2 = suml2 - w * Ls[i] * Ls[i]
+        new_l = nearest_int(xs[i] * sl2 / slx).clamp(-nmax, nmax - 1).float()
+        slx_n = slx + wx * new_l
+        sl2_n = sl2 + w * new_l * new_l
+        ok = (slx > 0) & (new_l != Ls[i]) & (sl2_n > 0) & (slx_n * slx_n * suml2 > sumlx * sumlx * sl2_n)
+        Ls[i] = torch.where(ok, new_l, Ls[i])
+        sumlx = torch.where(ok, slx_n, sumlx)
+        suml2 = torch.where(ok, sl2_n, suml2)
+        changed = changed | ok
+    return torch.stack(Ls), sumlx, suml2, changed
+
+
+def _q3_start_and_pass(x, num, lo, hi, nmax: int):
+    """_q3_start and the first refinement pass, over all groups in one kernel."""
+    mx, L, sumlx, suml2 = _q3_start(x, num, lo, hi)
+    return (mx, *_q3_pass(x, L, sumlx, suml2, nmax))
+
+
+_q3_first_c = compiled(_q3_start_and_pass)
+_q3_pass_c = compiled(_q3_pass)
+
+
+def make_q3(x: torch.Tensor, nmax: int) -> "tuple[torch.Tensor, torch.Tensor]":
+    """kquant_search.make_q3_quants, compiled: (scale [G], L float32 [n, G] = code + nmax).
+
+    The first pass runs over every group (in C most groups stop after it: a group
+    that did not move in a pass is final); later passes gather the groups that moved.
+    """
+    num, lo, hi = f32_const(-nmax), f32_const(-nmax), f32_const(nmax - 1)
+    mx, L, sumlx, suml2, changed = _q3_first_c(x.contiguous(), num, lo, hi, nmax)
+    active = at_least_two(changed.nonzero().squeeze(1))
+    xa = x.index_select(1, active)
+    La, sa, sb = L.index_select(1, active), sumlx.index_select(0, active), suml2.index_select(0, active)
+    for _ in range(4):
+        if active.numel() == 0:
+            break
+        La, sa, sb, changed = _q3_pass_c(xa, La, sa, sb, nmax)
+        L.index_copy_(1, active, La)
+        sumlx.index_copy_(0, active, sa)
+        suml2.index_copy_(0, active, sb)
+        keep = at_least_two(changed.nonzero().squeeze(1))
+        active = active.index_select(0, keep)
+        xa, La = xa.index_select(1, keep), La.index_select(1, keep)
+        sa, sb = sa.index_select(0, keep), sb.index_select(0, keep)
+    zero = mx.abs() < float(np.float32(1e-15))
+    scale = torch.where(suml2 > 0, sumlx / suml2, torch.zeros_like(sumlx))
+    return torch.where(zero, 0.0, scale), torch.where(zero, 0.0, L + float(nmax))

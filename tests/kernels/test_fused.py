@@ -1,0 +1,43 @@
+"""kernels.fused: the compiled CPU path is on by default, and off for CUDA or when switched off."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import kernels
+from kernels import codecs, fused
+
+
+def test_compiled_path_is_taken_on_cpu(codec_path):
+    x = torch.zeros(2, 256)
+    assert fused.active(x) == (codec_path == "compiled")
+    assert not fused.active(torch.zeros(1, 256))  # too small to be worth a kernel
+
+
+def test_switching_off_falls_back_to_eager():
+    fused.set_enabled(False)
+    assert not fused.active(torch.zeros(1))
+
+
+@pytest.mark.parametrize("name", sorted(codecs.COMPILED))
+def test_both_paths_give_the_same_bytes(name):
+    """Direct comparison of the two paths on one tensor with awkward content
+    (zeros, a negative-max group, a huge outlier), independent of llama.cpp."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((8, 512)).astype(np.float32)
+    x[0] = 0.0
+    x[1, :16] = -np.abs(x[1, :16])
+    x[2, 5] = 1e4
+    t = torch.from_numpy(x)
+    fused.set_enabled(True)
+    compiled = kernels.quantize(t, name)
+    fused.set_enabled(False)
+    eager = kernels.quantize(t, name)
+    assert torch.equal(compiled, eager)
+
+
+def test_plus_zero_turns_only_negative_zero_into_positive_zero():
+    t = torch.tensor([-0.0, 0.0, -1.0, 1e-45, float("inf")])
+    got = torch.compile(fused.plus_zero, dynamic=True)(t)
+    assert got.view(torch.int32).tolist() == torch.tensor([0.0, 0.0, -1.0, 1e-45, float("inf")]).view(torch.int32).tolist()
