@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from kernels import fused, kquant_search
 from kernels.kquant_search import (
     div,
     fp16_bytes,
@@ -185,8 +186,87 @@ def _quantize_k(x: torch.Tensor, imatrix: "torch.Tensor | None", nmax: int, rmin
     return head, L
 
 
+# --------------------------------------------------------------------------------------
+# The reference path (no imatrix) as compiled kernels, a slice of super-blocks at a time:
+# weights -> make_qkx2 search -> 6-bit scales -> (fp16 re-read, eager) -> codes and bytes.
+# --------------------------------------------------------------------------------------
+
+
+def _fused_weights(xt, n32):
+    """quantize_row_q{4,5}_K_ref's weights av_x + |x| per sub-block, xt position-major [32, G]."""
+    xs = xt.unbind(0)
+    sum_x2 = fused.seq_sum([v * v for v in xs])
+    av_x = torch.sqrt((sum_x2 / n32).double()).float()  # sqrtf, correctly rounded
+    return torch.stack([av_x + v.abs() for v in xs])
+
+
+def _running_max(vs):
+    """``float m = 0; if (v > m) m = v;`` over the list."""
+    m = torch.zeros_like(vs[0])
+    for v in vs:
+        m = torch.where(v > m, v, m)
+    return m
+
+
+def _fused_scales(scales, mins, c63):
+    """6-bit scale and min codes [nb, 8] against the block maxima; d, dmin [nb] before fp16."""
+    sc, mn = scales.view(-1, NSUB), mins.view(-1, NSUB)
+    max_scale = _running_max(list(sc.unbind(1)))
+    max_min = _running_max(list(mn.unbind(1)))
+    inv_scale = torch.where(max_scale > 0, c63 / max_scale, torch.zeros_like(max_scale))
+    inv_min = torch.where(max_min > 0, c63 / max_min, torch.zeros_like(max_min))
+    ls = (fused.nearest_int(inv_scale.unsqueeze(1) * sc) & 0xFF).clamp_max(63)
+    lm = (fused.nearest_int(inv_min.unsqueeze(1) * mn) & 0xFF).clamp_max(63)
+    return ls, lm, max_scale / c63, max_min / c63
+
+
+def _fp16_byte_pair(v):
+    bits = v.to(torch.float16).view(torch.int16).int().unsqueeze(1)
+    return torch.cat([bits & 0xFF, (bits >> 8) & 0xFF], dim=1)
+
+
+def _fused_pack(xb, L, ls, lm, d, dmin, d16, dmin16, nmax: int, q5: bool):
+    """Final codes from the stored scales (d16, dmin16: d, dmin re-read from fp16), packed."""
+    nb = xb.shape[0]
+    packed = pack_scale_min_k4(ls, lm)
+    sc, m = unpack_scale_min_k4(packed)
+    dl = (d16.unsqueeze(1) * sc.float()).unsqueeze(2)  # [nb, 8, 1]
+    dm = (dmin16.unsqueeze(1) * m.float()).unsqueeze(2)
+    q = fused.nearest_int((xb.view(nb, NSUB, SUB) + dm) / dl).clamp(0, nmax)
+    Lb = torch.where(dl != 0, q, L.t().reshape(nb, NSUB, SUB).int()).reshape(nb, QK_K)
+    parts = [_fp16_byte_pair(d), _fp16_byte_pair(dmin), packed.int()]
+    if q5:
+        parts.append(_pack_q5_high(Lb).int())
+    parts.append(_pack_nibbles(Lb & 0xF).int())
+    return torch.cat(parts, dim=1).to(torch.uint8)
+
+
+_fused_weights_c = fused.compiled(_fused_weights)
+_fused_scales_c = fused.compiled(_fused_scales)
+_fused_pack_c = fused.compiled(_fused_pack)
+
+
+def _quantize_ref_fused(x: torch.Tensor, nmax: int, rmin: float, nstep: int, q5: bool) -> torch.Tensor:
+    rows = x.shape[0]
+    xb = x.reshape(-1, QK_K)
+    n32, c63 = fused.f32_const(32.0), fused.f32_const(63.0)
+    out = []
+    for a, b in fused.slices(xb.shape[0], max(1, fused.SLICE_GROUPS // NSUB)):
+        xs = xb[a:b]
+        xt = _to_groups(xs, SUB)
+        w = _fused_weights_c(xt, n32)
+        scale, the_min, L, unsafe = fused.make_qkx(xt, w, nmax, rmin, 0.1, nstep, False)
+        if bool(unsafe.any()):  # codes beyond 2**22: C's exact nearest_int, eagerly
+            scale, the_min, L, _ = kquant_search._make_qkx(xt, w, nmax, rmin, 0.1, nstep, False, exact=True)
+        ls, lm, d, dmin = _fused_scales_c(scale, the_min, c63)
+        out.append(_fused_pack_c(xs, L, ls, lm, d, dmin, fp16_round(d), fp16_round(dmin), nmax, q5))
+    return torch.cat(out).reshape(rows, -1)
+
+
 def quantize_q4_k(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
     """float32 [rows, n] -> uint8 [rows, n/256*144]: d(2) dmin(2) scales(12) qs(128) per block."""
+    if imatrix is None and fused.active(x):
+        return _quantize_ref_fused(x, 15, -1.0, 20, q5=False)
     rows = x.shape[0]
     head, L = _quantize_k(x, imatrix, 15, -1.0, 20, clamp_impl=False)
     return torch.cat([head, _pack_nibbles(L)], dim=1).reshape(rows, -1)
@@ -194,6 +274,8 @@ def quantize_q4_k(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tens
 
 def quantize_q5_k(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
     """float32 [rows, n] -> uint8 [rows, n/256*176]: d(2) dmin(2) scales(12) qh(32) qs(128)."""
+    if imatrix is None and fused.active(x):
+        return _quantize_ref_fused(x, 31, -0.5, 15, q5=True)
     rows = x.shape[0]
     head, L = _quantize_k(x, imatrix, 31, -0.5, 15, clamp_impl=True)
     return torch.cat([head, _pack_q5_high(L), _pack_nibbles(L & 0xF)], dim=1).reshape(rows, -1)
