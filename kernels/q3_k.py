@@ -140,7 +140,7 @@ def _quantize_ref_fused(x: torch.Tensor) -> torch.Tensor:
     rows = x.shape[0]
     xb = x.reshape(-1, QK_K)
     m32, one = fused.f32_const(-32.0), fused.f32_const(1.0)
-    step = max(1, fused.SLICE_GROUPS // NSUB)
+    step = max(1, fused.SLICE_GROUPS // NSUB * 2)
     out = []
     for a, b in fused.slices(xb.shape[0], step):
         xs = xb[a:b]
