@@ -30,7 +30,7 @@ CODEC_MODULES: dict[str, str] = {
 
 # Types whose searches run as compiled kernels on CPU (kernels.fused). Those kernels
 # parallelise internally, so kernels.api does not split their rows over Python threads.
-COMPILED = frozenset({"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"})
+COMPILED = frozenset({"Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"})
 
 Quantizer = Callable[[torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 Dequantizer = Callable[[torch.Tensor, int], torch.Tensor]

@@ -15,8 +15,11 @@ tests against llama.cpp (tests/kernels run every codec on both paths):
   so every divisor here is a tensor computed at run time (constants that divide
   are passed in as 0-dim tensors).
 * Inductor compiles with ``-fno-signed-zeros`` and drops ``x + 0.0`` from graphs,
-  so C's ``float s = 0; s += t`` (which turns -0.0 into +0.0) is done on the
-  integer bits (``plus_zero``).
+  so C's ``float s = 0; s += t`` (which turns -0.0 into +0.0) adds a run-time
+  zero tensor (``seq_sum``).
+* Bit casts (``tensor.view(torch.int32)``) compile to a scalar loop, so the hot
+  loops round with torch.round on arguments known to be below 2**22 and flag
+  groups where that does not hold; callers redo those with the eager codec.
 * Inductor drops float32 -> float16 -> float32 round trips as pointless (even with
   bit casts in between), so C's re-read of a stored fp16 scale happens between two
   kernels, in eager mode.
@@ -122,15 +125,14 @@ def at_least_two(idx: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------------------
 
 
-def plus_zero(t: torch.Tensor) -> torch.Tensor:
-    """``0.0f + t``: -0.0 becomes +0.0, everything else passes. On the bits, so no
-    compiler flag can fold it away."""
-    return torch.where(t.view(torch.int32) == _INT_MIN, torch.zeros_like(t), t)
+def seq_sum(terms: "list[torch.Tensor]", zero: "torch.Tensor | None") -> torch.Tensor:
+    """C's ``for (...) s += t[i]`` in order, from ``float s = 0`` (zero: a 0-dim +0.0
+    tensor) or, with zero None, from ``float s = t[0]``.
 
-
-def seq_sum(terms: "list[torch.Tensor]", from_zero: bool = True) -> torch.Tensor:
-    """C's ``for (...) s += t[i]`` in order, from ``s = 0`` (or from ``s = t[0]``)."""
-    acc = plus_zero(terms[0]) if from_zero else terms[0]
+    ``0.0f + t[0]`` turns -0.0 into +0.0. The zero comes in as a run-time tensor:
+    a literal ``+ 0.0`` would be dropped by Inductor and by -fno-signed-zeros.
+    """
+    acc = terms[0] if zero is None else zero + terms[0]
     for t in terms[1:]:
         acc = acc + t
     return acc
@@ -157,13 +159,13 @@ def _qkx_codes(x_i, origin, isc, nmax):
     return torch.round((x_i - origin) * isc).clamp_min(0.0).minimum(nmax)
 
 
-def _qkx_error(x, w, scale, mn, L, use_mad: bool):
+def _qkx_error(x, w, scale, mn, L, zero, use_mad: bool):
     """sum_i w[i] * f(scale*L[i] + mn - x[i]) from zero, f = |.| or square."""
     terms = []
     for i in range(len(x)):
         diff = scale * L[i] + mn - x[i]
         terms.append(w[i] * (diff.abs() if use_mad else diff * diff))
-    return seq_sum(terms)
+    return seq_sum(terms, zero)
 
 
 def _qkx_unsafe(isc, origin, mx, xmin):
@@ -172,22 +174,22 @@ def _qkx_unsafe(isc, origin, mx, xmin):
     return ~((isc.abs() * reach) < 4.0e6)
 
 
-def _qkx_start(x: torch.Tensor, w: torch.Tensor, nmax: torch.Tensor, one: torch.Tensor, use_mad: bool):
+def _qkx_start(x, w, nmax, one, zero, use_mad: bool):
     """Min/max scan, weight sums, the first (plain nmax/(max-min)) scale and its error."""
     xs, ws = x.unbind(0), w.unbind(0)
     xmin = torch.amin(x, dim=0)
     mx = torch.amax(x, dim=0)
     mn = torch.where(xmin > 0, torch.zeros_like(xmin), xmin)
-    sum_w = seq_sum(list(ws), from_zero=False)
-    sum_x = seq_sum([ws[i] * xs[i] for i in range(len(xs))], from_zero=False)
+    sum_w = seq_sum(list(ws), None)
+    sum_x = seq_sum([ws[i] * xs[i] for i in range(len(xs))], None)
     iscale = nmax / (mx - mn)
     scale = one / iscale
     L = [_qkx_codes(xs[i], mn, iscale, nmax) for i in range(len(xs))]
-    best = _qkx_error(xs, ws, scale, mn, L, use_mad)
+    best = _qkx_error(xs, ws, scale, mn, L, zero, use_mad)
     return xmin, mx, mn, sum_w, sum_x, iscale, scale, best, _qkx_unsafe(iscale, mn, mx, xmin)
 
 
-def _qkx_step(x, w, xmin, mx, sum_w, sum_x, fn, nmax, best, scale, best_iscale, best_origin, cur_min, use_mad: bool):
+def _qkx_step(x, w, xmin, mx, sum_w, sum_x, fn, nmax, zero, best, scale, best_iscale, best_origin, cur_min, use_mad: bool):
     """One trial ``iscale = (rmin + rdelta*is + nmax)/(max - min)`` with C's acceptance rule.
 
     fn is the float32 numerator; the state (best error, scale, the winning iscale and
@@ -197,16 +199,16 @@ def _qkx_step(x, w, xmin, mx, sum_w, sum_x, fn, nmax, best, scale, best_iscale, 
     isc = fn / (mx - cur_min)
     L = [_qkx_codes(xs[i], cur_min, isc, nmax) for i in range(len(xs))]
     wl = [ws[i] * L[i] for i in range(len(xs))]
-    sum_l = seq_sum(wl)
-    sum_l2 = seq_sum([wl[i] * L[i] for i in range(len(xs))])
-    sum_xl = seq_sum([wl[i] * xs[i] for i in range(len(xs))])
+    sum_l = seq_sum(wl, zero)
+    sum_l2 = seq_sum([wl[i] * L[i] for i in range(len(xs))], zero)
+    sum_xl = seq_sum([wl[i] * xs[i] for i in range(len(xs))], zero)
     D = sum_w * sum_l2 - sum_l * sum_l
     this_scale = (sum_w * sum_xl - sum_x * sum_l) / D
     this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D
     pos = this_min > 0
     this_min = torch.where(pos, torch.zeros_like(this_min), this_min)
     this_scale = torch.where(pos, sum_xl / sum_l2, this_scale)
-    err = _qkx_error(xs, ws, this_scale, this_min, L, use_mad)
+    err = _qkx_error(xs, ws, this_scale, this_min, L, zero, use_mad)
     better = (D > 0) & (err < best)
     return (
         torch.where(better, err, best),
@@ -240,7 +242,7 @@ def make_qkx(x, w, nmax: int, rmin: float, rdelta: float, nstep: int, use_mad: b
     redoes those with the exact eager path (never seen on real weights).
     """
     n, G = x.shape
-    nm, one = f32_const(nmax), f32_const(1.0)
+    nm, one, zero = f32_const(nmax), f32_const(1.0), f32_const(0.0)
     numerators = [
         f32_const(np.float32(rmin) + np.float32(rdelta) * np.float32(step) + np.float32(nmax))
         for step in range(nstep + 1)
@@ -249,12 +251,12 @@ def make_qkx(x, w, nmax: int, rmin: float, rdelta: float, nstep: int, use_mad: b
     for a, b in slices(G, SLICE_GROUPS):
         xs = x[:, a:b].contiguous()
         ws = w[:, a:b].contiguous()
-        xmin, mx, mn, sum_w, sum_x, iscale, scale, best, unsafe = _qkx_start_c(xs, ws, nm, one, use_mad)
+        xmin, mx, mn, sum_w, sum_x, iscale, scale, best, unsafe = _qkx_start_c(xs, ws, nm, one, zero, use_mad)
         best_iscale, best_origin, cur_min = iscale, mn, mn
         if nstep >= 1:
             for fn in numerators:
                 best, scale, best_iscale, best_origin, cur_min, bad = _qkx_step_c(
-                    xs, ws, xmin, mx, sum_w, sum_x, fn, nm, best, scale, best_iscale, best_origin, cur_min, use_mad
+                    xs, ws, xmin, mx, sum_w, sum_x, fn, nm, zero, best, scale, best_iscale, best_origin, cur_min, use_mad
                 )
                 unsafe = unsafe | bad
         deg = mx == mn
@@ -279,7 +281,7 @@ def first_abs_max(xs: "list[torch.Tensor]") -> torch.Tensor:
     return mx
 
 
-def _qx_search(x, w, num, lo, hi, nmax, eps):
+def _qx_search(x, w, num, lo, hi, nmax, eps, zero):
     """(scale [G], codes + nmax float32 [n, G]) of make_qx_quants over groups x [n, G].
 
     num [T] holds the numerators -(nmax + 0.1f*is) of the trials, trial 0 first (is = 0).
@@ -292,7 +294,7 @@ def _qx_search(x, w, num, lo, hi, nmax, eps):
         l = torch.round(iscale * xs[i]).clamp_min(lo).minimum(hi)
         lx.append((ws[i] * xs[i]) * l)
         l2.append(ws[i] * l * l)
-    sumlx, suml2 = seq_sum(lx), seq_sum(l2)  # [T, G]
+    sumlx, suml2 = seq_sum(lx, zero), seq_sum(l2, zero)  # [T, G]
     scale = torch.where(suml2[0] != 0, sumlx[0] / suml2[0], torch.zeros_like(mx))
     best = scale * sumlx[0]
     chosen = iscale[0]
@@ -325,12 +327,13 @@ def make_qx(x: torch.Tensor, nmax: int, w: "torch.Tensor | None") -> "tuple[torc
         dtype=torch.float32,
     )
     lo, hi, nm, eps = f32_const(-nmax), f32_const(nmax - 1), f32_const(nmax), f32_const(1e-15)
+    zero = f32_const(0.0)
     step = max(1, SLICE_GROUPS // 2)  # [19, G] sums: keep them cache-sized
     parts = []
     for a, b in slices(G, step):
         xs = x[:, a:b].contiguous()
         ws = xs * xs if w is None else w[:, a:b].contiguous()
-        parts.append(_qx_search_c(xs, ws, num, lo, hi, nm, eps))
+        parts.append(_qx_search_c(xs, ws, num, lo, hi, nm, eps, zero))
     return tuple(torch.cat(p, dim=-1) for p in zip(*parts))
 
 
@@ -339,20 +342,25 @@ def make_qx(x: torch.Tensor, nmax: int, w: "torch.Tensor | None") -> "tuple[torc
 # --------------------------------------------------------------------------------------
 
 
-def _q3_start(x, num, lo, hi):
+def _q3_start(x, num, lo, hi, zero):
     """Signed max, codes from -nmax/max, and the weighted sums (w = x*x) of those codes."""
     xs = x.unbind(0)
     mx = first_abs_max(list(xs))
     iscale = num / mx
     L = [torch.round(iscale * v).clamp_min(lo).minimum(hi) for v in xs]
     w = [v * v for v in xs]
-    sumlx = seq_sum([(w[i] * xs[i]) * L[i] for i in range(len(xs))])
-    suml2 = seq_sum([w[i] * L[i] * L[i] for i in range(len(xs))])
+    sumlx = seq_sum([(w[i] * xs[i]) * L[i] for i in range(len(xs))], zero)
+    suml2 = seq_sum([w[i] * L[i] * L[i] for i in range(len(xs))], zero)
     return mx, torch.stack(L), sumlx, suml2
 
 
-def _q3_pass(x, L, sumlx, suml2, nmax: int):
-    """One refinement pass of make_q3_quants: (L, sumlx, suml2, changed)."""
+def _q3_pass(x, L, sumlx, suml2, lo, hi, unsafe):
+    """One refinement pass of make_q3_quants: (L, sumlx, suml2, changed, unsafe).
+
+    C rounds ``x*sl2/slx`` with nearest_int before clamping to -nmax..nmax-1; that is
+    torch.round of the clamped argument while |x*sl2/slx| < 2**22. Candidates beyond
+    (huge or infinite quotients) are flagged in ``unsafe`` for the exact eager path.
+    """
     xs, Ls = x.unbind(0), list(L.unbind(0))
     changed = torch.zeros_like(sumlx, dtype=torch.bool)
     for i in range(len(xs)):
@@ -360,42 +368,49 @@ def _q3_pass(x, L, sumlx, suml2, nmax: int):
         wx = w * xs[i]
         slx = sumlx - wx * Ls[i]
         sl2 = suml2 - w * Ls[i] * Ls[i]
-        new_l = nearest_int(xs[i] * sl2 / slx).clamp(-nmax, nmax - 1).float()
+        q = xs[i] * sl2 / slx
+        new_l = torch.round(q.clamp(-8.0, 8.0)).clamp_min(lo).minimum(hi)
+        cand = slx > 0
+        unsafe = unsafe | (cand & ~(q.abs() < 4194304.0))
         slx_n = slx + wx * new_l
         sl2_n = sl2 + w * new_l * new_l
-        ok = (slx > 0) & (new_l != Ls[i]) & (sl2_n > 0) & (slx_n * slx_n * suml2 > sumlx * sumlx * sl2_n)
+        ok = cand & (new_l != Ls[i]) & (sl2_n > 0) & (slx_n * slx_n * suml2 > sumlx * sumlx * sl2_n)
         Ls[i] = torch.where(ok, new_l, Ls[i])
         sumlx = torch.where(ok, slx_n, sumlx)
         suml2 = torch.where(ok, sl2_n, suml2)
         changed = changed | ok
-    return torch.stack(Ls), sumlx, suml2, changed
+    return torch.stack(Ls), sumlx, suml2, changed, unsafe
 
 
-def _q3_start_and_pass(x, num, lo, hi, nmax: int):
+def _q3_start_and_pass(x, num, lo, hi, zero):
     """_q3_start and the first refinement pass, over all groups in one kernel."""
-    mx, L, sumlx, suml2 = _q3_start(x, num, lo, hi)
-    return (mx, *_q3_pass(x, L, sumlx, suml2, nmax))
+    mx, L, sumlx, suml2 = _q3_start(x, num, lo, hi, zero)
+    return (mx, *_q3_pass(x, L, sumlx, suml2, lo, hi, torch.zeros_like(mx, dtype=torch.bool)))
 
 
 _q3_first_c = compiled(_q3_start_and_pass)
 _q3_pass_c = compiled(_q3_pass)
 
 
-def make_q3(x: torch.Tensor, nmax: int) -> "tuple[torch.Tensor, torch.Tensor]":
-    """kquant_search.make_q3_quants, compiled: (scale [G], L float32 [n, G] = code + nmax).
+def make_q3(x: torch.Tensor, nmax: int) -> "tuple[torch.Tensor, torch.Tensor, bool]":
+    """kquant_search.make_q3_quants, compiled: (scale [G], L float32 [n, G] = code + nmax, exact).
 
     The first pass runs over every group (in C most groups stop after it: a group
     that did not move in a pass is final); later passes gather the groups that moved.
+    ``exact`` is False when some quotient left torch.round's exact range: the caller
+    must then use the eager search instead.
     """
-    num, lo, hi = f32_const(-nmax), f32_const(-nmax), f32_const(nmax - 1)
-    mx, L, sumlx, suml2, changed = _q3_first_c(x.contiguous(), num, lo, hi, nmax)
+    num, lo, hi, zero = f32_const(-nmax), f32_const(-nmax), f32_const(nmax - 1), f32_const(0.0)
+    mx, L, sumlx, suml2, changed, unsafe = _q3_first_c(x.contiguous(), num, lo, hi, zero)
     active = at_least_two(changed.nonzero().squeeze(1))
     xa = x.index_select(1, active)
     La, sa, sb = L.index_select(1, active), sumlx.index_select(0, active), suml2.index_select(0, active)
+    bad = bool(unsafe.any())
     for _ in range(4):
-        if active.numel() == 0:
+        if active.numel() == 0 or bad:
             break
-        La, sa, sb, changed = _q3_pass_c(xa, La, sa, sb, nmax)
+        La, sa, sb, changed, unsafe = _q3_pass_c(xa, La, sa, sb, lo, hi, torch.zeros_like(sa, dtype=torch.bool))
+        bad = bool(unsafe.any())
         L.index_copy_(1, active, La)
         sumlx.index_copy_(0, active, sa)
         suml2.index_copy_(0, active, sb)
@@ -403,6 +418,6 @@ def make_q3(x: torch.Tensor, nmax: int) -> "tuple[torch.Tensor, torch.Tensor]":
         active = active.index_select(0, keep)
         xa, La = xa.index_select(1, keep), La.index_select(1, keep)
         sa, sb = sa.index_select(0, keep), sb.index_select(0, keep)
-    zero = mx.abs() < float(np.float32(1e-15))
+    dead = mx.abs() < float(np.float32(1e-15))
     scale = torch.where(suml2 > 0, sumlx / suml2, torch.zeros_like(sumlx))
-    return torch.where(zero, 0.0, scale), torch.where(zero, 0.0, L + float(nmax))
+    return torch.where(dead, 0.0, scale), torch.where(dead, 0.0, L + float(nmax)), not bad

@@ -422,7 +422,9 @@ def make_q3_quants(x: torch.Tensor, nmax: int) -> "tuple[torch.Tensor, torch.Ten
     stopped changing are dropped from later passes, which C's early exit makes exact.
     """
     if fused.active(x):
-        return fused.make_q3(x, nmax)
+        scale, L, exact = fused.make_q3(x, nmax)
+        if exact:
+            return scale, L
     n = x.shape[0]
     mx = first_absmax(x)
     zero = mx.abs() < GROUP_MAX_EPS

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from kernels import fused
+
 from kernels.common import (
     select,
     GROUP_MAX_EPS,
@@ -101,9 +103,35 @@ def _q8_0_blocks(xb: torch.Tensor, ws: _Q8Workspace, out: torch.Tensor) -> None:
     out[:, 2:].view(torch.int8).copy_(t)
 
 
+def _fused_q8_0(xb: torch.Tensor, c127: torch.Tensor, one: torch.Tensor) -> torch.Tensor:
+    """quantize_row_q8_0_ref on blocks xb [nb, 32] -> bytes [nb, 34], as one compiled kernel.
+
+    Same steps as _q8_0_blocks: amax (a max is exact in any order), d = amax/127 and
+    its inverse by true divisions (the 127 is a run-time tensor, see kernels.fused),
+    roundf by truncation plus twice the exact remainder.
+    """
+    amax = xb.abs().amax(dim=1)
+    d = amax / c127
+    inv = torch.where(d != 0, one / d, torch.zeros_like(d))
+    v = xb * inv.unsqueeze(1)
+    t = v.to(torch.int32)
+    q = t + ((v - t.to(torch.float32)) * 2.0).to(torch.int32)
+    bits = d.to(torch.float16).view(torch.int16).to(torch.int32).unsqueeze(1)
+    return torch.cat([bits & 0xFF, (bits >> 8) & 0xFF, q & 0xFF], dim=1).to(torch.uint8)
+
+
+_fused_q8_0_c = fused.compiled(_fused_q8_0)
+
+
 def quantize_q8_0(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
     """quantize_row_q8_0_ref; the imatrix is ignored, as in llama.cpp."""
     rows = x.shape[0]
+    if fused.active(x):
+        xb = x.reshape(-1, QK)
+        c127, one = fused.f32_const(127.0), fused.f32_const(1.0)
+        step = fused.SLICE_GROUPS * 4
+        parts = [_fused_q8_0_c(xb[a:b], c127, one) for a, b in fused.slices(xb.shape[0], step)]
+        return torch.cat(parts).reshape(rows, -1)
     xb = x.reshape(-1, QK)
     out = torch.empty((xb.shape[0], 34), dtype=torch.uint8, device=x.device)
     ws = _Q8Workspace(min(_SUB_BLOCKS, xb.shape[0]), x.device)

@@ -144,7 +144,7 @@ def _quantize_ref_fused(x: torch.Tensor) -> torch.Tensor:
     out = []
     for a, b in fused.slices(xb.shape[0], step):
         xs = xb[a:b]
-        scale, L = fused.make_q3(_groups(xs), 4)
+        scale, L = make_q3_quants(_groups(xs), 4)
         ls, d = _fused_scales_c(scale, m32, one)
         out.append(_fused_pack_c(xs, L, ls, d, fp16_round(d)))
     return torch.cat(out).reshape(rows, -1)

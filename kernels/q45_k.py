@@ -192,10 +192,10 @@ def _quantize_k(x: torch.Tensor, imatrix: "torch.Tensor | None", nmax: int, rmin
 # --------------------------------------------------------------------------------------
 
 
-def _fused_weights(xt, n32):
+def _fused_weights(xt, n32, zero):
     """quantize_row_q{4,5}_K_ref's weights av_x + |x| per sub-block, xt position-major [32, G]."""
     xs = xt.unbind(0)
-    sum_x2 = fused.seq_sum([v * v for v in xs])
+    sum_x2 = fused.seq_sum([v * v for v in xs], zero)
     av_x = torch.sqrt((sum_x2 / n32).double()).float()  # sqrtf, correctly rounded
     return torch.stack([av_x + v.abs() for v in xs])
 
@@ -249,12 +249,12 @@ _fused_pack_c = fused.compiled(_fused_pack)
 def _quantize_ref_fused(x: torch.Tensor, nmax: int, rmin: float, nstep: int, q5: bool) -> torch.Tensor:
     rows = x.shape[0]
     xb = x.reshape(-1, QK_K)
-    n32, c63 = fused.f32_const(32.0), fused.f32_const(63.0)
+    n32, c63, zero = fused.f32_const(32.0), fused.f32_const(63.0), fused.f32_const(0.0)
     out = []
     for a, b in fused.slices(xb.shape[0], max(1, fused.SLICE_GROUPS // NSUB)):
         xs = xb[a:b]
         xt = _to_groups(xs, SUB)
-        w = _fused_weights_c(xt, n32)
+        w = _fused_weights_c(xt, n32, zero)
         scale, the_min, L, unsafe = fused.make_qkx(xt, w, nmax, rmin, 0.1, nstep, False)
         if bool(unsafe.any()):  # codes beyond 2**22: C's exact nearest_int, eagerly
             scale, the_min, L, _ = kquant_search._make_qkx(xt, w, nmax, rmin, 0.1, nstep, False, exact=True)

@@ -37,7 +37,8 @@ def test_both_paths_give_the_same_bytes(name):
     assert torch.equal(compiled, eager)
 
 
-def test_plus_zero_turns_only_negative_zero_into_positive_zero():
-    t = torch.tensor([-0.0, 0.0, -1.0, 1e-45, float("inf")])
-    got = torch.compile(fused.plus_zero, dynamic=True)(t)
-    assert got.view(torch.int32).tolist() == torch.tensor([0.0, 0.0, -1.0, 1e-45, float("inf")]).view(torch.int32).tolist()
+def test_seq_sum_from_zero_turns_negative_zero_positive_when_compiled():
+    """C's ``float s = 0; s += -0.0f`` is +0.0; Inductor must not fold the zero away."""
+    t = torch.tensor([-0.0, 0.0, -1.0, 1e-45])
+    got = torch.compile(lambda v, z: fused.seq_sum([v], z), dynamic=True)(t, fused.f32_const(0.0))
+    assert got.view(torch.int32).tolist() == torch.tensor([0.0, 0.0, -1.0, 1e-45]).view(torch.int32).tolist()
