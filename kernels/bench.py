@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 import kernels
-from kernels import codecs
+from kernels import codecs, fused
 from kernels.types import TYPES
 
 FLOAT_TYPES = {"F32", "F16", "BF16"}
@@ -128,8 +128,11 @@ def main(argv: "list[str] | None" = None) -> None:
                    help="our CPU threading: whatever kernels.quantize does with N torch threads, or row ranges split here")
     p.add_argument("--repeat", type=int, default=3, help="timed runs per side; the best is shown")
     p.add_argument("--no-llama", action="store_true", help="skip llama.cpp (ratio and identity not shown)")
+    p.add_argument("--path", choices=["compiled", "eager"], default="compiled",
+                   help="our CPU codecs: the compiled kernels (kernels.fused, the default) or the eager ones")
     a = p.parse_args(argv)
 
+    fused.set_enabled(a.path == "compiled")
     torch.set_num_threads(a.threads)
     x_np, label = _input(a.rows, a.cols)
     im_np = _imatrix(a.cols) if a.imatrix else None
@@ -138,6 +141,9 @@ def main(argv: "list[str] | None" = None) -> None:
     print(f"torch {torch.__version__}; {hardware(a.device)}")
     print(f"tensor {a.rows}x{a.cols} ({label}); imatrix: {'yes' if a.imatrix else 'no'}; "
           f"threads {a.threads} (ours: {a.device}, {a.split}; llama.cpp: {a.threads} Python threads); best of {a.repeat}")
+    if a.device == "cpu":
+        path = "compiled kernels where the type has them" if fused.active(x) else "eager"
+        print(f"our codecs: {path} (kernels.fused; the first call compiles, it is not timed)")
     print(f"{'type':6} {'ours Mw/s':>10} {'llama Mw/s':>11} {'ratio':>6} {'ours cpu s':>11} {'llama cpu s':>12}  identical")
     n = a.rows * a.cols
     for name in a.types:
