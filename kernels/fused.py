@@ -100,6 +100,7 @@ def compiled(fn: Callable) -> Callable:
     @functools.wraps(fn)
     def call(*args):
         if not holder:
+            log.info("kernels: compiling %s on first use (cached on disk afterwards)", fn.__qualname__)
             holder.append(_compile(fn))
         return holder[0](*args)
 

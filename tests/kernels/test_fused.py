@@ -17,7 +17,24 @@ def test_compiled_path_is_taken_on_cpu(codec_path):
 
 def test_switching_off_falls_back_to_eager():
     fused.set_enabled(False)
-    assert not fused.active(torch.zeros(1))
+    assert not fused.active(torch.zeros(2, 256))
+
+
+def test_a_machine_that_cannot_compile_gets_the_eager_codecs(monkeypatch, caplog, reference):
+    """No C++ compiler (or a broken one): a warning, then llama.cpp's bytes from the eager path."""
+
+    def broken(fn):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(fused, "_compile", broken)
+    monkeypatch.setitem(fused._state, "checked", False)
+    fused.set_enabled(True)
+    x = np.random.default_rng(3).standard_normal((4, 512)).astype(np.float32)
+    with caplog.at_level("WARNING", logger="kernels.fused"):
+        got = kernels.quantize(torch.from_numpy(x), "Q4_K").numpy()
+    assert not fused.active(torch.zeros(2, 256))
+    assert "torch.compile unavailable" in caplog.text and "no C++ compiler" in caplog.text
+    assert np.array_equal(got, reference.quantize_chunk(x, "Q4_K", None))
 
 
 @pytest.mark.parametrize("name", sorted(codecs.COMPILED))
