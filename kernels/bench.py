@@ -60,7 +60,8 @@ def _sync(device: str) -> None:
 def time_ours(x: torch.Tensor, name: str, im: "torch.Tensor | None", threads: int, split: str) -> "tuple[float, float, torch.Tensor]":
     """(wall seconds, process CPU seconds, bytes) for kernels.quantize on all of x, one warm run."""
     device = x.device.type
-    kernels.quantize(x[:8], name, im)  # warm-up: imports, allocator
+    warm = max(8, -(-fused.MIN_WEIGHTS // x.shape[1]))  # big enough to take (and compile) the kernels
+    kernels.quantize(x[:warm], name, im)  # warm-up: imports, allocator, compiled kernels
     _sync(device)
     if split == "rows" and device == "cpu" and threads > 1:
         torch.set_num_threads(1)

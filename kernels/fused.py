@@ -60,9 +60,10 @@ def set_enabled(on: bool) -> None:
     _state["enabled"] = on
 
 
-# Smaller inputs run eagerly: they gain nothing from compiling, and group counts of 0
-# or 1 would make torch.compile build special-cased kernels for them.
-MIN_WEIGHTS = 512
+# Smaller tensors run eagerly: they take milliseconds either way, while a process pays
+# for loading (or first compiling) the kernels. (Never below 512: group counts of 0 or 1
+# would make torch.compile build special-cased kernels.)
+MIN_WEIGHTS = 1 << 20
 
 
 def active(x: torch.Tensor) -> bool:

@@ -37,13 +37,15 @@ def _one_torch_thread():
 
 
 @pytest.fixture(autouse=True, params=["compiled", "eager"])
-def codec_path(request):
+def codec_path(request, monkeypatch):
     """Run every codec test twice: with the compiled CPU kernels (kernels.fused), the
-    default on CPU, and with the eager codecs that CUDA tensors (and machines without
-    a C++ compiler) use. Both must give llama.cpp's bytes."""
+    default on CPU for big tensors, and with the eager codecs that CUDA tensors, small
+    tensors and machines without a C++ compiler use. Both must give llama.cpp's bytes.
+    The compiled run lowers the size threshold so the test-sized tensors take it."""
     from kernels import fused
 
     before = fused._state["enabled"]
+    monkeypatch.setattr(fused, "MIN_WEIGHTS", 512)
     fused.set_enabled(request.param == "compiled")
     if request.param == "compiled" and not fused.active(torch.zeros(fused.MIN_WEIGHTS)):
         pytest.fail("torch.compile cannot build CPU kernels here (see the kernels.fused warning)")
