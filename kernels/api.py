@@ -86,9 +86,15 @@ def quantize(
             raise ValueError(f"input contains NaN or Inf (first in row {bad})")
         out[r0:r1] = fn(chunk, imatrix)
 
-    workers = torch.get_num_threads() if x.device.type == "cpu" and rows * n >= PARALLEL_MIN_WEIGHTS else 1
-    if t.name in codecs.COMPILED and fused.active(x):
-        workers = 1  # compiled kernels hold the GIL and run their own OpenMP threads
+    with fused.decided_for(x) as compiled:
+        _run_chunks(run, rows, n, x.device.type == "cpu", compiled and t.name in codecs.COMPILED)
+    return out
+
+
+def _run_chunks(run, rows: int, n: int, on_cpu: bool, compiled: bool) -> None:
+    """run(row range) over all chunks: split over Python threads on CPU unless compiled
+    kernels do the work (they hold the GIL and run their own OpenMP threads)."""
+    workers = torch.get_num_threads() if on_cpu and not compiled and rows * n >= PARALLEL_MIN_WEIGHTS else 1
     if workers > 1 and _THREADS_LOCK.acquire(blocking=False):
         try:
             torch.set_num_threads(1)
@@ -102,7 +108,6 @@ def quantize(
     else:
         for r in _row_ranges(rows, n, 1):
             run(r)
-    return out
 
 
 def dequantize(data: torch.Tensor, q: "str | gguf.GGMLQuantizationType", n_per_row: int) -> torch.Tensor:

@@ -318,7 +318,7 @@ def make_qx_quants(
     the trials on [G] vectors. The accepted trial's codes are gathered at the end,
     which equals C recomputing L on every acceptance.
     """
-    if fused.active(x):
+    if fused.use(x):
         scale, L = fused.make_qx(x, nmax, weights)
         return scale, L.to(torch.uint8)
     n, G = x.shape

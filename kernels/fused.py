@@ -33,11 +33,12 @@ CUDA tensors, the eager codecs run instead (same bytes, slower on CPU).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import threading
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -76,6 +77,30 @@ def active(x: torch.Tensor) -> bool:
                 _state["enabled"] = _compiler_works()
                 _state["checked"] = True
     return _state["enabled"]
+
+
+_scope = threading.local()
+
+
+@contextlib.contextmanager
+def decided_for(x: torch.Tensor) -> Iterator[bool]:
+    """Decide once for a whole tensor (kernels.api does), so that the slices and
+    sub-tensors the codecs hand to their helpers follow that decision (see use)."""
+    prev = getattr(_scope, "on", None)
+    _scope.on = active(x)
+    try:
+        yield _scope.on
+    finally:
+        _scope.on = prev
+
+
+def use(x: torch.Tensor) -> bool:
+    """Whether a codec or helper should run its compiled form on x, a part of the tensor
+    being quantized: the decision made for that tensor, or active(x) outside one."""
+    on = getattr(_scope, "on", None)
+    if on is None:
+        return active(x)
+    return on and x.device.type == "cpu" and x.numel() >= 512 and x.shape[-1] >= 2
 
 
 def _compiler_works() -> bool:

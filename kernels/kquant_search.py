@@ -207,7 +207,7 @@ SLICE_WEIGHTS = 1 << 19
 
 
 def _make_qkx_checked(x, w, nmax, rmin, rdelta, nstep, use_mad):
-    if fused.active(x):
+    if fused.use(x):
         scale, the_min, L, suspicious = fused.make_qkx(x, w, nmax, rmin, rdelta, nstep, use_mad)
     else:
         scale, the_min, L, suspicious = _make_qkx(x, w, nmax, rmin, rdelta, nstep, use_mad, exact=False)
@@ -375,7 +375,7 @@ def make_qx_quants(x: torch.Tensor, nmax: int, qw: torch.Tensor) -> "tuple[torch
     x, qw: float32 [n, G] -> (scale [G], L float32 [n, G] holding l + nmax, or 0 for
     an all-zero group as in C).
     """
-    if fused.active(x):
+    if fused.use(x):
         return fused.make_qx(x, nmax, qw)
     mx = first_absmax(x)
     zero = mx.abs() < GROUP_MAX_EPS
@@ -421,7 +421,7 @@ def make_q3_quants(x: torch.Tensor, nmax: int) -> "tuple[torch.Tensor, torch.Ten
     moves the running sums, so it stays a loop over positions (and passes); groups that
     stopped changing are dropped from later passes, which C's early exit makes exact.
     """
-    if fused.active(x):
+    if fused.use(x):
         scale, L, exact = fused.make_q3(x, nmax)
         if exact:
             return scale, L

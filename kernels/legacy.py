@@ -126,7 +126,7 @@ _fused_q8_0_c = fused.compiled(_fused_q8_0)
 def quantize_q8_0(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
     """quantize_row_q8_0_ref; the imatrix is ignored, as in llama.cpp."""
     rows = x.shape[0]
-    if fused.active(x):
+    if fused.use(x):
         xb = x.reshape(-1, QK)
         c127, one = fused.f32_const(127.0), fused.f32_const(1.0)
         step = fused.SLICE_GROUPS * 4

@@ -152,7 +152,7 @@ def _quantize_ref_fused(x: torch.Tensor) -> torch.Tensor:
 
 def quantize_q3_k(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
     """float32 [rows, n] -> uint8 [rows, n/256*110]."""
-    if imatrix is None and fused.active(x):
+    if imatrix is None and fused.use(x):
         return _quantize_ref_fused(x)
     rows = x.shape[0]
     xb = x.reshape(-1, QK_K)

@@ -265,7 +265,7 @@ def _quantize_ref_fused(x: torch.Tensor, nmax: int, rmin: float, nstep: int, q5:
 
 def quantize_q4_k(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
     """float32 [rows, n] -> uint8 [rows, n/256*144]: d(2) dmin(2) scales(12) qs(128) per block."""
-    if imatrix is None and fused.active(x):
+    if imatrix is None and fused.use(x):
         return _quantize_ref_fused(x, 15, -1.0, 20, q5=False)
     rows = x.shape[0]
     head, L = _quantize_k(x, imatrix, 15, -1.0, 20, clamp_impl=False)
@@ -274,7 +274,7 @@ def quantize_q4_k(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tens
 
 def quantize_q5_k(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
     """float32 [rows, n] -> uint8 [rows, n/256*176]: d(2) dmin(2) scales(12) qh(32) qs(128)."""
-    if imatrix is None and fused.active(x):
+    if imatrix is None and fused.use(x):
         return _quantize_ref_fused(x, 31, -0.5, 15, q5=True)
     rows = x.shape[0]
     head, L = _quantize_k(x, imatrix, 31, -0.5, 15, clamp_impl=True)

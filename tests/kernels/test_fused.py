@@ -59,3 +59,16 @@ def test_seq_sum_from_zero_turns_negative_zero_positive_when_compiled():
     t = torch.tensor([-0.0, 0.0, -1.0, 1e-45])
     got = torch.compile(lambda v, z: fused.seq_sum([v], z), dynamic=True)(t, fused.f32_const(0.0))
     assert got.view(torch.int32).tolist() == torch.tensor([0.0, 0.0, -1.0, 1e-45]).view(torch.int32).tolist()
+
+
+def test_parts_of_a_tensor_follow_the_decision_made_for_the_whole(codec_path, monkeypatch):
+    """kernels.api decides per tensor; the codecs' slices below the size threshold must
+    not drop back to eager halfway (that cost Q6_K and Q3_K half their speed once)."""
+    monkeypatch.setattr(fused, "MIN_WEIGHTS", 4096)
+    part = torch.zeros(16, 32)  # 512 weights: under the threshold on its own
+    assert not fused.use(part)
+    with fused.decided_for(torch.zeros(4, 1024)) as on:
+        assert on == (codec_path == "compiled")
+        assert fused.use(part) == on
+        assert not fused.use(torch.zeros(16, 1))  # one group: always eager
+    assert not fused.use(part)
