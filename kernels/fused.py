@@ -409,31 +409,55 @@ def _q3_pass(x, L, sumlx, suml2, lo, hi, unsafe):
     return torch.stack(Ls), sumlx, suml2, changed, unsafe
 
 
-def _q3_start_and_pass(x, num, lo, hi, zero):
-    """_q3_start and the first refinement pass, over all groups in one kernel."""
+def _q3_start_and_probe(x, num, lo, hi, zero):
+    """_q3_start, then the first pass's test at every position *against the starting sums*.
+
+    Until a group's first change, the sequential pass sees exactly those sums, so a
+    group for which no position passes the test would not change in the pass at all
+    (and C would stop there). The tests are independent across positions, so this
+    runs without the pass's long dependency chain. Returns (mx, L, sumlx, suml2,
+    moves [G]: the pass would change the group, unsafe [G]).
+    """
     mx, L, sumlx, suml2 = _q3_start(x, num, lo, hi, zero)
-    return (mx, *_q3_pass(x, L, sumlx, suml2, lo, hi, torch.zeros_like(mx, dtype=torch.bool)))
+    xs, Ls = x.unbind(0), L.unbind(0)
+    moves = torch.zeros_like(mx, dtype=torch.bool)
+    unsafe = torch.zeros_like(mx, dtype=torch.bool)
+    for i in range(len(xs)):
+        w = xs[i] * xs[i]
+        wx = w * xs[i]
+        slx = sumlx - wx * Ls[i]
+        sl2 = suml2 - w * Ls[i] * Ls[i]
+        q = xs[i] * sl2 / slx
+        new_l = torch.round(q.clamp(-8.0, 8.0)).clamp_min(lo).minimum(hi)
+        cand = slx > 0
+        unsafe = unsafe | (cand & ~(q.abs() < 4194304.0))
+        slx_n = slx + wx * new_l
+        sl2_n = sl2 + w * new_l * new_l
+        ok = cand & (new_l != Ls[i]) & (sl2_n > 0) & (slx_n * slx_n * suml2 > sumlx * sumlx * sl2_n)
+        moves = moves | ok
+    return mx, L, sumlx, suml2, moves, unsafe
 
 
-_q3_first_c = compiled(_q3_start_and_pass)
+_q3_first_c = compiled(_q3_start_and_probe)
 _q3_pass_c = compiled(_q3_pass)
 
 
 def make_q3(x: torch.Tensor, nmax: int) -> "tuple[torch.Tensor, torch.Tensor, bool]":
     """kquant_search.make_q3_quants, compiled: (scale [G], L float32 [n, G] = code + nmax, exact).
 
-    The first pass runs over every group (in C most groups stop after it: a group
-    that did not move in a pass is final); later passes gather the groups that moved.
+    A probe over every group finds those the first pass would change (see
+    _q3_start_and_probe; in C the others stop after that pass); only those are
+    gathered and refined pass by pass, as long as they keep moving (at most five).
     ``exact`` is False when some quotient left torch.round's exact range: the caller
     must then use the eager search instead.
     """
     num, lo, hi, zero = f32_const(-nmax), f32_const(-nmax), f32_const(nmax - 1), f32_const(0.0)
-    mx, L, sumlx, suml2, changed, unsafe = _q3_first_c(x.contiguous(), num, lo, hi, zero)
-    active = at_least_two(changed.nonzero().squeeze(1))
+    mx, L, sumlx, suml2, moves, unsafe = _q3_first_c(x.contiguous(), num, lo, hi, zero)
+    active = at_least_two(moves.nonzero().squeeze(1))
     xa = x.index_select(1, active)
     La, sa, sb = L.index_select(1, active), sumlx.index_select(0, active), suml2.index_select(0, active)
     bad = bool(unsafe.any())
-    for _ in range(4):
+    for _ in range(5):
         if active.numel() == 0 or bad:
             break
         La, sa, sb, changed, unsafe = _q3_pass_c(xa, La, sa, sb, lo, hi, torch.zeros_like(sa, dtype=torch.bool))
