@@ -442,8 +442,9 @@ _q3_first_c = compiled(_q3_start_and_probe)
 _q3_pass_c = compiled(_q3_pass)
 
 
-def make_q3(x: torch.Tensor, nmax: int) -> "tuple[torch.Tensor, torch.Tensor, bool]":
-    """kquant_search.make_q3_quants, compiled: (scale [G], L float32 [n, G] = code + nmax, exact).
+def q3_search(x: torch.Tensor, nmax: int):
+    """make_q3_quants' search state after refinement: (mx, L codes -nmax..nmax-1 [n, G],
+    sumlx, suml2, exact). make_q3 (or Q3_K's packing kernel) turns it into scale and L.
 
     A probe over every group finds those the first pass would change (see
     _q3_start_and_probe; in C the others stop after that pass); only those are
@@ -469,6 +470,12 @@ def make_q3(x: torch.Tensor, nmax: int) -> "tuple[torch.Tensor, torch.Tensor, bo
         active = active.index_select(0, keep)
         xa, La = xa.index_select(1, keep), La.index_select(1, keep)
         sa, sb = sa.index_select(0, keep), sb.index_select(0, keep)
+    return mx, L, sumlx, suml2, not bad
+
+
+def make_q3(x: torch.Tensor, nmax: int) -> "tuple[torch.Tensor, torch.Tensor, bool]":
+    """kquant_search.make_q3_quants, compiled: (scale [G], L float32 [n, G] = code + nmax, exact)."""
+    mx, L, sumlx, suml2, exact = q3_search(x, nmax)
     dead = mx.abs() < float(np.float32(1e-15))
     scale = torch.where(suml2 > 0, sumlx / suml2, torch.zeros_like(sumlx))
-    return torch.where(dead, 0.0, scale), torch.where(dead, 0.0, L + float(nmax)), not bad
+    return torch.where(dead, 0.0, scale), torch.where(dead, 0.0, L + float(nmax)), exact

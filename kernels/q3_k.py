@@ -98,9 +98,12 @@ def _imatrix_scales(xb: torch.Tensor, xt: torch.Tensor, qw: torch.Tensor):
     return Ls.t().long(), d_block, L
 
 
-def _fused_scales(scale, m32, one):
+def _fused_scales(mx, sumlx, suml2, m32, one, eps):
     """quantize_row_q3_K_ref's 6-bit scales (int32 [nb, 16], 0..63) and d [nb] from the
-    sub-block scales [nb*16] (compiled; fp16 rounding of d happens outside)."""
+    search state of the sub-blocks [nb*16] (compiled; fp16 rounding of d happens outside).
+    make_q3_quants returns sumlx/suml2, or 0 for an all-zero sub-block."""
+    scale = torch.where(suml2 > 0, sumlx / suml2, torch.zeros_like(sumlx))
+    scale = torch.where(mx.abs() < eps, torch.zeros_like(scale), scale)
     sc = scale.view(-1, NSUB)
     max_scale = fused.first_abs_max(list(sc.unbind(1)))
     live = max_scale != 0
@@ -110,10 +113,12 @@ def _fused_scales(scale, m32, one):
     return ls, torch.where(live, one / iscale, torch.zeros_like(iscale))
 
 
-def _fused_pack(xb, L, ls, d, d16):
+def _fused_pack(xb, L, mx, ls, d, d16, eps):
     """Final codes from the stored scales (d16 = d as re-read from fp16), packed to
-    block bytes [nb, 110] (compiled). L [16, nb*16] holds the search's codes 0..7."""
+    block bytes [nb, 110] (compiled). L [16, nb*16] holds the search's codes -4..3;
+    an all-zero sub-block keeps codes 0 (C's memset) where its scale is 0."""
     nb = xb.shape[0]
+    L = torch.where(mx.abs() < eps, torch.zeros_like(L), L + 4.0)
     dl = (d16.unsqueeze(1) * (ls - 32).float()).unsqueeze(2)  # [nb, 16, 1]
     q = fused.nearest_int(xb.view(nb, NSUB, SUB) / dl).clamp(-4, 3) + 4
     Lb = torch.where(dl != 0, q, L.t().reshape(nb, NSUB, SUB).int()).reshape(nb, QK_K)
@@ -139,14 +144,18 @@ def _quantize_ref_fused(x: torch.Tensor) -> torch.Tensor:
     """quantize_row_q3_K_ref with the compiled kernels, a slice of super-blocks at a time."""
     rows = x.shape[0]
     xb = x.reshape(-1, QK_K)
-    m32, one = fused.f32_const(-32.0), fused.f32_const(1.0)
+    m32, one, eps = fused.f32_const(-32.0), fused.f32_const(1.0), fused.f32_const(1e-15)
     step = max(1, fused.SLICE_GROUPS // NSUB * 2)
     out = []
     for a, b in fused.slices(xb.shape[0], step):
         xs = xb[a:b]
-        scale, L = make_q3_quants(_groups(xs), 4)
-        ls, d = _fused_scales_c(scale, m32, one)
-        out.append(_fused_pack_c(xs, L, ls, d, fp16_round(d)))
+        xt = _groups(xs)
+        mx, L, sumlx, suml2, exact = fused.q3_search(xt, 4)
+        if not exact:  # a quotient beyond torch.round's exact range: the eager search
+            scale, L4 = make_q3_quants(xt, 4)
+            mx, L, sumlx, suml2 = torch.ones_like(scale), L4 - 4.0, scale, torch.ones_like(scale)
+        ls, d = _fused_scales_c(mx, sumlx, suml2, m32, one, eps)
+        out.append(_fused_pack_c(xs, L, mx, ls, d, fp16_round(d), eps))
     return torch.cat(out).reshape(rows, -1)
 
 

@@ -72,3 +72,23 @@ def test_parts_of_a_tensor_follow_the_decision_made_for_the_whole(codec_path, mo
         assert fused.use(part) == on
         assert not fused.use(torch.zeros(16, 1))  # one group: always eager
     assert not fused.use(part)
+
+
+def test_q3_k_falls_back_to_the_eager_search_when_a_quotient_is_out_of_range(monkeypatch, reference):
+    """The compiled Q3_K search flags groups where torch.round may differ from C's
+    nearest_int (|quotient| >= 2**22); the codec must then redo the slice eagerly."""
+    from kernels import q3_k
+
+    real = fused.q3_search
+    calls = []
+
+    def flagged(x, nmax):
+        calls.append(x.shape)
+        return (*real(x, nmax)[:4], False)
+
+    monkeypatch.setattr(fused, "q3_search", flagged)
+    fused.set_enabled(True)
+    x = np.random.default_rng(5).standard_normal((8, 1024)).astype(np.float32)
+    got = kernels.quantize(torch.from_numpy(x), "Q3_K").numpy()
+    assert calls, "the compiled search was not used"
+    assert np.array_equal(got, reference.quantize_chunk(x, "Q3_K", None))
