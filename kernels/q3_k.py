@@ -149,7 +149,7 @@ def _quantize_ref_fused(x: torch.Tensor) -> torch.Tensor:
     out = []
     for a, b in fused.slices(xb.shape[0], step):
         xs = xb[a:b]
-        xt = _groups(xs)
+        xt = fused.positions_major(xs, SUB)
         mx, L, sumlx, suml2, exact = fused.q3_search(xt, 4)
         if not exact:  # a quotient beyond torch.round's exact range: the eager search
             scale, L4 = make_q3_quants(xt, 4)

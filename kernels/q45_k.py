@@ -253,7 +253,7 @@ def _quantize_ref_fused(x: torch.Tensor, nmax: int, rmin: float, nstep: int, q5:
     out = []
     for a, b in fused.slices(xb.shape[0], max(1, fused.SLICE_GROUPS // NSUB)):
         xs = xb[a:b]
-        xt = _to_groups(xs, SUB)
+        xt = fused.positions_major(xs, SUB)
         w = _fused_weights_c(xt, n32, zero)
         scale, the_min, L, unsafe = fused.make_qkx(xt, w, nmax, rmin, 0.1, nstep, False)
         if bool(unsafe.any()):  # codes beyond 2**22: C's exact nearest_int, eagerly

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from kernels import fused
 from kernels.common import (
     Workspace,
     select,
@@ -43,8 +44,9 @@ def _scales_and_codes(
     L holds codes 0..63 (stored value + 32).
     """
     nsb = x.shape[0]
-    xs = positions_major(x, 16)  # [16, nsb*16]
-    wts = None if weights is None else positions_major(weights, 16)
+    transpose = fused.positions_major if fused.use(x) else positions_major
+    xs = transpose(x, 16)  # [16, nsb*16]
+    wts = None if weights is None else transpose(weights, 16)
     scale, L = make_qx_quants(xs, 32, wts, ws)
     scales = scale.view(nsb, 16)
     L = L.t().reshape(nsb, QK_K)
