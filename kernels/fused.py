@@ -422,19 +422,18 @@ def _q3_pass(x, L, sumlx, suml2, lo, hi, unsafe):
     return torch.stack(Ls), sumlx, suml2, changed, unsafe
 
 
-def _q3_start_and_probe(x, num, lo, hi, zero):
-    """_q3_start, then the first pass's test at every position *against the starting sums*.
+def _q3_probe(x, L, sumlx, suml2, lo, hi):
+    """Which groups the next refinement pass would change: (moves [G], unsafe [G]).
 
-    Until a group's first change, the sequential pass sees exactly those sums, so a
-    group for which no position passes the test would not change in the pass at all
-    (and C would stop there). The tests are independent across positions, so this
-    runs without the pass's long dependency chain. Returns (mx, L, sumlx, suml2,
-    moves [G]: the pass would change the group, unsafe [G]).
+    The pass's test at every position *against the current sums*: until a group's first
+    change the sequential pass sees exactly those sums, so a group for which no position
+    passes would not change at all (and C would stop there), and one for which some
+    position passes will change. The tests are independent across positions, so this
+    runs without the pass's long dependency chain.
     """
-    mx, L, sumlx, suml2 = _q3_start(x, num, lo, hi, zero)
     xs, Ls = x.unbind(0), L.unbind(0)
-    moves = torch.zeros_like(mx, dtype=torch.bool)
-    unsafe = torch.zeros_like(mx, dtype=torch.bool)
+    moves = torch.zeros_like(sumlx, dtype=torch.bool)
+    unsafe = torch.zeros_like(sumlx, dtype=torch.bool)
     for i in range(len(xs)):
         w = xs[i] * xs[i]
         wx = w * xs[i]
@@ -448,38 +447,48 @@ def _q3_start_and_probe(x, num, lo, hi, zero):
         sl2_n = sl2 + w * new_l * new_l
         ok = cand & (new_l != Ls[i]) & (sl2_n > 0) & (slx_n * slx_n * suml2 > sumlx * sumlx * sl2_n)
         moves = moves | ok
-    return mx, L, sumlx, suml2, moves, unsafe
+    return moves, unsafe
+
+
+def _q3_start_and_probe(x, num, lo, hi, zero):
+    """_q3_start, then _q3_probe for the first pass, over all groups in one kernel."""
+    mx, L, sumlx, suml2 = _q3_start(x, num, lo, hi, zero)
+    return (mx, L, sumlx, suml2, *_q3_probe(x, L, sumlx, suml2, lo, hi))
 
 
 _q3_first_c = compiled(_q3_start_and_probe)
 _q3_pass_c = compiled(_q3_pass)
+_q3_probe_c = compiled(_q3_probe)
 
 
 def q3_search(x: torch.Tensor, nmax: int):
     """make_q3_quants' search state after refinement: (mx, L codes -nmax..nmax-1 [n, G],
     sumlx, suml2, exact). make_q3 (or Q3_K's packing kernel) turns it into scale and L.
 
-    A probe over every group finds those the first pass would change (see
-    _q3_start_and_probe; in C the others stop after that pass); only those are
-    gathered and refined pass by pass, as long as they keep moving (at most five).
-    ``exact`` is False when some quotient left torch.round's exact range: the caller
-    must then use the eager search instead.
+    Before each of C's (at most five) passes a probe finds the groups the pass would
+    change (_q3_probe); only those are gathered and refined sequentially. ``exact`` is
+    False when some quotient left torch.round's exact range: the caller must then use
+    the eager search instead.
     """
     num, lo, hi, zero = f32_const(-nmax), f32_const(-nmax), f32_const(nmax - 1), f32_const(0.0)
     mx, L, sumlx, suml2, moves, unsafe = _q3_first_c(x.contiguous(), num, lo, hi, zero)
+    bad = bool(unsafe.any())
     active = at_least_two(moves.nonzero().squeeze(1))
     xa = x.index_select(1, active)
     La, sa, sb = L.index_select(1, active), sumlx.index_select(0, active), suml2.index_select(0, active)
-    bad = bool(unsafe.any())
-    for _ in range(5):
+    for pass_no in range(5):
         if active.numel() == 0 or bad:
             break
-        La, sa, sb, changed, unsafe = _q3_pass_c(xa, La, sa, sb, lo, hi, torch.zeros_like(sa, dtype=torch.bool))
-        bad = bool(unsafe.any())
+        La, sa, sb, _, unsafe = _q3_pass_c(xa, La, sa, sb, lo, hi, torch.zeros_like(sa, dtype=torch.bool))
         L.index_copy_(1, active, La)
         sumlx.index_copy_(0, active, sa)
         suml2.index_copy_(0, active, sb)
-        keep = at_least_two(changed.nonzero().squeeze(1))
+        if pass_no == 4:
+            bad = bad or bool(unsafe.any())
+            break
+        moves, unsafe_next = _q3_probe_c(xa, La, sa, sb, lo, hi)
+        bad = bool((unsafe | unsafe_next).any())
+        keep = at_least_two(moves.nonzero().squeeze(1))
         active = active.index_select(0, keep)
         xa, La = xa.index_select(1, keep), La.index_select(1, keep)
         sa, sb = sa.index_select(0, keep), sb.index_select(0, keep)
