@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 # a step's inputs (x and w of all groups of the slice) stay in the L2/L3 caches.
 SLICE_GROUPS = 16384
 
-_INT_MIN = -(2**31)
 _MAGIC = 12582912.0  # 1.5 * 2**23, see kquant_search.nearest_int
 
 _state = {"enabled": os.environ.get("DSQ_KERNELS_COMPILE", "1") != "0", "checked": False}
@@ -120,7 +119,11 @@ def _compile(fn: Callable) -> Callable:
 
 
 def compiled(fn: Callable) -> Callable:
-    """fn compiled on first call (lazily, so importing kernels never compiles anything)."""
+    """fn compiled on first call (lazily, so importing kernels never compiles anything).
+
+    If Inductor fails to build it, fn runs uncompiled from then on (the expressions are
+    exact eagerly too, only slower), with a warning.
+    """
     holder: list = []
 
     @functools.wraps(fn)
@@ -128,7 +131,14 @@ def compiled(fn: Callable) -> Callable:
         if not holder:
             log.info("kernels: compiling %s on first use (cached on disk afterwards)", fn.__qualname__)
             holder.append(_compile(fn))
-        return holder[0](*args)
+        if holder[0] is fn:
+            return fn(*args)
+        try:
+            return holder[0](*args)
+        except torch._dynamo.exc.BackendCompilerFailed as exc:
+            log.warning("kernels: could not compile %s (%s); running it uncompiled", fn.__qualname__, exc)
+            holder[0] = fn
+            return fn(*args)
 
     return call
 

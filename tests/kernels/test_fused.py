@@ -92,3 +92,18 @@ def test_q3_k_falls_back_to_the_eager_search_when_a_quotient_is_out_of_range(mon
     got = kernels.quantize(torch.from_numpy(x), "Q3_K").numpy()
     assert calls, "the compiled search was not used"
     assert np.array_equal(got, reference.quantize_chunk(x, "Q3_K", None))
+
+
+def test_a_kernel_that_fails_to_build_runs_uncompiled(monkeypatch, caplog, tmp_path):
+    """A compiler error for one kernel (here: no such C++ compiler, empty kernel cache)
+    costs speed, not the job: the function runs eagerly, with a warning."""
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    fn = fused.compiled(lambda x, y: x * y - 13.25)
+    broken = inductor_config.patch({"cpp.cxx": (None, str(tmp_path / "no-such-c++"))})
+    with broken, caplog.at_level("WARNING", logger="kernels.fused"):
+        got = fn(torch.ones(700), torch.full((700,), 2.0))
+        again = fn(torch.ones(700), torch.full((700,), 3.0))
+    assert torch.equal(got, torch.full((700,), -11.25)) and torch.equal(again, torch.full((700,), -10.25))
+    assert "running it uncompiled" in caplog.text
