@@ -86,8 +86,8 @@ def quantize(
             raise ValueError(f"input contains NaN or Inf (first in row {bad})")
         out[r0:r1] = fn(chunk, imatrix)
 
-    with fused.decided_for(x) as compiled:
-        _run_chunks(run, rows, n, x.device.type == "cpu", compiled and t.name in codecs.COMPILED)
+    with fused.decided_for(x, t.name in codecs.COMPILED) as compiled:
+        _run_chunks(run, rows, n, x.device.type == "cpu", compiled)
     return out
 
 

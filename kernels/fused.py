@@ -82,11 +82,13 @@ _scope = threading.local()
 
 
 @contextlib.contextmanager
-def decided_for(x: torch.Tensor) -> Iterator[bool]:
+def decided_for(x: torch.Tensor, wanted: bool = True) -> Iterator[bool]:
     """Decide once for a whole tensor (kernels.api does), so that the slices and
-    sub-tensors the codecs hand to their helpers follow that decision (see use)."""
+    sub-tensors the codecs hand to their helpers follow that decision (see use).
+    wanted False (a type without compiled kernels) decides eager without touching
+    torch.compile, whose machinery costs a process a few hundred MiB once loaded."""
     prev = getattr(_scope, "on", None)
-    _scope.on = active(x)
+    _scope.on = wanted and active(x)
     try:
         yield _scope.on
     finally:
