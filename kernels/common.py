@@ -2,7 +2,8 @@
 
 Every helper here is an exact mirror of one C idiom, with C's rounding and
 order of operations, and runs unchanged on CPU and CUDA tensors (eager ops
-only: no torch.compile, so nothing gets fused into a multiply-add).
+only, so nothing gets fused into a multiply-add; the compiled CPU forms of the
+searches live in kernels.fused, under the rules listed there).
 
 Layout convention used by the codecs: a chunk of rows is viewed as blocks and
 *transposed* to ``[positions_in_block, n_blocks]`` ("position-major"). A loop

@@ -14,7 +14,6 @@ from __future__ import annotations
 import torch
 
 from kernels import fused
-
 from kernels.common import (
     select,
     GROUP_MAX_EPS,
