@@ -406,31 +406,37 @@ def _q3_start(x, num, lo, hi, zero):
     return mx, torch.stack(L), sumlx, suml2
 
 
-def _q3_pass(x, L, sumlx, suml2, lo, hi, unsafe):
-    """One refinement pass of make_q3_quants: (L, sumlx, suml2, changed, unsafe).
+def _q3_try(x_i, L_i, sumlx, suml2, lo, hi):
+    """make_q3_quants' refinement test at one position: (ok, new_l, its sums, unsafe).
 
     C rounds ``x*sl2/slx`` with nearest_int before clamping to -nmax..nmax-1; that is
     torch.round of the clamped argument while |x*sl2/slx| < 2**22. Candidates beyond
-    (huge or infinite quotients) are flagged in ``unsafe`` for the exact eager path.
+    (huge or infinite quotients) are flagged ``unsafe`` for the exact eager path.
     """
+    w = x_i * x_i
+    wx = w * x_i
+    slx = sumlx - wx * L_i
+    sl2 = suml2 - w * L_i * L_i
+    q = x_i * sl2 / slx
+    new_l = torch.round(q.clamp(-8.0, 8.0)).clamp_min(lo).minimum(hi)
+    cand = slx > 0
+    slx_n = slx + wx * new_l
+    sl2_n = sl2 + w * new_l * new_l
+    ok = cand & (new_l != L_i) & (sl2_n > 0) & (slx_n * slx_n * suml2 > sumlx * sumlx * sl2_n)
+    return ok, new_l, slx_n, sl2_n, cand & ~(q.abs() < 4194304.0)
+
+
+def _q3_pass(x, L, sumlx, suml2, lo, hi, unsafe):
+    """One refinement pass of make_q3_quants: (L, sumlx, suml2, changed, unsafe)."""
     xs, Ls = x.unbind(0), list(L.unbind(0))
     changed = torch.zeros_like(sumlx, dtype=torch.bool)
     for i in range(len(xs)):
-        w = xs[i] * xs[i]
-        wx = w * xs[i]
-        slx = sumlx - wx * Ls[i]
-        sl2 = suml2 - w * Ls[i] * Ls[i]
-        q = xs[i] * sl2 / slx
-        new_l = torch.round(q.clamp(-8.0, 8.0)).clamp_min(lo).minimum(hi)
-        cand = slx > 0
-        unsafe = unsafe | (cand & ~(q.abs() < 4194304.0))
-        slx_n = slx + wx * new_l
-        sl2_n = sl2 + w * new_l * new_l
-        ok = cand & (new_l != Ls[i]) & (sl2_n > 0) & (slx_n * slx_n * suml2 > sumlx * sumlx * sl2_n)
+        ok, new_l, slx_n, sl2_n, bad = _q3_try(xs[i], Ls[i], sumlx, suml2, lo, hi)
         Ls[i] = torch.where(ok, new_l, Ls[i])
         sumlx = torch.where(ok, slx_n, sumlx)
         suml2 = torch.where(ok, sl2_n, suml2)
         changed = changed | ok
+        unsafe = unsafe | bad
     return torch.stack(Ls), sumlx, suml2, changed, unsafe
 
 
@@ -447,18 +453,9 @@ def _q3_probe(x, L, sumlx, suml2, lo, hi):
     moves = torch.zeros_like(sumlx, dtype=torch.bool)
     unsafe = torch.zeros_like(sumlx, dtype=torch.bool)
     for i in range(len(xs)):
-        w = xs[i] * xs[i]
-        wx = w * xs[i]
-        slx = sumlx - wx * Ls[i]
-        sl2 = suml2 - w * Ls[i] * Ls[i]
-        q = xs[i] * sl2 / slx
-        new_l = torch.round(q.clamp(-8.0, 8.0)).clamp_min(lo).minimum(hi)
-        cand = slx > 0
-        unsafe = unsafe | (cand & ~(q.abs() < 4194304.0))
-        slx_n = slx + wx * new_l
-        sl2_n = sl2 + w * new_l * new_l
-        ok = cand & (new_l != Ls[i]) & (sl2_n > 0) & (slx_n * slx_n * suml2 > sumlx * sumlx * sl2_n)
+        ok, _, _, _, bad = _q3_try(xs[i], Ls[i], sumlx, suml2, lo, hi)
         moves = moves | ok
+        unsafe = unsafe | bad
     return moves, unsafe
 
 
