@@ -263,10 +263,55 @@ def _quantize_ref_fused(x: torch.Tensor, nmax: int, rmin: float, nstep: int, q5:
     return torch.cat(out).reshape(rows, -1)
 
 
+def _fused_imatrix_weights(xb, qw, c2, c256, zero):
+    """quantize_row_q{4,5}_K_impl's weights qw * sqrtf(sigma2 + x*x), sigma2 = 2*sum(x*x)/256
+    per super-block, returned position-major with x: (xt, wt [32, G], their sums sw [G])."""
+    rows = fused.positions_major(xb, QK_K).unbind(0)  # [256] x [nb]
+    sigma2 = (c2 * fused.seq_sum([v * v for v in rows], zero)) / c256
+    w = qw * torch.sqrt((sigma2.unsqueeze(1) + xb * xb).double()).float()
+    wt = fused.positions_major(w, SUB)
+    return fused.positions_major(xb, SUB), wt, fused.seq_sum(list(wt.unbind(0)), zero)
+
+
+_fused_imatrix_weights_c = fused.compiled(_fused_imatrix_weights)
+
+
+def _quantize_impl_fused(x: torch.Tensor, imatrix: torch.Tensor, nmax: int, q5: bool) -> torch.Tensor:
+    """quantize_row_q{4,5}_K_impl with compiled weights, search and packing; the two small
+    make_qp_quants searches over the [8, nb] scales and mins stay eager."""
+    rows = x.shape[0]
+    xb = x.reshape(-1, QK_K)
+    qw = imatrix_per_block(imatrix, rows)
+    c2, c256, zero = fused.f32_const(2.0), fused.f32_const(256.0), fused.f32_const(0.0)
+    parts = fused.slices(xb.shape[0], max(1, fused.SLICE_GROUPS // NSUB))
+    searched = []
+    for a, b in parts:
+        xt, wt, sw = _fused_imatrix_weights_c(xb[a:b], qw[a:b].contiguous(), c2, c256, zero)
+        scale, the_min, L, unsafe = fused.make_qkx(xt, wt, nmax, -0.9, 0.05, 36, False)
+        if bool(unsafe.any()):  # codes beyond 2**22: C's exact nearest_int, eagerly
+            scale, the_min, L, _ = kquant_search._make_qkx(xt, wt, nmax, -0.9, 0.05, 36, False, exact=True)
+        searched.append((scale, the_min, sw, L))
+    # the scale searches over all super-blocks at once: they are many small eager ops
+    scale, the_min, sw = (torch.cat(t).view(-1, NSUB).t() for t in list(zip(*searched))[:3])
+    d, ls = make_qp_quants(scale, 63, sw)
+    dmin, lm = make_qp_quants(the_min, 63, sw)
+    ls, lm = ls.t().contiguous(), lm.t().contiguous()
+    if q5:  # Q5_K's impl clamps to 63, Q4_K's does not
+        ls, lm = ls.clamp_max(63), lm.clamp_max(63)
+    d16, dmin16 = fp16_round(d), fp16_round(dmin)
+    out = [
+        _fused_pack_c(xb[a:b], L, ls[a:b], lm[a:b], d[a:b], dmin[a:b], d16[a:b], dmin16[a:b], nmax, q5)
+        for (a, b), (_, _, _, L) in zip(parts, searched)
+    ]
+    return torch.cat(out).reshape(rows, -1)
+
+
 def quantize_q4_k(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
     """float32 [rows, n] -> uint8 [rows, n/256*144]: d(2) dmin(2) scales(12) qs(128) per block."""
-    if imatrix is None and fused.use(x):
-        return _quantize_ref_fused(x, 15, -1.0, 20, q5=False)
+    if fused.use(x):
+        if imatrix is None:
+            return _quantize_ref_fused(x, 15, -1.0, 20, q5=False)
+        return _quantize_impl_fused(x, imatrix, 15, q5=False)
     rows = x.shape[0]
     head, L = _quantize_k(x, imatrix, 15, -1.0, 20, clamp_impl=False)
     return torch.cat([head, _pack_nibbles(L)], dim=1).reshape(rows, -1)
@@ -274,8 +319,10 @@ def quantize_q4_k(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tens
 
 def quantize_q5_k(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
     """float32 [rows, n] -> uint8 [rows, n/256*176]: d(2) dmin(2) scales(12) qh(32) qs(128)."""
-    if imatrix is None and fused.use(x):
-        return _quantize_ref_fused(x, 31, -0.5, 15, q5=True)
+    if fused.use(x):
+        if imatrix is None:
+            return _quantize_ref_fused(x, 31, -0.5, 15, q5=True)
+        return _quantize_impl_fused(x, imatrix, 31, q5=True)
     rows = x.shape[0]
     head, L = _quantize_k(x, imatrix, 31, -0.5, 15, clamp_impl=True)
     return torch.cat([head, _pack_q5_high(L), _pack_nibbles(L & 0xF)], dim=1).reshape(rows, -1)
