@@ -196,6 +196,13 @@ def nearest_int(v: torch.Tensor) -> torch.Tensor:
     return (bits & 0x007FFFFF) - 0x00400000
 
 
+def fp16_byte_pair(v: torch.Tensor) -> torch.Tensor:
+    """float32 [nb] -> int32 [nb, 2]: the little-endian bytes of each value's fp16
+    (round to nearest even), for torch.cat into block bytes inside a kernel."""
+    bits = v.to(torch.float16).view(torch.int16).to(torch.int32).unsqueeze(1)
+    return torch.cat([bits & 0xFF, (bits >> 8) & 0xFF], dim=1)
+
+
 def f32_const(v: float) -> torch.Tensor:
     """A 0-dim float32 tensor: how constants that divide (or get divided) enter a kernel."""
     return torch.tensor(float(np.float32(v)), dtype=torch.float32)

@@ -115,8 +115,7 @@ def _fused_q8_0(xb: torch.Tensor, c127: torch.Tensor, one: torch.Tensor) -> torc
     v = xb * inv.unsqueeze(1)
     t = v.to(torch.int32)
     q = t + ((v - t.to(torch.float32)) * 2.0).to(torch.int32)
-    bits = d.to(torch.float16).view(torch.int16).to(torch.int32).unsqueeze(1)
-    return torch.cat([bits & 0xFF, (bits >> 8) & 0xFF, q & 0xFF], dim=1).to(torch.uint8)
+    return torch.cat([fused.fp16_byte_pair(d), q & 0xFF], dim=1).to(torch.uint8)
 
 
 _fused_q8_0_c = fused.compiled(_fused_q8_0)

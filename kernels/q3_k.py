@@ -131,8 +131,7 @@ def _fused_pack(xb, L, mx, ls, d, d16, eps):
     lo = (ls[:, :8] & 0xF) | ((ls[:, 8:] & 0xF) << 4)
     top = (ls >> 4).view(nb, 4, 4)  # [nb, j // 4, j % 4]
     hi = top[:, 0] | (top[:, 1] << 2) | (top[:, 2] << 4) | (top[:, 3] << 6)
-    dbits = d.to(torch.float16).view(torch.int16).int().unsqueeze(1)
-    parts = [hmask, qs.reshape(nb, 64), lo, hi, dbits & 0xFF, (dbits >> 8) & 0xFF]
+    parts = [hmask, qs.reshape(nb, 64), lo, hi, fused.fp16_byte_pair(d)]
     return torch.cat(parts, dim=1).to(torch.uint8)
 
 

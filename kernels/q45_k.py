@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from kernels import fused, kquant_search
+from kernels import fused
 from kernels.kquant_search import (
     div,
     fp16_bytes,
@@ -220,11 +220,6 @@ def _fused_scales(scales, mins, c63):
     return ls, lm, max_scale / c63, max_min / c63
 
 
-def _fp16_byte_pair(v):
-    bits = v.to(torch.float16).view(torch.int16).int().unsqueeze(1)
-    return torch.cat([bits & 0xFF, (bits >> 8) & 0xFF], dim=1)
-
-
 def _fused_pack(xb, L, ls, lm, d, dmin, d16, dmin16, nmax: int, q5: bool):
     """Final codes from the stored scales (d16, dmin16: d, dmin re-read from fp16), packed."""
     nb = xb.shape[0]
@@ -234,7 +229,7 @@ def _fused_pack(xb, L, ls, lm, d, dmin, d16, dmin16, nmax: int, q5: bool):
     dm = (dmin16.unsqueeze(1) * m.float()).unsqueeze(2)
     q = fused.nearest_int((xb.view(nb, NSUB, SUB) + dm) / dl).clamp(0, nmax)
     Lb = torch.where(dl != 0, q, L.t().reshape(nb, NSUB, SUB).int()).reshape(nb, QK_K)
-    parts = [_fp16_byte_pair(d), _fp16_byte_pair(dmin), packed.int()]
+    parts = [fused.fp16_byte_pair(d), fused.fp16_byte_pair(dmin), packed.int()]
     if q5:
         parts.append(_pack_q5_high(Lb).int())
     parts.append(_pack_nibbles(Lb & 0xF).int())
@@ -255,9 +250,7 @@ def _quantize_ref_fused(x: torch.Tensor, nmax: int, rmin: float, nstep: int, q5:
         xs = xb[a:b]
         xt = fused.positions_major(xs, SUB)
         w = _fused_weights_c(xt, n32, zero)
-        scale, the_min, L, unsafe = fused.make_qkx(xt, w, nmax, rmin, 0.1, nstep, False)
-        if bool(unsafe.any()):  # codes beyond 2**22: C's exact nearest_int, eagerly
-            scale, the_min, L, _ = kquant_search._make_qkx(xt, w, nmax, rmin, 0.1, nstep, False, exact=True)
+        scale, the_min, L = make_qkx(xt, w, nmax, rmin, 0.1, nstep, use_mad=False)
         ls, lm, d, dmin = _fused_scales_c(scale, the_min, c63)
         out.append(_fused_pack_c(xs, L, ls, lm, d, dmin, fp16_round(d), fp16_round(dmin), nmax, q5))
     return torch.cat(out).reshape(rows, -1)
@@ -287,9 +280,7 @@ def _quantize_impl_fused(x: torch.Tensor, imatrix: torch.Tensor, nmax: int, q5: 
     searched = []
     for a, b in parts:
         xt, wt, sw = _fused_imatrix_weights_c(xb[a:b], qw[a:b].contiguous(), c2, c256, zero)
-        scale, the_min, L, unsafe = fused.make_qkx(xt, wt, nmax, -0.9, 0.05, 36, False)
-        if bool(unsafe.any()):  # codes beyond 2**22: C's exact nearest_int, eagerly
-            scale, the_min, L, _ = kquant_search._make_qkx(xt, wt, nmax, -0.9, 0.05, 36, False, exact=True)
+        scale, the_min, L = make_qkx(xt, wt, nmax, -0.9, 0.05, 36, use_mad=False)
         searched.append((scale, the_min, sw, L))
     # the scale searches over all super-blocks at once: they are many small eager ops
     scale, the_min, sw = (torch.cat(t).view(-1, NSUB).t() for t in list(zip(*searched))[:3])
