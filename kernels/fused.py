@@ -114,14 +114,15 @@ def _compiler_works() -> bool:
         return False
 
 
-def _compile(fn: Callable) -> Callable:
+def _compile(fn: Callable, **options) -> Callable:
     # dynamic: one kernel for every group count; dynamic_threads: the same kernel
     # whatever torch.get_num_threads() is when it runs.
-    return torch.compile(fn, dynamic=True, options={"cpp.dynamic_threads": True})
+    return torch.compile(fn, dynamic=True, options={"cpp.dynamic_threads": True, **options})
 
 
-def compiled(fn: Callable) -> Callable:
-    """fn compiled on first call (lazily, so importing kernels never compiles anything).
+def compiled(fn: Callable, **options) -> Callable:
+    """fn compiled on first call (lazily, so importing kernels never compiles anything),
+    with Inductor config ``options`` on top of ours.
 
     If Inductor fails to build it, fn runs uncompiled from then on (the expressions are
     exact eagerly too, only slower), with a warning.
@@ -132,7 +133,7 @@ def compiled(fn: Callable) -> Callable:
     def call(*args):
         if not holder:
             log.info("kernels: compiling %s on first use (cached on disk afterwards)", fn.__qualname__)
-            holder.append(_compile(fn))
+            holder.append(_compile(fn, **options))
         if holder[0] is fn:
             return fn(*args)
         try:
@@ -397,7 +398,7 @@ def make_qx(x: torch.Tensor, nmax: int, w: "torch.Tensor | None") -> "tuple[torc
 
 
 # --------------------------------------------------------------------------------------
-# make_q3_quants (do_rmse): start, then refinement passes over the groups still moving
+# make_q3_quants (do_rmse): the refinement passes as rounds of independent tests
 # --------------------------------------------------------------------------------------
 
 
@@ -410,7 +411,7 @@ def _q3_start(x, num, lo, hi, zero):
     w = [v * v for v in xs]
     sumlx = seq_sum([(w[i] * xs[i]) * L[i] for i in range(len(xs))], zero)
     suml2 = seq_sum([w[i] * L[i] * L[i] for i in range(len(xs))], zero)
-    return mx, torch.stack(L), sumlx, suml2
+    return mx, L, sumlx, suml2
 
 
 def _q3_try(x_i, L_i, sumlx, suml2, lo, hi):
@@ -433,82 +434,119 @@ def _q3_try(x_i, L_i, sumlx, suml2, lo, hi):
     return ok, new_l, slx_n, sl2_n, cand & ~(q.abs() < 4194304.0)
 
 
-def _q3_pass(x, L, sumlx, suml2, lo, hi, unsafe):
-    """One refinement pass of make_q3_quants: (L, sumlx, suml2, changed, unsafe)."""
-    xs, Ls = x.unbind(0), list(L.unbind(0))
-    changed = torch.zeros_like(sumlx, dtype=torch.bool)
-    for i in range(len(xs)):
-        ok, new_l, slx_n, sl2_n, bad = _q3_try(xs[i], Ls[i], sumlx, suml2, lo, hi)
-        Ls[i] = torch.where(ok, new_l, Ls[i])
-        sumlx = torch.where(ok, slx_n, sumlx)
-        suml2 = torch.where(ok, sl2_n, suml2)
-        changed = changed | ok
-        unsafe = unsafe | bad
-    return torch.stack(Ls), sumlx, suml2, changed, unsafe
+Q3_PASSES = 5  # make_q3_quants' itry loop
 
 
-def _q3_probe(x, L, sumlx, suml2, lo, hi):
-    """Which groups the next refinement pass would change: (moves [G], unsafe [G]).
+def _q3_round(xs, L, sumlx, suml2, pos, npass, unsafe, lo, hi):
+    """The next change C's refinement would make, found by testing every position at once.
 
-    The pass's test at every position *against the current sums*: until a group's first
-    change the sequential pass sees exactly those sums, so a group for which no position
-    passes would not change at all (and C would stop there), and one for which some
-    position passes will change. The tests are independent across positions, so this
-    runs without the pass's long dependency chain.
+    Between two accepted changes C's passes test positions against the same sums and
+    codes. So the next change is the first position after ``pos`` (the last change,
+    -1 before any) whose test passes against the current state, or else, in C's next
+    pass, the first position at all; with neither (or with all passes used) the group
+    has converged and every further round leaves it as it is. Returns the state after
+    that change and ``moved``. (Tests that C would not run only make ``unsafe`` more
+    cautious.)
     """
-    xs, Ls = x.unbind(0), L.unbind(0)
-    moves = torch.zeros_like(sumlx, dtype=torch.bool)
-    unsafe = torch.zeros_like(sumlx, dtype=torch.bool)
-    for i in range(len(xs)):
-        ok, _, _, _, bad = _q3_try(xs[i], Ls[i], sumlx, suml2, lo, hi)
-        moves = moves | ok
+    n = len(xs)
+    none = torch.full_like(sumlx, float(n))
+    first_after, first_any = none, none
+    for i in reversed(range(n)):
+        ok, _, _, _, bad = _q3_try(xs[i], L[i], sumlx, suml2, lo, hi)
+        first_after = torch.where(ok & (pos < i), float(i), first_after)
+        first_any = torch.where(ok, float(i), first_any)
         unsafe = unsafe | bad
-    return moves, unsafe
+    wrap = first_after == n
+    at = torch.where(wrap, first_any, first_after)
+    next_pass = torch.where(wrap, npass + 1.0, npass)
+    moved = (at < n) & (next_pass < Q3_PASSES)
+    # the chosen position's test again (cheaper than keeping all n results live)
+    x_at, L_at = torch.zeros_like(sumlx), torch.zeros_like(sumlx)
+    for i in range(n):
+        x_at = torch.where(at == i, xs[i], x_at)
+        L_at = torch.where(at == i, L[i], L_at)
+    _, new_l, slx_n, sl2_n, _ = _q3_try(x_at, L_at, sumlx, suml2, lo, hi)
+    L = [torch.where(moved & (at == i), new_l, L[i]) for i in range(n)]
+    sumlx = torch.where(moved, slx_n, sumlx)
+    suml2 = torch.where(moved, sl2_n, suml2)
+    pos = torch.where(moved, at, pos)
+    npass = torch.where(moved, next_pass, npass)
+    return L, sumlx, suml2, pos, npass, unsafe, moved
 
 
-def _q3_start_and_probe(x, num, lo, hi, zero):
-    """_q3_start, then _q3_probe for the first pass, over all groups in one kernel."""
+def _q3_rounds(x, S, lo, hi, rounds: int):
+    """``rounds`` rounds of _q3_round on the state S [n + 4, G] (codes, sumlx, suml2, pos,
+    npass): (S after them, moved in the last round, unsafe).
+
+    The state is stacked into one tensor after each round: Inductor then stores it
+    rather than recomputing a round's expressions inside every test of the next.
+    """
+    xs, n = x.unbind(0), x.shape[0]
+    unsafe = torch.zeros_like(S[0], dtype=torch.bool)
+    for _ in range(rounds):
+        v = S.unbind(0)
+        L, sumlx, suml2, pos, npass, unsafe, moved = _q3_round(xs, v[:n], *v[n:], unsafe, lo, hi)
+        S = torch.stack([*L, sumlx, suml2, pos, npass])
+    return S, moved, unsafe
+
+
+def _q3_start_and_round(x, num, lo, hi, zero):
+    """_q3_start and the first round over all groups, in one kernel: (mx, S, moved, unsafe)."""
     mx, L, sumlx, suml2 = _q3_start(x, num, lo, hi, zero)
-    return (mx, L, sumlx, suml2, *_q3_probe(x, L, sumlx, suml2, lo, hi))
+    pos = torch.full_like(sumlx, -1.0)
+    npass = torch.zeros_like(sumlx)
+    unsafe = torch.zeros_like(sumlx, dtype=torch.bool)
+    L, sumlx, suml2, pos, npass, unsafe, moved = _q3_round(x.unbind(0), L, sumlx, suml2, pos, npass, unsafe, lo, hi)
+    return mx, torch.stack([*L, sumlx, suml2, pos, npass]), moved, unsafe
 
 
-_q3_first_c = compiled(_q3_start_and_probe)
-_q3_pass_c = compiled(_q3_pass)
-_q3_probe_c = compiled(_q3_probe)
+Q3_ROUNDS = 3  # rounds per call after the first: most moving groups settle within them
+
+
+def _q3_more(x, S, lo, hi):
+    return _q3_rounds(x, S, lo, hi, Q3_ROUNDS)
+
+
+# Inductor's default limit of 64 nodes per fused kernel would cut a round into several
+# loops that recompute its tests; one loop per call is several times faster here. The
+# C++ wrapper allocates a call's many buffers faster than the Python one.
+_Q3_OPTIONS = {"max_fusion_size": 1000, "cpp_wrapper": True}
+_q3_first_c = compiled(_q3_start_and_round, **_Q3_OPTIONS)
+_q3_more_c = compiled(_q3_more, **_Q3_OPTIONS)
 
 
 def q3_search(x: torch.Tensor, nmax: int):
     """make_q3_quants' search state after refinement: (mx, L codes -nmax..nmax-1 [n, G],
     sumlx, suml2, exact). make_q3 (or Q3_K's packing kernel) turns it into scale and L.
 
-    Before each of C's (at most five) passes a probe finds the groups the pass would
-    change (_q3_probe); only those are gathered and refined sequentially. ``exact`` is
-    False when some quotient left torch.round's exact range: the caller must then use
-    the eager search instead.
+    C's refinement makes one change at a time; each round (_q3_round) finds the next one
+    for every group with independent tests. After the first round only the groups that
+    moved are gathered, and of those, the ones still moving, Q3_ROUNDS rounds per call.
+    ``exact`` is False when some quotient left torch.round's exact range: the caller must
+    then use the eager search instead.
     """
+    n = x.shape[0]
     num, lo, hi, zero = f32_const(-nmax), f32_const(-nmax), f32_const(nmax - 1), f32_const(0.0)
-    mx, L, sumlx, suml2, moves, unsafe = _q3_first_c(x.contiguous(), num, lo, hi, zero)
+    mx, S, moved, unsafe = _q3_first_c(x.contiguous(), num, lo, hi, zero)
     bad = bool(unsafe.any())
-    active = at_least_two(moves.nonzero().squeeze(1))
-    xa = x.index_select(1, active)
-    La, sa, sb = L.index_select(1, active), sumlx.index_select(0, active), suml2.index_select(0, active)
-    for pass_no in range(5):
-        if active.numel() == 0 or bad:
-            break
-        La, sa, sb, _, unsafe = _q3_pass_c(xa, La, sa, sb, lo, hi, torch.zeros_like(sa, dtype=torch.bool))
-        L.index_copy_(1, active, La)
-        sumlx.index_copy_(0, active, sa)
-        suml2.index_copy_(0, active, sb)
-        if pass_no == 4:
-            bad = bad or bool(unsafe.any())
-            break
-        moves, unsafe_next = _q3_probe_c(xa, La, sa, sb, lo, hi)
-        bad = bool((unsafe | unsafe_next).any())
-        keep = at_least_two(moves.nonzero().squeeze(1))
-        active = active.index_select(0, keep)
-        xa, La = xa.index_select(1, keep), La.index_select(1, keep)
-        sa, sb = sa.index_select(0, keep), sb.index_select(0, keep)
-    return mx, L, sumlx, suml2, not bad
+    active = moved.nonzero().squeeze(1)
+    if active.numel() and not bad:
+        active = at_least_two(active)
+        xa, Sa = x.index_select(1, active), S.index_select(1, active)
+        part = None  # the still-moving columns of xa / Sa, None for all
+        while True:
+            if part is None:
+                Sa, moved, unsafe = _q3_more_c(xa, Sa, lo, hi)
+            else:
+                Sp, moved, unsafe = _q3_more_c(xa.index_select(1, part), Sa.index_select(1, part), lo, hi)
+                Sa.index_copy_(1, part, Sp)
+            bad = bool(unsafe.any())
+            keep = moved.nonzero().squeeze(1)
+            if bad or not keep.numel():
+                break
+            part = at_least_two(keep if part is None else part.index_select(0, keep))
+        S.index_copy_(1, active, Sa)
+    return mx, S[:n], S[n], S[n + 1], not bad
 
 
 def make_q3(x: torch.Tensor, nmax: int) -> "tuple[torch.Tensor, torch.Tensor, bool]":

@@ -113,15 +113,22 @@ def _fused_scales(mx, sumlx, suml2, m32, one, eps):
     return ls, torch.where(live, one / iscale, torch.zeros_like(iscale))
 
 
-def _fused_pack(xb, L, mx, ls, d, d16, eps):
-    """Final codes from the stored scales (d16 = d as re-read from fp16), packed to
-    block bytes [nb, 110] (compiled). L [16, nb*16] holds the search's codes -4..3;
-    an all-zero sub-block keeps codes 0 (C's memset) where its scale is 0."""
+def _fused_pack(xb, mx, ls, d, d16):
+    """Final codes from the stored scales (d16 = d as re-read from fp16), packed to block
+    bytes [nb, 110] (compiled), and which sub-blocks [nb, 16] _redo_blocks must redo.
+
+    Codes are torch.round of the clamped quotient, which is C's nearest_int while
+    |x/dl| < 2**22; |mx| bounds |x| in a sub-block, so the check is per sub-block. A
+    sub-block whose scale is 0 keeps the search's codes in C: rare, also redone.
+    """
     nb = xb.shape[0]
-    L = torch.where(mx.abs() < eps, torch.zeros_like(L), L + 4.0)
-    dl = (d16.unsqueeze(1) * (ls - 32).float()).unsqueeze(2)  # [nb, 16, 1]
-    q = fused.nearest_int(xb.view(nb, NSUB, SUB) / dl).clamp(-4, 3) + 4
-    Lb = torch.where(dl != 0, q, L.t().reshape(nb, NSUB, SUB).int()).reshape(nb, QK_K)
+    dl = d16.unsqueeze(1) * (ls - 32).float()  # [nb, 16]
+    redo = (dl == 0) | ~(mx.view(nb, NSUB).abs() / dl.abs() < 2097152.0)
+    q = torch.round((xb.view(nb, NSUB, SUB) / dl.unsqueeze(2)).clamp(-8.0, 8.0)).clamp(-4.0, 3.0) + 4.0
+    # returned (and unused) so that Inductor stores the codes once rather than recomputing
+    # them in each packing loop
+    codes = torch.where(dl.unsqueeze(2) != 0, q, 0.0).to(torch.uint8).reshape(nb, QK_K)
+    Lb = codes.int()
     high = (Lb > 3).int().view(nb, 8, 32)
     hmask = high[:, 0]
     for k in range(1, 8):
@@ -132,11 +139,24 @@ def _fused_pack(xb, L, mx, ls, d, d16, eps):
     top = (ls >> 4).view(nb, 4, 4)  # [nb, j // 4, j % 4]
     hi = top[:, 0] | (top[:, 1] << 2) | (top[:, 2] << 4) | (top[:, 3] << 6)
     parts = [hmask, qs.reshape(nb, 64), lo, hi, fused.fp16_byte_pair(d)]
-    return torch.cat(parts, dim=1).to(torch.uint8)
+    return torch.cat(parts, dim=1).to(torch.uint8), redo, codes
 
 
 _fused_scales_c = fused.compiled(_fused_scales)
 _fused_pack_c = fused.compiled(_fused_pack)
+
+
+def _redo_blocks(out, xs, L, mx, ls, d, redo, eps) -> None:
+    """Rewrite, with the eager codec's exact packing, the blocks of out holding a sub-block
+    that _fused_pack could not code (redo [nb, 16])."""
+    blocks = redo.any(dim=1).nonzero().squeeze(1)
+    if not blocks.numel():
+        return
+    groups = (blocks.unsqueeze(1) * NSUB + torch.arange(NSUB)).reshape(-1)
+    Lg = L.index_select(1, groups)
+    Lg = torch.where(mx.index_select(0, groups).abs() < eps, torch.zeros_like(Lg), Lg + 4.0)
+    xb = xs.index_select(0, blocks)
+    out[blocks] = _block_bytes(xb, _groups(xb), Lg, ls.index_select(0, blocks).long(), d.index_select(0, blocks))
 
 
 def _quantize_ref_fused(x: torch.Tensor) -> torch.Tensor:
@@ -152,10 +172,27 @@ def _quantize_ref_fused(x: torch.Tensor) -> torch.Tensor:
         mx, L, sumlx, suml2, exact = fused.q3_search(xt, 4)
         if not exact:  # a quotient beyond torch.round's exact range: the eager search
             scale, L4 = make_q3_quants(xt, 4)
-            mx, L, sumlx, suml2 = torch.ones_like(scale), L4 - 4.0, scale, torch.ones_like(scale)
+            mx, L, sumlx, suml2 = xt.abs().amax(dim=0), L4 - 4.0, scale, torch.ones_like(scale)
         ls, d = _fused_scales_c(mx, sumlx, suml2, m32, one, eps)
-        out.append(_fused_pack_c(xs, L, mx, ls, d, fp16_round(d), eps))
+        packed, redo, _ = _fused_pack_c(xs, mx, ls, d, fp16_round(d))
+        _redo_blocks(packed, xs, L, mx, ls, d, redo, eps)
+        out.append(packed)
     return torch.cat(out).reshape(rows, -1)
+
+
+def _block_bytes(xb: torch.Tensor, xt: torch.Tensor, L: torch.Tensor, ls: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """Block bytes [nb, 110] from the sub-block searches' codes L [16, nb*16] (0..7), the
+    6-bit scales ls [nb, 16] and d [nb]: final codes from the stored fp16 d and scales,
+    where a scale is 0 the search's codes."""
+    nb = xb.shape[0]
+    packed = pack_scales(ls)
+    dl = (fp16_round(d)[:, None] * unpack_scales(packed).float()).reshape(-1)  # [nb*16]
+    l = nearest_int(xt / dl).clamp_(-4, 3).add_(4)
+    L = where(dl != 0, l, L.to(torch.int32))
+    L = codes_to_blocks(L, nb)  # [nb, 256] uint8, 0..7
+    high = L >> 2  # 1 where L > 3
+    hmask = bit_planes(high.view(nb, 8, 32))
+    return torch.cat([hmask, pack_2bit(L & 3), packed, fp16_bytes(d)], dim=1)
 
 
 def quantize_q3_k(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
@@ -170,16 +207,7 @@ def quantize_q3_k(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tens
         ls, d, L = _ref_scales(xt, nb)
     else:
         ls, d, L = _imatrix_scales(xb, xt, imatrix_per_block(imatrix, rows))
-    packed = pack_scales(ls)
-    # final codes from the stored fp16 d and the 6-bit scales; zero-scale sub-blocks keep L
-    dl = (fp16_round(d)[:, None] * unpack_scales(packed).float()).reshape(-1)  # [nb*16]
-    l = nearest_int(xt / dl).clamp_(-4, 3).add_(4)
-    L = where(dl != 0, l, L.to(torch.int32))
-    L = codes_to_blocks(L, nb)  # [nb, 256] uint8, 0..7
-    high = L >> 2  # 1 where L > 3
-    hmask = bit_planes(high.view(nb, 8, 32))
-    out = torch.cat([hmask, pack_2bit(L & 3), packed, fp16_bytes(d)], dim=1)
-    return out.reshape(rows, -1)
+    return _block_bytes(xb, xt, L, ls, d).reshape(rows, -1)
 
 
 def dequantize_q3_k(data: torch.Tensor, n_per_row: int) -> torch.Tensor:

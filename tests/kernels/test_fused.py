@@ -94,6 +94,56 @@ def test_q3_k_falls_back_to_the_eager_search_when_a_quotient_is_out_of_range(mon
     assert np.array_equal(got, reference.quantize_chunk(x, "Q3_K", None))
 
 
+def test_q3_search_stops_where_c_stops_after_five_passes(monkeypatch):
+    """make_q3_quants refines at most five passes; these Gaussian rows hold a group that
+    would still change in a sixth. The round-based compiled search must stop there too,
+    matching the eager search (itself checked against llama.cpp's bytes) code for code,
+    and must differ from it when allowed more passes (so the rows do exercise the limit)."""
+    from kernels.kquant_search import make_q3_quants
+
+    fused.set_enabled(True)
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((1024, 4096)).astype(np.float32)[990:998])
+    xt = x.reshape(-1, 16).t().contiguous()
+    want_scale, want_L = make_q3_quants(xt, 4)
+
+    def compiled_search():
+        mx, L, sumlx, suml2, exact = fused.q3_search(xt, 4)
+        assert exact
+        return torch.where(suml2 > 0, sumlx / suml2, 0.0), L + 4
+
+    scale, L = compiled_search()
+    assert torch.equal(scale, want_scale) and torch.equal(L, want_L)
+    monkeypatch.setattr(fused, "Q3_PASSES", 20)
+    scale, L = compiled_search()
+    assert not torch.equal(L, want_L)
+
+
+def test_q3_k_redoes_blocks_the_packing_kernel_cannot_code(monkeypatch, reference):
+    """Sub-blocks whose stored scale is 0 keep the search's codes, which the packing kernel
+    leaves to the eager packer (_redo_blocks): the outlier rows have such sub-blocks.
+    Forcing every block through the eager packer must give the same bytes."""
+    from kernels import q3_k
+    from tests.kernels.cases import weight_cases
+
+    fused.set_enabled(True)
+    x = dict(weight_cases(n=1024))["outlier"]
+    want = reference.quantize_chunk(x, "Q3_K", None)
+    redone = []
+    real_redo = q3_k._redo_blocks
+
+    def counting(out, xs, L, mx, ls, d, redo, eps):
+        redone.append(int(redo.any(dim=1).sum()))
+        real_redo(out, xs, L, mx, ls, d, redo, eps)
+
+    monkeypatch.setattr(q3_k, "_redo_blocks", counting)
+    assert np.array_equal(kernels.quantize(torch.from_numpy(x), "Q3_K").numpy(), want)
+    assert sum(redone) > 0, "no zero-scale sub-block in the outlier rows"
+
+    real_pack = q3_k._fused_pack_c
+    monkeypatch.setattr(q3_k, "_fused_pack_c", lambda *a: (real_pack(*a)[0], torch.ones_like(real_pack(*a)[1]), None))
+    assert np.array_equal(kernels.quantize(torch.from_numpy(x), "Q3_K").numpy(), want)
+
+
 def test_a_kernel_that_fails_to_build_runs_uncompiled(monkeypatch, caplog, tmp_path):
     """A compiler error for one kernel (here: no such C++ compiler, empty kernel cache)
     costs speed, not the job: the function runs eagerly, with a warning."""
