@@ -146,37 +146,44 @@ _fused_scales_c = fused.compiled(_fused_scales)
 _fused_pack_c = fused.compiled(_fused_pack)
 
 
-def _redo_blocks(out, xs, L, mx, ls, d, redo, eps) -> None:
-    """Rewrite, with the eager codec's exact packing, the blocks of out holding a sub-block
-    that _fused_pack could not code (redo [nb, 16])."""
+def _redo_blocks(out, xs, mx, ls, d, redo) -> None:
+    """Rewrite, with the eager search and packing, the blocks of out holding a sub-block
+    that _fused_pack could not code (redo [nb, 16]): rare on real weights."""
     blocks = redo.any(dim=1).nonzero().squeeze(1)
     if not blocks.numel():
         return
-    groups = (blocks.unsqueeze(1) * NSUB + torch.arange(NSUB)).reshape(-1)
-    Lg = L.index_select(1, groups)
-    Lg = torch.where(mx.index_select(0, groups).abs() < eps, torch.zeros_like(Lg), Lg + 4.0)
     xb = xs.index_select(0, blocks)
-    out[blocks] = _block_bytes(xb, _groups(xb), Lg, ls.index_select(0, blocks).long(), d.index_select(0, blocks))
+    xt = _groups(xb)
+    _, L = make_q3_quants(xt, 4)
+    out[blocks] = _block_bytes(xb, xt, L, ls.index_select(0, blocks).long(), d.index_select(0, blocks))
+
+
+# Slices searched together: their moving groups share the refinement's calls.
+BATCH_SLICES = 4
 
 
 def _quantize_ref_fused(x: torch.Tensor) -> torch.Tensor:
-    """quantize_row_q3_K_ref with the compiled kernels, a slice of super-blocks at a time."""
+    """quantize_row_q3_K_ref with the compiled kernels, a slice of super-blocks at a time
+    (searched BATCH_SLICES slices at a time)."""
     rows = x.shape[0]
     xb = x.reshape(-1, QK_K)
     m32, one, eps = fused.f32_const(-32.0), fused.f32_const(1.0), fused.f32_const(1e-15)
     step = max(1, fused.SLICE_GROUPS // NSUB * 2)
+    bounds = fused.slices(xb.shape[0], step)
     out = []
-    for a, b in fused.slices(xb.shape[0], step):
-        xs = xb[a:b]
-        xt = fused.positions_major(xs, SUB)
-        mx, L, sumlx, suml2, exact = fused.q3_search(xt, 4)
-        if not exact:  # a quotient beyond torch.round's exact range: the eager search
-            scale, L4 = make_q3_quants(xt, 4)
-            mx, L, sumlx, suml2 = xt.abs().amax(dim=0), L4 - 4.0, scale, torch.ones_like(scale)
-        ls, d = _fused_scales_c(mx, sumlx, suml2, m32, one, eps)
-        packed, redo, _ = _fused_pack_c(xs, mx, ls, d, fp16_round(d))
-        _redo_blocks(packed, xs, L, mx, ls, d, redo, eps)
-        out.append(packed)
+    for k in range(0, len(bounds), BATCH_SLICES):
+        batch = bounds[k:k + BATCH_SLICES]
+        parts = [xb[a:b] for a, b in batch]
+        xts = [fused.positions_major(xs, SUB) for xs in parts]
+        groups = xb[batch[0][0]:batch[-1][1]].reshape(-1, SUB)
+        for xs, xt, (mx, sumlx, suml2, exact) in zip(parts, xts, fused.q3_search_many(xts, groups, 4)):
+            if not exact:  # a quotient beyond torch.round's exact range: the eager search
+                scale, _ = make_q3_quants(xt, 4)
+                mx, sumlx, suml2 = xt.abs().amax(dim=0), scale, torch.ones_like(scale)
+            ls, d = _fused_scales_c(mx, sumlx, suml2, m32, one, eps)
+            packed, redo, _ = _fused_pack_c(xs, mx, ls, d, fp16_round(d))
+            _redo_blocks(packed, xs, mx, ls, d, redo)
+            out.append(packed)
     return torch.cat(out).reshape(rows, -1)
 
 
