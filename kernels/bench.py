@@ -143,8 +143,10 @@ def main(argv: "list[str] | None" = None) -> None:
     print(f"tensor {a.rows}x{a.cols} ({label}); imatrix: {'yes' if a.imatrix else 'no'}; "
           f"threads {a.threads} (ours: {a.device}, {a.split}; llama.cpp: {a.threads} Python threads); best of {a.repeat}")
     if a.device == "cpu":
-        path = "compiled kernels where the type has them" if fused.active(x) else "eager"
-        print(f"our codecs: {path} (kernels.fused; the first call compiles, it is not timed)")
+        if fused.active(x):
+            print("our codecs: compiled kernels where the type has them (kernels.fused; the first call compiles, it is not timed)")
+        else:
+            print("our codecs: eager (as on CUDA, or with DSQ_KERNELS_COMPILE=0)")
     print(f"{'type':6} {'ours Mw/s':>10} {'llama Mw/s':>11} {'ratio':>6} {'ours cpu s':>11} {'llama cpu s':>12}  identical")
     n = a.rows * a.cols
     for name in a.types:
