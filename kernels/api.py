@@ -17,8 +17,9 @@ CHUNK_WEIGHTS = 1 << 22
 
 # On CPU with N > 1 torch threads, tensors of at least this many weights are split into
 # row ranges quantized by N Python threads with one torch thread each: the codecs run
-# thousands of small ops, which intra-op threads barely speed up, while whole chunks on
-# separate threads overlap almost perfectly (torch ops release the GIL).
+# many small ops and Python steps, which intra-op threads barely speed up, while whole
+# chunks on separate threads overlap almost perfectly (torch ops and the compiled
+# kernels, built with Inductor's C++ wrapper, release the GIL).
 PARALLEL_MIN_WEIGHTS = 1 << 20
 
 # torch.set_num_threads is process-wide: one threaded quantize at a time owns it.
@@ -77,6 +78,7 @@ def quantize(
             raise ValueError("imatrix contains NaN or Inf")
     fn = codecs.quantizer(t.name)
     out = torch.empty((rows, nbytes), dtype=torch.uint8, device=x.device)
+    compiled_type = t.name in codecs.COMPILED
 
     def run(r: "tuple[int, int]") -> None:
         r0, r1 = r
@@ -84,17 +86,17 @@ def quantize(
         if not _all_finite(chunk):
             bad = (~torch.isfinite(chunk)).any(dim=1).nonzero()[0, 0].item() + r0
             raise ValueError(f"input contains NaN or Inf (first in row {bad})")
-        out[r0:r1] = fn(chunk, imatrix)
+        # decided for the whole tensor, in whichever thread runs the chunk
+        with fused.decided_for(x, compiled_type):
+            out[r0:r1] = fn(chunk, imatrix)
 
-    with fused.decided_for(x, t.name in codecs.COMPILED) as compiled:
-        _run_chunks(run, rows, n, x.device.type == "cpu", compiled)
+    _run_chunks(run, rows, n, x.device.type == "cpu")
     return out
 
 
-def _run_chunks(run, rows: int, n: int, on_cpu: bool, compiled: bool) -> None:
-    """run(row range) over all chunks: split over Python threads on CPU unless compiled
-    kernels do the work (they hold the GIL and run their own OpenMP threads)."""
-    workers = torch.get_num_threads() if on_cpu and not compiled and rows * n >= PARALLEL_MIN_WEIGHTS else 1
+def _run_chunks(run, rows: int, n: int, on_cpu: bool) -> None:
+    """run(row range) over all chunks: split over Python threads on CPU for big tensors."""
+    workers = torch.get_num_threads() if on_cpu and rows * n >= PARALLEL_MIN_WEIGHTS else 1
     if workers > 1 and _THREADS_LOCK.acquire(blocking=False):
         try:
             torch.set_num_threads(1)

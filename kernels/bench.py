@@ -36,15 +36,17 @@ from kernels.types import TYPES
 FLOAT_TYPES = {"F32", "F16", "BF16"}
 
 
-def _input(rows: int, cols: int) -> "tuple[np.ndarray, str]":
+def _input(rows: int, cols: int, data: str) -> "tuple[np.ndarray, str]":
     from kernels.sample_weights import smollm2_rows, tiled
 
-    try:
-        base = smollm2_rows(rows=min(rows, 576), cols=1536)
-        return tiled(base, rows, cols), "SmolLM2-135M ffn_down rows, tiled"
-    except FileNotFoundError:
-        rng = np.random.default_rng(0)
-        return (rng.standard_normal((rows, cols), dtype=np.float32) * 0.02), "SYNTHETIC Gaussian (sigma 0.02)"
+    if data == "smollm2":
+        try:
+            base = smollm2_rows(rows=min(rows, 576), cols=1536)
+            return tiled(base, rows, cols), "SmolLM2-135M ffn_down rows, tiled"
+        except FileNotFoundError:
+            pass
+    rng = np.random.default_rng(0)
+    return (rng.standard_normal((rows, cols), dtype=np.float32) * 0.02), "SYNTHETIC Gaussian (sigma 0.02)"
 
 
 def _imatrix(cols: int) -> np.ndarray:
@@ -129,13 +131,15 @@ def main(argv: "list[str] | None" = None) -> None:
                    help="our CPU threading: whatever kernels.quantize does with N torch threads, or row ranges split here")
     p.add_argument("--repeat", type=int, default=3, help="timed runs per side; the best is shown")
     p.add_argument("--no-llama", action="store_true", help="skip llama.cpp (ratio and identity not shown)")
+    p.add_argument("--data", choices=["smollm2", "gaussian"], default="smollm2",
+                   help="the tensor: real SmolLM2 rows tiled (Gaussian when the wheel is absent), or Gaussian")
     p.add_argument("--path", choices=["compiled", "eager"], default="compiled",
                    help="our CPU codecs: the compiled kernels (kernels.fused, the default) or the eager ones")
     a = p.parse_args(argv)
 
     fused.set_enabled(a.path == "compiled")
     torch.set_num_threads(a.threads)
-    x_np, label = _input(a.rows, a.cols)
+    x_np, label = _input(a.rows, a.cols, a.data)
     im_np = _imatrix(a.cols) if a.imatrix else None
     x = torch.from_numpy(x_np).to(a.device)
     im = None if im_np is None else torch.from_numpy(im_np).to(a.device)

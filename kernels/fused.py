@@ -26,8 +26,10 @@ tests against llama.cpp (tests/kernels run every codec on both paths):
 * ``-ffp-contract=off`` is Inductor's default: no fused multiply-adds, as in the
   reference library. Division, sqrt and rounding are IEEE-exact vector ops.
 
-The compiled kernels hold the GIL while they run; Inductor parallelises each loop
-over groups with OpenMP on torch's intra-op threads instead (see kernels.api).
+The kernels are built with Inductor's C++ wrapper, which releases the GIL while they
+run, so kernels.api can quantize row ranges on several Python threads (one torch
+thread each) as it does for the eager codecs; with more torch threads Inductor
+parallelises each loop over groups with OpenMP instead.
 Compiling needs a C++ compiler; without one, or with DSQ_KERNELS_COMPILE=0, or on
 CUDA tensors, the eager codecs run instead (same bytes, slower on CPU).
 """
@@ -117,7 +119,7 @@ def _compiler_works() -> bool:
 def _compile(fn: Callable, **options) -> Callable:
     # dynamic: one kernel for every group count; dynamic_threads: the same kernel
     # whatever torch.get_num_threads() is when it runs.
-    return torch.compile(fn, dynamic=True, options={"cpp.dynamic_threads": True, **options})
+    return torch.compile(fn, dynamic=True, options={"cpp.dynamic_threads": True, "cpp_wrapper": True, **options})
 
 
 def compiled(fn: Callable, **options) -> Callable:
