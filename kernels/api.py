@@ -22,6 +22,9 @@ CHUNK_WEIGHTS = 1 << 22
 # kernels, built with Inductor's C++ wrapper, release the GIL).
 PARALLEL_MIN_WEIGHTS = 1 << 20
 
+# Compiled types that have run on this process (see quantize).
+_WARMED: "set[str]" = set()
+
 # torch.set_num_threads is process-wide: one threaded quantize at a time owns it.
 _THREADS_LOCK = threading.Lock()
 
@@ -90,19 +93,29 @@ def quantize(
         with fused.decided_for(x, compiled_type):
             out[r0:r1] = fn(chunk, imatrix)
 
-    _run_chunks(run, rows, n, x.device.type == "cpu")
+    # A compiled kernel's first call for a new kind of input compiles it; threads racing
+    # to compile the same one make torch.compile recompile until its limit, then give up
+    # to eager code. So a type's first threaded quantize runs its first range alone.
+    first_alone = compiled_type and t.name not in _WARMED and fused.active(x)
+    _run_chunks(run, rows, n, x.device.type == "cpu", first_alone)
+    if first_alone:
+        _WARMED.add(t.name)
     return out
 
 
-def _run_chunks(run, rows: int, n: int, on_cpu: bool) -> None:
-    """run(row range) over all chunks: split over Python threads on CPU for big tensors."""
+def _run_chunks(run, rows: int, n: int, on_cpu: bool, first_alone: bool = False) -> None:
+    """run(row range) over all chunks: split over Python threads on CPU for big tensors
+    (after the first range alone, if first_alone)."""
     workers = torch.get_num_threads() if on_cpu and rows * n >= PARALLEL_MIN_WEIGHTS else 1
     if workers > 1 and _THREADS_LOCK.acquire(blocking=False):
         try:
             torch.set_num_threads(1)
+            ranges = _row_ranges(rows, n, workers)
+            if first_alone:
+                run(ranges.pop(0))
             with concurrent.futures.ThreadPoolExecutor(workers) as pool:
                 # map yields in row order, so the error raised names the first bad row
-                for _ in pool.map(run, _row_ranges(rows, n, workers)):
+                for _ in pool.map(run, ranges):
                     pass
         finally:
             torch.set_num_threads(workers)

@@ -47,3 +47,29 @@ def test_row_ranges_cover_all_rows_evenly():
         assert all((b - a) * n <= max(api.CHUNK_WEIGHTS, n) for a, b in r)
         if rows >= workers:
             assert len(r) % workers == 0
+
+
+def test_many_threads_do_not_race_torch_compile_into_eager(monkeypatch):
+    """Threads calling a compiled kernel for the first time at once made torch.compile
+    recompile it once per thread, hit its recompile limit and run eager code from then on
+    (Q6_K 25x slower on 16 threads). A type's first threaded quantize runs one range alone,
+    so each of Q6_K's three kernels compiles once (twice at most, for a new kind of input)."""
+    from torch._dynamo.utils import counters
+
+    from kernels import fused
+
+    fused.set_enabled(True)
+    monkeypatch.setattr(fused, "MIN_WEIGHTS", 512)
+    monkeypatch.setattr(api, "_WARMED", set())
+    torch._dynamo.reset()  # as in a fresh process: every kernel compiles again on first call
+    counters.clear()
+    before = torch.get_num_threads()
+    torch.set_num_threads(8)
+    try:
+        x = torch.randn(64, 16384) * 0.02
+        got = kernels.quantize(x, "Q6_K")
+    finally:
+        torch.set_num_threads(before)
+    assert 0 < counters["stats"]["unique_graphs"] <= 6, dict(counters["stats"])
+    fused.set_enabled(False)
+    assert torch.equal(got, kernels.quantize(x, "Q6_K"))
