@@ -28,8 +28,8 @@ CODEC_MODULES: dict[str, str] = {
     "Q6_K": "kernels.q6_k",
 }
 
-# Types whose searches run as compiled kernels on CPU (kernels.fused). Those kernels
-# parallelise internally, so kernels.api does not split their rows over Python threads.
+# Types whose searches run as compiled kernels on CPU (kernels.fused); the others never
+# load torch.compile (its machinery costs a process a few hundred MiB).
 COMPILED = frozenset({"Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"})
 
 Quantizer = Callable[[torch.Tensor, "torch.Tensor | None"], torch.Tensor]
