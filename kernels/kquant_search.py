@@ -421,7 +421,6 @@ def make_q3_quants(x: torch.Tensor, nmax: int) -> "tuple[torch.Tensor, torch.Ten
     moves the running sums, so it stays a loop over positions (and passes); groups that
     stopped changing are dropped from later passes, which C's early exit makes exact.
     """
-    n = x.shape[0]
     mx = first_absmax(x)
     zero = mx.abs() < GROUP_MAX_EPS
     iscale = rdiv(float(-nmax), mx)

@@ -77,8 +77,6 @@ def test_parts_of_a_tensor_follow_the_decision_made_for_the_whole(codec_path, mo
 def test_q3_k_falls_back_to_the_eager_search_when_a_quotient_is_out_of_range(monkeypatch, reference):
     """The compiled Q3_K search flags groups where torch.round may differ from C's
     nearest_int (|quotient| >= 2**22); the codec must then redo the slice eagerly."""
-    from kernels import q3_k
-
     real = fused.q3_search_many
     calls = []
 
