@@ -118,7 +118,8 @@ def _compiler_works() -> bool:
 
 def _compile(fn: Callable, **options) -> Callable:
     # dynamic: one kernel for every group count; dynamic_threads: the same kernel
-    # whatever torch.get_num_threads() is when it runs.
+    # whatever torch.get_num_threads() is when it runs; cpp_wrapper: the call runs in
+    # C++ and releases the GIL (kernels.api runs row ranges on Python threads).
     return torch.compile(fn, dynamic=True, options={"cpp.dynamic_threads": True, "cpp_wrapper": True, **options})
 
 
@@ -532,9 +533,8 @@ def _q3_more(x, S, lo, hi):
 
 
 # Inductor's default limit of 64 nodes per fused kernel cuts a round into several loops
-# that recompute its tests (2-4x slower calls), hence no limit here. The C++ wrapper
-# allocates a call's many buffers faster than the Python one.
-_Q3_OPTIONS = {"max_fusion_size": 100000, "cpp_wrapper": True}
+# that recompute its tests (2-4x slower calls), hence no limit here.
+_Q3_OPTIONS = {"max_fusion_size": 100000}
 _q3_probe_c = compiled(_q3_start_and_probe, **_Q3_OPTIONS)
 _q3_from_start_c = compiled(_q3_from_start, **_Q3_OPTIONS)
 _q3_more_c = compiled(_q3_more, **_Q3_OPTIONS)
@@ -555,7 +555,7 @@ def q3_search_many(xs: "list[torch.Tensor]", groups: torch.Tensor, nmax: int) ->
 
     C's refinement makes one change at a time; each round (_q3_round) finds the next one
     for every group with independent tests. A probe over each part finds the groups
-    whose first pass would change anything (about one in eight on real weights); those,
+    whose first pass would change anything (about one in seven on real weights); those,
     from all parts together, are gathered by rows and refined, Q3_ROUNDS rounds per call,
     the ones still moving again, until none moves. Batching the parts makes those few
     small calls serve many groups.
