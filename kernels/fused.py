@@ -405,12 +405,21 @@ def make_qx(x: torch.Tensor, nmax: int, w: "torch.Tensor | None") -> "tuple[torc
 # --------------------------------------------------------------------------------------
 
 
+def round_clamped(v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """torch.round(v) clamped to lo..hi (0-dim int32 tensors), as float32.
+
+    The clamp runs on int32, where min and max compile to one instruction each (float
+    min and max propagate NaN: four each). A NaN or out-of-range v converts to INT_MIN
+    and comes out as lo: callers only use results where v is finite and below 2**22."""
+    return torch.maximum(torch.round(v).to(torch.int32), lo).minimum(hi).float()
+
+
 def _q3_start(x, num, lo, hi, zero):
     """Signed max, codes from -nmax/max, and the weighted sums (w = x*x) of those codes."""
     xs = x.unbind(0)
     mx = first_abs_max(list(xs))
     iscale = num / mx
-    L = [torch.round(iscale * v).clamp_min(lo).minimum(hi) for v in xs]
+    L = [round_clamped(iscale * v, lo, hi) for v in xs]
     w = [v * v for v in xs]
     sumlx = seq_sum([(w[i] * xs[i]) * L[i] for i in range(len(xs))], zero)
     suml2 = seq_sum([w[i] * L[i] * L[i] for i in range(len(xs))], zero)
@@ -430,7 +439,7 @@ def _q3_try(x_i, L_i, sumlx, suml2, lo, hi):
     slx = sumlx - wx * L_i
     sl2 = suml2 - w * L_i * L_i
     q = x_i * sl2 / slx
-    new_l = torch.round(q).clamp_min(lo).minimum(hi)
+    new_l = round_clamped(q, lo, hi)
     slx_n = slx + wx * new_l
     sl2_n = sl2 + w * new_l * new_l
     # slx > 0 and sl2_n > 0 as one comparison (a NaN fails both ways)
@@ -445,16 +454,17 @@ def _q3_unsafe(qmax):
 Q3_PASSES = 5  # make_q3_quants' itry loop
 
 
-def _q3_round(xs, L, sumlx, suml2, pos, npass, qmax, lo, hi):
-    """The next change C's refinement would make, found by testing every position at once.
+def _q3_find(xs, L, sumlx, suml2, pos, npass, qmax, lo, hi):
+    """Where C's refinement makes its next change, found by testing every position at once.
 
     Between two accepted changes C's passes test positions against the same sums and
     codes. So the next change is the first position after ``pos`` (the last change,
     -1 before any) whose test passes against the current state, or else, in C's next
     pass, the first position at all; with neither (or with all passes used) the group
-    has converged and every further round leaves it as it is. Returns the state after
-    that change and ``moved``. (Tests that C would not run only make ``qmax``, the largest
-    quotient seen, more cautious.)
+    has converged and every further round leaves it as it is. Returns (at, the pass it
+    is in, moved, qmax): the position (n where none), its pass, whether the change is
+    made, and ``qmax`` raised to the largest quotient seen (tests that C would not run
+    only make it more cautious).
     """
     n = len(xs)
     none = torch.full_like(sumlx, float(n))
@@ -467,8 +477,13 @@ def _q3_round(xs, L, sumlx, suml2, pos, npass, qmax, lo, hi):
     wrap = first_after == n
     at = torch.where(wrap, first_any, first_after)
     next_pass = torch.where(wrap, npass + 1.0, npass)
-    moved = (at < n) & (next_pass < Q3_PASSES)
-    # the chosen position's test again (cheaper than keeping all n results live)
+    return at, next_pass, (at < n) & (next_pass < Q3_PASSES), qmax
+
+
+def _q3_apply(xs, L, sumlx, suml2, pos, npass, at, next_pass, moved, lo, hi):
+    """The state after the change at ``at`` (where ``moved``): the chosen position's test
+    again, which is cheaper than keeping all n results live."""
+    n = len(xs)
     x_at, L_at = torch.zeros_like(sumlx), torch.zeros_like(sumlx)
     for i in range(n):
         x_at = torch.where(at == i, xs[i], x_at)
@@ -479,11 +494,11 @@ def _q3_round(xs, L, sumlx, suml2, pos, npass, qmax, lo, hi):
     suml2 = torch.where(moved, sl2_n, suml2)
     pos = torch.where(moved, at, pos)
     npass = torch.where(moved, next_pass, npass)
-    return L, sumlx, suml2, pos, npass, qmax, moved
+    return L, sumlx, suml2, pos, npass
 
 
 def _q3_rounds(x, S, lo, hi, rounds: int):
-    """``rounds`` rounds of _q3_round on the state S [n + 4, G] (codes, sumlx, suml2, pos,
+    """``rounds`` rounds (_q3_find, _q3_apply) on the state S [n + 4, G] (codes, sumlx, suml2, pos,
     npass): (S after them, moved in the last round, unsafe).
 
     The state is stacked into one tensor after each round: Inductor then stores it
@@ -493,38 +508,43 @@ def _q3_rounds(x, S, lo, hi, rounds: int):
     qmax = torch.zeros_like(S[0])
     for _ in range(rounds):
         v = S.unbind(0)
-        L, sumlx, suml2, pos, npass, qmax, moved = _q3_round(xs, v[:n], *v[n:], qmax, lo, hi)
+        at, next_pass, moved, qmax = _q3_find(xs, v[:n], *v[n:], qmax, lo, hi)
+        L, sumlx, suml2, pos, npass = _q3_apply(xs, v[:n], *v[n:], at, next_pass, moved, lo, hi)
         S = torch.stack([*L, sumlx, suml2, pos, npass])
     return S, moved, _q3_unsafe(qmax)
 
 
 def _q3_start_and_probe(x, num, lo, hi, zero):
-    """Over all groups: the start, and whether C's first pass would change anything
-    (any position's test passing against the starting state): (mx, sumlx, suml2,
-    moves, unsafe). For most groups the start is final."""
-    xs = x.unbind(0)
+    """Over all groups: the start, and where C's first pass would make its first change
+    (the first position whose test passes against the starting state, n where none):
+    (mx, sumlx, suml2, first, unsafe). For most groups the start is final."""
+    xs, n = x.unbind(0), x.shape[0]
     mx, L, sumlx, suml2 = _q3_start(x, num, lo, hi, zero)
-    moves = torch.zeros_like(sumlx, dtype=torch.bool)
+    first = torch.full_like(sumlx, float(n))
     qmax = torch.zeros_like(sumlx)
-    for i in range(len(xs)):
+    for i in reversed(range(n)):
         ok, _, _, _, q = _q3_try(xs[i], L[i], sumlx, suml2, lo, hi)
-        moves = moves | ok
+        first = torch.where(ok, float(i), first)
         qmax = torch.maximum(qmax, q)
-    return mx, sumlx, suml2, moves, _q3_unsafe(qmax)
+    return mx, sumlx, suml2, first, _q3_unsafe(qmax)
 
 
 # Rounds per refinement call: the first call settles about 60 % of the moving groups
 # (real weights: 2.5 changes each on average, up to ~10); fewer rounds per call cost
 # more calls, more gain nothing measurable.
-Q3_FIRST_ROUNDS = 3
+Q3_FIRST_ROUNDS = 2
 Q3_ROUNDS = 3
 
 
-def _q3_from_start(x, num, lo, hi, zero):
-    """For the groups that move: the start again (cheaper than gathering it), then
-    Q3_FIRST_ROUNDS rounds: (state S, moved in the last round, unsafe)."""
+def _q3_from_start(x, first, num, lo, hi, zero):
+    """For the groups that move: the start again (cheaper than gathering it), the first
+    change (at ``first``, found by the probe), then Q3_FIRST_ROUNDS rounds: (state S,
+    moved in the last round, unsafe)."""
+    xs = x.unbind(0)
     _, L, sumlx, suml2 = _q3_start(x, num, lo, hi, zero)
-    S = torch.stack([*L, sumlx, suml2, torch.full_like(sumlx, -1.0), torch.zeros_like(sumlx)])
+    zeros, yes = torch.zeros_like(sumlx), torch.ones_like(sumlx, dtype=torch.bool)
+    L, sumlx, suml2, pos, npass = _q3_apply(xs, L, sumlx, suml2, zeros - 1.0, zeros, first, zeros, yes, lo, hi)
+    S = torch.stack([*L, sumlx, suml2, pos, npass])
     return _q3_rounds(x, S, lo, hi, Q3_FIRST_ROUNDS)
 
 
@@ -540,48 +560,43 @@ _q3_from_start_c = compiled(_q3_from_start, **_Q3_OPTIONS)
 _q3_more_c = compiled(_q3_more, **_Q3_OPTIONS)
 
 
-def q3_search(x: torch.Tensor, nmax: int):
-    """make_q3_quants' search over position-major groups x [n, G]: (mx, sumlx, suml2,
-    exact), the signed max and final sums of each group (its scale is sumlx/suml2; the
-    codes are not kept: Q3_K recomputes them from its stored scales). ``exact`` is False
-    when some quotient left torch.round's exact range: the caller must then use the
-    eager search instead."""
-    return q3_search_many([x], x.t(), nmax)[0]
+def q3_search(x: torch.Tensor, groups: torch.Tensor, nmax: int):
+    """make_q3_quants' search over position-major groups x [n, G]; groups [G, n] holds the
+    same weights group by group (a view of the input rows).
 
+    Returns (mx, sumlx, suml2, exact): the signed max and final sums of each group (its
+    scale is sumlx/suml2; the codes are not kept: Q3_K recomputes them from its stored
+    scales). ``exact`` is False when some quotient left torch.round's exact range: the
+    caller must then use the eager search instead.
 
-def q3_search_many(xs: "list[torch.Tensor]", groups: torch.Tensor, nmax: int) -> list:
-    """q3_search for several position-major parts [n, G_k] at once; groups [sum G_k, n]
-    holds the same weights group by group (a view of the input rows).
-
-    C's refinement makes one change at a time; each round (_q3_round) finds the next one
-    for every group with independent tests. A probe over each part finds the groups
-    whose first pass would change anything (about one in seven on real weights); those,
-    from all parts together, are gathered by rows and refined, Q3_ROUNDS rounds per call,
-    the ones still moving again, until none moves. Batching the parts makes those few
-    small calls serve many groups.
+    C's refinement makes one change at a time; each round (_q3_find) finds the next one
+    for every group with independent tests. A probe over all groups finds where the
+    first pass would make its first change (in about one group in seven on real weights;
+    only groups whose signed max is negative can change at all); those groups are
+    gathered by rows and refined, Q3_ROUNDS rounds per call, the ones still moving
+    again, until none moves.
     """
-    n = xs[0].shape[0]
-    num, lo, hi, zero = f32_const(-nmax), f32_const(-nmax), f32_const(nmax - 1), f32_const(0.0)
-    probes = [_q3_probe_c(x.contiguous(), num, lo, hi, zero) for x in xs]
-    bad = any(bool(unsafe.any()) for *_, unsafe in probes)
-    movers = [moves.nonzero().squeeze(1) for *_, moves, _ in probes]
-    count = sum(m.numel() for m in movers)
-    if count and not bad:
-        offsets = np.cumsum([0] + [x.shape[1] for x in xs[:-1]])
-        idx = at_least_two(torch.cat([m + int(o) for m, o in zip(movers, offsets)]))
-        S, bad = _q3_refine(positions_major(groups.index_select(0, idx), n), num, lo, hi, zero)
-        start = 0
-        for (_, sumlx, suml2, _, _), m in zip(probes, movers):
-            sumlx.index_copy_(0, m, S[n, start:start + m.numel()])
-            suml2.index_copy_(0, m, S[n + 1, start:start + m.numel()])
-            start += m.numel()
-    return [(mx, sumlx, suml2, not bad) for mx, sumlx, suml2, _, _ in probes]
+    n = x.shape[0]
+    num, zero = f32_const(-nmax), f32_const(0.0)
+    lo, hi = torch.tensor(-nmax, dtype=torch.int32), torch.tensor(nmax - 1, dtype=torch.int32)
+    mx, sumlx, suml2, first, unsafe = _q3_probe_c(x, num, lo, hi, zero)
+    if bool(unsafe.any()):
+        return mx, sumlx, suml2, False
+    idx = (first < n).nonzero().squeeze(1)
+    if idx.numel():
+        idx = at_least_two(idx)
+        S, bad = _q3_refine(positions_major(groups.index_select(0, idx), n), first.index_select(0, idx), num, lo, hi, zero)
+        if bad:
+            return mx, sumlx, suml2, False
+        sumlx.index_copy_(0, idx, S[n])
+        suml2.index_copy_(0, idx, S[n + 1])
+    return mx, sumlx, suml2, True
 
 
-def _q3_refine(x: torch.Tensor, num, lo, hi, zero) -> "tuple[torch.Tensor, bool]":
-    """The refined state S of the moving groups x [n, A] (A >= 2), and whether some
-    quotient was out of torch.round's exact range."""
-    S, moved, unsafe = _q3_from_start_c(x, num, lo, hi, zero)
+def _q3_refine(x: torch.Tensor, first: torch.Tensor, num, lo, hi, zero) -> "tuple[torch.Tensor, bool]":
+    """The refined state S of the moving groups x [n, A] (A >= 2) whose first change is
+    at ``first`` [A], and whether some quotient was out of torch.round's exact range."""
+    S, moved, unsafe = _q3_from_start_c(x, first, num, lo, hi, zero)
     part = None  # the columns still moving
     while not bool(unsafe.any()):
         keep = moved.nonzero().squeeze(1)

@@ -158,32 +158,27 @@ def _redo_blocks(out, xs, mx, ls, d, redo) -> None:
     out[blocks] = _block_bytes(xb, xt, L, ls.index_select(0, blocks).long(), d.index_select(0, blocks))
 
 
-# Slices searched together: their moving groups share the refinement's calls.
-BATCH_SLICES = 4
+# Super-blocks per compiled search: kernels.api's chunks (4M weights) in one.
+SLICE_BLOCKS = 16384
 
 
 def _quantize_ref_fused(x: torch.Tensor) -> torch.Tensor:
-    """quantize_row_q3_K_ref with the compiled kernels, a slice of super-blocks at a time
-    (searched BATCH_SLICES slices at a time)."""
+    """quantize_row_q3_K_ref with the compiled kernels, a slice of super-blocks at a time."""
     rows = x.shape[0]
     xb = x.reshape(-1, QK_K)
     m32, one, eps = fused.f32_const(-32.0), fused.f32_const(1.0), fused.f32_const(1e-15)
-    step = max(1, fused.SLICE_GROUPS // NSUB * 4)  # 4096 super-blocks (measured best, one thread per chunk)
-    bounds = fused.slices(xb.shape[0], step)
     out = []
-    for k in range(0, len(bounds), BATCH_SLICES):
-        batch = bounds[k:k + BATCH_SLICES]
-        parts = [xb[a:b] for a, b in batch]
-        xts = [fused.positions_major(xs, SUB) for xs in parts]
-        groups = xb[batch[0][0]:batch[-1][1]].reshape(-1, SUB)
-        for xs, xt, (mx, sumlx, suml2, exact) in zip(parts, xts, fused.q3_search_many(xts, groups, 4)):
-            if not exact:  # a quotient beyond torch.round's exact range: the eager search
-                scale, _ = make_q3_quants(xt, 4)
-                mx, sumlx, suml2 = xt.abs().amax(dim=0), scale, torch.ones_like(scale)
-            ls, d = _fused_scales_c(mx, sumlx, suml2, m32, one, eps)
-            packed, redo, _ = _fused_pack_c(xs, mx, ls, d, fp16_round(d))
-            _redo_blocks(packed, xs, mx, ls, d, redo)
-            out.append(packed)
+    for a, b in fused.slices(xb.shape[0], SLICE_BLOCKS):
+        xs = xb[a:b]
+        xt = fused.positions_major(xs, SUB)
+        mx, sumlx, suml2, exact = fused.q3_search(xt, xs.reshape(-1, SUB), 4)
+        if not exact:  # a quotient beyond torch.round's exact range: the eager search
+            scale, _ = make_q3_quants(xt, 4)
+            mx, sumlx, suml2 = xt.abs().amax(dim=0), scale, torch.ones_like(scale)
+        ls, d = _fused_scales_c(mx, sumlx, suml2, m32, one, eps)
+        packed, redo, _ = _fused_pack_c(xs, mx, ls, d, fp16_round(d))
+        _redo_blocks(packed, xs, mx, ls, d, redo)
+        out.append(packed)
     return torch.cat(out).reshape(rows, -1)
 
 

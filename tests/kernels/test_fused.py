@@ -77,14 +77,14 @@ def test_parts_of_a_tensor_follow_the_decision_made_for_the_whole(codec_path, mo
 def test_q3_k_falls_back_to_the_eager_search_when_a_quotient_is_out_of_range(monkeypatch, reference):
     """The compiled Q3_K search flags groups where torch.round may differ from C's
     nearest_int (|quotient| >= 2**22); the codec must then redo the slice eagerly."""
-    real = fused.q3_search_many
+    real = fused.q3_search
     calls = []
 
-    def flagged(xs, groups, nmax):
-        calls.append(len(xs))
-        return [(*part[:3], False) for part in real(xs, groups, nmax)]
+    def flagged(x, groups, nmax):
+        calls.append(x.shape[1])
+        return (*real(x, groups, nmax)[:3], False)
 
-    monkeypatch.setattr(fused, "q3_search_many", flagged)
+    monkeypatch.setattr(fused, "q3_search", flagged)
     fused.set_enabled(True)
     x = np.random.default_rng(5).standard_normal((8, 1024)).astype(np.float32)
     got = kernels.quantize(torch.from_numpy(x), "Q3_K").numpy()
@@ -105,7 +105,7 @@ def test_q3_search_stops_where_c_stops_after_five_passes(monkeypatch):
     want_scale, _ = make_q3_quants(xt, 4)
 
     def compiled_search():
-        mx, sumlx, suml2, exact = fused.q3_search(xt, 4)
+        mx, sumlx, suml2, exact = fused.q3_search(xt, x.reshape(-1, 16), 4)
         assert exact
         return torch.where(suml2 > 0, sumlx / suml2, 0.0)
 
