@@ -430,25 +430,32 @@ def _q3_try(x_i, L_i, sumlx, suml2, lo, hi):
     """make_q3_quants' refinement test at one position: (ok, new_l, its sums, quotient size).
 
     C rounds ``x*sl2/slx`` with nearest_int before clamping to -nmax..nmax-1; that is
-    torch.round while |x*sl2/slx| < 2**22. The last value is |x*sl2/slx| where C
-    evaluates it (slx > 0), else 0: callers keep its maximum and hand groups where it
-    reached 2**22 (huge or infinite quotients) to the exact eager path (_q3_unsafe).
+    torch.round while |x*sl2/slx| < 2**22. The last value is the rounded quotient's size
+    (_magnitude) where C evaluates it (slx > 0), else 0: callers keep its maximum and
+    hand groups where it reached 2**22 (huge or infinite quotients) to the exact eager
+    path (_q3_unsafe).
     """
     w = x_i * x_i
     wx = w * x_i
     slx = sumlx - wx * L_i
     sl2 = suml2 - w * L_i * L_i
-    q = x_i * sl2 / slx
-    new_l = round_clamped(q, lo, hi)
+    q = torch.round(x_i * sl2 / slx).to(torch.int32)
+    new_l = torch.maximum(q, lo).minimum(hi).float()
     slx_n = slx + wx * new_l
     sl2_n = sl2 + w * new_l * new_l
-    # slx > 0 and sl2_n > 0 as one comparison (a NaN fails both ways)
-    ok = (torch.minimum(slx, sl2_n) > 0) & (new_l != L_i) & (slx_n * slx_n * suml2 > sumlx * sumlx * sl2_n)
-    return ok, new_l, slx_n, sl2_n, torch.where(slx > 0, q.abs(), 0.0)
+    live = slx > 0
+    ok = live & (sl2_n > 0) & (new_l != L_i) & (slx_n * slx_n * suml2 > sumlx * sumlx * sl2_n)
+    return ok, new_l, slx_n, sl2_n, torch.where(live, _magnitude(q), 0)
+
+
+def _magnitude(q):
+    """|q| for int32 q >= 0, |q| - 1 below 0, INT_MAX for INT_MIN (a NaN or huge quotient
+    converted): no overflow, and enough to compare with 2**22."""
+    return q ^ (q >> 31)
 
 
 def _q3_unsafe(qmax):
-    return ~(qmax < 4194304.0)
+    return qmax >= 4194303
 
 
 Q3_PASSES = 5  # make_q3_quants' itry loop
@@ -505,7 +512,7 @@ def _q3_rounds(x, S, lo, hi, rounds: int):
     rather than recomputing a round's expressions inside every test of the next.
     """
     xs, n = x.unbind(0), x.shape[0]
-    qmax = torch.zeros_like(S[0])
+    qmax = torch.zeros_like(S[0], dtype=torch.int32)
     for _ in range(rounds):
         v = S.unbind(0)
         at, next_pass, moved, qmax = _q3_find(xs, v[:n], *v[n:], qmax, lo, hi)
@@ -521,7 +528,7 @@ def _q3_start_and_probe(x, num, lo, hi, zero):
     xs, n = x.unbind(0), x.shape[0]
     mx, L, sumlx, suml2 = _q3_start(x, num, lo, hi, zero)
     first = torch.full_like(sumlx, float(n))
-    qmax = torch.zeros_like(sumlx)
+    qmax = torch.zeros_like(sumlx, dtype=torch.int32)
     for i in reversed(range(n)):
         ok, _, _, _, q = _q3_try(xs[i], L[i], sumlx, suml2, lo, hi)
         first = torch.where(ok, float(i), first)

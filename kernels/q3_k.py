@@ -124,22 +124,21 @@ def _fused_pack(xb, mx, ls, d, d16):
     nb = xb.shape[0]
     dl = d16.unsqueeze(1) * (ls - 32).float()  # [nb, 16]
     redo = (dl == 0) | ~(mx.view(nb, NSUB).abs() / dl.abs() < 2097152.0)
-    q = torch.round((xb.view(nb, NSUB, SUB) / dl.unsqueeze(2)).clamp(-8.0, 8.0)).clamp(-4.0, 3.0) + 4.0
+    q = torch.round(xb.view(nb, NSUB, SUB) / dl.unsqueeze(2)).to(torch.int32).clamp(-4, 3) + 4
     # returned (and unused) so that Inductor stores the codes once rather than recomputing
     # them in each packing loop
-    codes = torch.where(dl.unsqueeze(2) != 0, q, 0.0).to(torch.uint8).reshape(nb, QK_K)
-    Lb = codes.int()
-    high = (Lb > 3).int().view(nb, 8, 32)
+    codes = torch.where(dl.unsqueeze(2) != 0, q, 0).to(torch.uint8).reshape(nb, QK_K)
+    high = (codes >> 2).view(nb, 8, 32)  # in uint8 throughout: 64 bytes per vector
     hmask = high[:, 0]
     for k in range(1, 8):
         hmask = hmask | (high[:, k] << k)
-    low = (Lb & 3).view(nb, 2, 4, 32)
+    low = (codes & 3).view(nb, 2, 4, 32)
     qs = low[:, :, 0] | (low[:, :, 1] << 2) | (low[:, :, 2] << 4) | (low[:, :, 3] << 6)
     lo = (ls[:, :8] & 0xF) | ((ls[:, 8:] & 0xF) << 4)
     top = (ls >> 4).view(nb, 4, 4)  # [nb, j // 4, j % 4]
     hi = top[:, 0] | (top[:, 1] << 2) | (top[:, 2] << 4) | (top[:, 3] << 6)
-    parts = [hmask, qs.reshape(nb, 64), lo, hi, fused.fp16_byte_pair(d)]
-    return torch.cat(parts, dim=1).to(torch.uint8), redo, codes
+    scales = torch.cat([lo, hi, fused.fp16_byte_pair(d)], dim=1).to(torch.uint8)
+    return torch.cat([hmask, qs.reshape(nb, 64), scales], dim=1), redo, codes
 
 
 _fused_scales_c = fused.compiled(_fused_scales)
