@@ -212,14 +212,25 @@ def f32_const(v: float) -> torch.Tensor:
     return torch.tensor(float(np.float32(v)), dtype=torch.float32)
 
 
+def round_clamped(v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """torch.round(v) clamped to lo..hi (0-dim int32 tensors), as float32.
+
+    The clamp runs on int32, where min and max compile to one instruction each (float
+    min and max propagate NaN: four each). A NaN or out-of-range v converts to INT_MIN
+    and comes out as lo: callers only use results where v is finite and below 2**22.
+    (Python ints as bounds would make torch.compile break the graph here.)"""
+    return torch.minimum(torch.maximum(torch.round(v).to(torch.int32), lo), hi).float()
+
+
 # --------------------------------------------------------------------------------------
 # make_qkx2_quants / make_qkx3_quants (kquant_search.make_qkx): one kernel per search step
 # --------------------------------------------------------------------------------------
 
 
-def _qkx_codes(x_i, origin, isc, nmax):
-    """nearest_int(isc*(x - origin)) clamped to 0..nmax, as float32 (bounded input)."""
-    return torch.round((x_i - origin) * isc).clamp_min(0.0).minimum(nmax)
+def _qkx_codes(x_i, origin, isc, top):
+    """nearest_int(isc*(x - origin)) clamped to 0..top (int32), as float32 (bounded input;
+    groups where it is not are flagged by _qkx_unsafe)."""
+    return round_clamped((x_i - origin) * isc, torch.zeros_like(top), top)
 
 
 def _qkx_error(x, w, scale, mn, L, zero, use_mad: bool):
@@ -237,7 +248,7 @@ def _qkx_unsafe(isc, origin, mx, xmin):
     return ~((isc.abs() * reach) < 4.0e6)
 
 
-def _qkx_start(x, w, nmax, one, zero, use_mad: bool):
+def _qkx_start(x, w, nmax, top, one, zero, use_mad: bool):
     """Min/max scan, weight sums, the first (plain nmax/(max-min)) scale and its error."""
     xs, ws = x.unbind(0), w.unbind(0)
     xmin = torch.amin(x, dim=0)
@@ -247,12 +258,12 @@ def _qkx_start(x, w, nmax, one, zero, use_mad: bool):
     sum_x = seq_sum([ws[i] * xs[i] for i in range(len(xs))], None)
     iscale = nmax / (mx - mn)
     scale = one / iscale
-    L = [_qkx_codes(xs[i], mn, iscale, nmax) for i in range(len(xs))]
+    L = [_qkx_codes(xs[i], mn, iscale, top) for i in range(len(xs))]
     best = _qkx_error(xs, ws, scale, mn, L, zero, use_mad)
     return xmin, mx, mn, sum_w, sum_x, iscale, scale, best, _qkx_unsafe(iscale, mn, mx, xmin)
 
 
-def _qkx_step(x, w, xmin, mx, sum_w, sum_x, fn, nmax, zero, best, scale, best_iscale, best_origin, cur_min, use_mad: bool):
+def _qkx_step(x, w, xmin, mx, sum_w, sum_x, fn, top, zero, best, scale, best_iscale, best_origin, cur_min, use_mad: bool):
     """One trial ``iscale = (rmin + rdelta*is + nmax)/(max - min)`` with C's acceptance rule.
 
     fn is the float32 numerator; the state (best error, scale, the winning iscale and
@@ -260,7 +271,7 @@ def _qkx_step(x, w, xmin, mx, sum_w, sum_x, fn, nmax, zero, best, scale, best_is
     """
     xs, ws = x.unbind(0), w.unbind(0)
     isc = fn / (mx - cur_min)
-    L = [_qkx_codes(xs[i], cur_min, isc, nmax) for i in range(len(xs))]
+    L = [_qkx_codes(xs[i], cur_min, isc, top) for i in range(len(xs))]
     wl = [ws[i] * L[i] for i in range(len(xs))]
     sum_l = seq_sum(wl, zero)
     sum_l2 = seq_sum([wl[i] * L[i] for i in range(len(xs))], zero)
@@ -283,10 +294,10 @@ def _qkx_step(x, w, xmin, mx, sum_w, sum_x, fn, nmax, zero, best, scale, best_is
     )
 
 
-def _qkx_finish(x, mx, mn, scale, best_iscale, best_origin, cur_min, nmax):
+def _qkx_finish(x, mx, mn, scale, best_iscale, best_origin, cur_min, top):
     """Codes of the winning trial; degenerate groups (max == min) get zeros."""
     deg = mx == mn
-    L = torch.round((x - best_origin) * best_iscale).clamp_min(0.0).minimum(nmax)
+    L = round_clamped((x - best_origin) * best_iscale, torch.zeros_like(top), top)
     L = torch.where(deg, torch.zeros_like(L), L)
     scale = torch.where(deg, torch.zeros_like(scale), scale)
     the_min = torch.neg(torch.where(deg, mn, cur_min))
@@ -306,6 +317,7 @@ def make_qkx(x, w, nmax: int, rmin: float, rdelta: float, nstep: int, use_mad: b
     """
     n, G = x.shape
     nm, one, zero = f32_const(nmax), f32_const(1.0), f32_const(0.0)
+    top = torch.tensor(nmax, dtype=torch.int32)
     numerators = [
         f32_const(np.float32(rmin) + np.float32(rdelta) * np.float32(step) + np.float32(nmax))
         for step in range(nstep + 1)
@@ -314,16 +326,16 @@ def make_qkx(x, w, nmax: int, rmin: float, rdelta: float, nstep: int, use_mad: b
     for a, b in slices(G, SLICE_GROUPS):
         xs = x[:, a:b].contiguous()
         ws = w[:, a:b].contiguous()
-        xmin, mx, mn, sum_w, sum_x, iscale, scale, best, unsafe = _qkx_start_c(xs, ws, nm, one, zero, use_mad)
+        xmin, mx, mn, sum_w, sum_x, iscale, scale, best, unsafe = _qkx_start_c(xs, ws, nm, top, one, zero, use_mad)
         best_iscale, best_origin, cur_min = iscale, mn, mn
         if nstep >= 1:
             for fn in numerators:
                 best, scale, best_iscale, best_origin, cur_min, bad = _qkx_step_c(
-                    xs, ws, xmin, mx, sum_w, sum_x, fn, nm, zero, best, scale, best_iscale, best_origin, cur_min, use_mad
+                    xs, ws, xmin, mx, sum_w, sum_x, fn, top, zero, best, scale, best_iscale, best_origin, cur_min, use_mad
                 )
                 unsafe = unsafe | bad
         deg = mx == mn
-        parts.append((*_qkx_finish_c(xs, mx, mn, scale, best_iscale, best_origin, cur_min, nm), unsafe & ~deg))
+        parts.append((*_qkx_finish_c(xs, mx, mn, scale, best_iscale, best_origin, cur_min, top), unsafe & ~deg))
     return tuple(torch.cat(p, dim=-1) for p in zip(*parts))
 
 
@@ -354,7 +366,7 @@ def _qx_search(x, w, num, lo, hi, nmax, eps, zero):
     iscale = num.unsqueeze(1) / mx.unsqueeze(0)  # [T, G]
     lx, l2 = [], []
     for i in range(len(xs)):
-        l = torch.round(iscale * xs[i]).clamp_min(lo).minimum(hi)
+        l = round_clamped(iscale * xs[i], lo, hi)
         lx.append((ws[i] * xs[i]) * l)
         l2.append(ws[i] * l * l)
     sumlx, suml2 = seq_sum(lx, zero), seq_sum(l2, zero)  # [T, G]
@@ -367,7 +379,7 @@ def _qx_search(x, w, num, lo, hi, nmax, eps, zero):
         best = torch.where(take, scale * sumlx[k], best)
         chosen = torch.where(take, iscale[k], chosen)
     dead = mx.abs() < eps
-    L = torch.round(chosen * x).clamp_min(lo).minimum(hi) + nmax
+    L = round_clamped(chosen * x, lo, hi) + nmax
     L = torch.where(dead, torch.zeros_like(L), L)
     scale = torch.where(dead, torch.zeros_like(scale), scale)
     return scale, L
@@ -389,7 +401,8 @@ def make_qx(x: torch.Tensor, nmax: int, w: "torch.Tensor | None") -> "tuple[torc
         [-float(np.float32(nmax) + np.float32(0.1) * np.float32(k)) if k else float(-nmax) for k in QX_TRIALS],
         dtype=torch.float32,
     )
-    lo, hi, nm, eps = f32_const(-nmax), f32_const(nmax - 1), f32_const(nmax), f32_const(1e-15)
+    lo, hi = torch.tensor(-nmax, dtype=torch.int32), torch.tensor(nmax - 1, dtype=torch.int32)
+    nm, eps = f32_const(nmax), f32_const(1e-15)
     zero = f32_const(0.0)
     step = max(1, SLICE_GROUPS // 2)  # [19, G] sums: keep them cache-sized
     parts = []
@@ -403,15 +416,6 @@ def make_qx(x: torch.Tensor, nmax: int, w: "torch.Tensor | None") -> "tuple[torc
 # --------------------------------------------------------------------------------------
 # make_q3_quants (do_rmse): the refinement passes as rounds of independent tests
 # --------------------------------------------------------------------------------------
-
-
-def round_clamped(v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
-    """torch.round(v) clamped to lo..hi (0-dim int32 tensors), as float32.
-
-    The clamp runs on int32, where min and max compile to one instruction each (float
-    min and max propagate NaN: four each). A NaN or out-of-range v converts to INT_MIN
-    and comes out as lo: callers only use results where v is finite and below 2**22."""
-    return torch.maximum(torch.round(v).to(torch.int32), lo).minimum(hi).float()
 
 
 def _q3_start(x, num, lo, hi, zero):
@@ -440,7 +444,7 @@ def _q3_try(x_i, L_i, sumlx, suml2, lo, hi):
     slx = sumlx - wx * L_i
     sl2 = suml2 - w * L_i * L_i
     q = torch.round(x_i * sl2 / slx).to(torch.int32)
-    new_l = torch.maximum(q, lo).minimum(hi).float()
+    new_l = torch.minimum(torch.maximum(q, lo), hi).float()
     slx_n = slx + wx * new_l
     sl2_n = sl2 + w * new_l * new_l
     live = slx > 0

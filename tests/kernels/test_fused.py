@@ -153,3 +153,23 @@ def test_a_kernel_that_fails_to_build_runs_uncompiled(monkeypatch, caplog, tmp_p
         again = fn(torch.ones(700), torch.full((700,), 3.0))
     assert torch.equal(got, torch.full((700,), -11.25)) and torch.equal(again, torch.full((700,), -10.25))
     assert "running it uncompiled" in caplog.text
+
+
+@pytest.mark.parametrize("imatrix", [False, True])
+def test_compiled_kernels_compile_without_graph_breaks(codec_path, imatrix):
+    """A graph break splits a kernel into pieces that Python glues together, silently many
+    times slower (an int bound in a clamp did it once: Q4_K ran at 0.14x llama.cpp). Every
+    compiled type's kernels, traced afresh, must compile whole."""
+    from torch._dynamo.utils import counters
+
+    if codec_path == "eager":
+        pytest.skip("about the compiled path only")
+    rng = np.random.default_rng(11)
+    x = torch.from_numpy(rng.standard_normal((8, 1024)).astype(np.float32))
+    im = torch.from_numpy(np.exp(rng.standard_normal(1024)).astype(np.float32)) if imatrix else None
+    torch._dynamo.reset()
+    counters.clear()
+    for name in sorted(codecs.COMPILED):
+        kernels.quantize(x, name, im)
+    assert counters["stats"]["unique_graphs"] > 0, "no kernel was compiled"
+    assert not counters["graph_break"], dict(counters["graph_break"])
