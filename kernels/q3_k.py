@@ -117,9 +117,9 @@ def _fused_pack(xb, mx, ls, d, d16):
     """Final codes from the stored scales (d16 = d as re-read from fp16), packed to block
     bytes [nb, 110] (compiled), and which sub-blocks [nb, 16] _redo_blocks must redo.
 
-    Codes are torch.round of the clamped quotient, which is C's nearest_int while
-    |x/dl| < 2**22; |mx| bounds |x| in a sub-block, so the check is per sub-block. A
-    sub-block whose scale is 0 keeps the search's codes in C: rare, also redone.
+    Codes are torch.round of the quotient (clamped in int32), which is C's nearest_int
+    while |x/dl| < 2**22; |mx| bounds |x| in a sub-block, so the check is per sub-block.
+    A sub-block whose scale is 0 keeps the search's codes in C: rare, also redone.
     """
     nb = xb.shape[0]
     dl = d16.unsqueeze(1) * (ls - 32).float()  # [nb, 16]
