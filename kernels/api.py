@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import os
 import threading
 
 import gguf
@@ -104,21 +103,6 @@ def quantize(
     return out
 
 
-# Thread pools by (process, workers), kept for the life of the process: a fresh thread
-# faults in the pages of its first temporaries again (Q3_K, 1024 rows on two threads:
-# 17,300 page faults and 30 ms of system time per call with new threads, 600 and 3 ms
-# with these). Keyed by pid so that a forked child (a prefork Celery worker) makes its own.
-_POOLS: "dict[tuple[int, int], concurrent.futures.ThreadPoolExecutor]" = {}
-
-
-def _pool(workers: int) -> concurrent.futures.ThreadPoolExecutor:
-    """The process's pool of ``workers`` threads (callers hold _THREADS_LOCK)."""
-    key = (os.getpid(), workers)
-    if key not in _POOLS:
-        _POOLS[key] = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="kernels")
-    return _POOLS[key]
-
-
 def _run_chunks(run, rows: int, n: int, on_cpu: bool, first_alone: bool = False) -> None:
     """run(row range) over all chunks: split over Python threads on CPU for big tensors
     (after the first range alone, if first_alone)."""
@@ -129,10 +113,10 @@ def _run_chunks(run, rows: int, n: int, on_cpu: bool, first_alone: bool = False)
             ranges = _row_ranges(rows, n, workers)
             if first_alone:
                 run(ranges.pop(0))
-            futures = [_pool(workers).submit(run, r) for r in ranges]
-            concurrent.futures.wait(futures)  # all of them, even after an error
-            for f in futures:  # in row order: the error raised names the first bad row
-                f.result()
+            with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+                # map yields in row order, so the error raised names the first bad row
+                for _ in pool.map(run, ranges):
+                    pass
         finally:
             torch.set_num_threads(workers)
             _THREADS_LOCK.release()
