@@ -4,14 +4,15 @@
 # version, so the tools and our Python bindings run the same ggml code.
 #
 # Usage: scripts/build-llama-tools.sh   -> prints the directory holding the binaries.
-# Env:   PYTHON (default .venv/bin/python), LLAMA_TOOLS_DIR (default var/llama-tools),
+# Env:   PYTHON (default .venv/bin/python), LLAMA_TOOLS_DIR (default ${XDG_CACHE_HOME:-~/.cache}/dsq/llama-tools:
+#        outside the checkout, so a fresh clone (CI) reuses the build; keyed by version below),
 #        LLAMA_CPP_VERSION (default: the installed llama-cpp-python), JOBS (default 2).
 # Builds only what is missing; CPU only. All chatter goes to stderr.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="${PYTHON:-$repo/.venv/bin/python}"
-tools_dir="${LLAMA_TOOLS_DIR:-$repo/var/llama-tools}"
+tools_dir="${LLAMA_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dsq/llama-tools}"
 jobs="${JOBS:-2}"
 version="${LLAMA_CPP_VERSION:-$("$python" -c 'import importlib.metadata as m; print(m.version("llama-cpp-python"))')}"
 targets=(llama-perplexity llama-imatrix llama-quantize)
