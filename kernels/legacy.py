@@ -15,18 +15,8 @@ import torch
 
 from kernels import fused
 from kernels.arith import (
-    div,
-    f32,
-    f32_tensor,
-    first_abs_max,
-    first_min_max,
-    fp16_byte_pair,
-    fp16_bytes,
-    fp16_from_bytes,
-    importance_weights,
-    reciprocal_or_zero,
-    select,
-    sum_squares,
+    div, f32, f32_tensor, first_abs_max, first_min_max, fp16_byte_pair, fp16_bytes, fp16_from_bytes,
+    importance_weights, reciprocal_or_zero, select, sum_squares,
 )
 from kernels.blocks import Workspace, bits_to_bytes_le, pack_nibbles, positions_major
 from kernels.search.qkx import make_qkx_fp16_min
@@ -193,24 +183,6 @@ def _impl_weights(x: torch.Tensor, imatrix: torch.Tensor) -> torch.Tensor:
     return importance_weights(x, imatrix.unsqueeze(0), sigma2)
 
 
-def quantize_q4_0(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
-    rows = x.shape[0]
-    if imatrix is None:
-        out = _sub_chunks(x, lambda xb: _pack_q4(*_symmetric_ref(xb, 16)))
-    else:
-        out = _pack_q4(*_symmetric_impl(x, imatrix, 8))
-    return out.reshape(rows, -1)
-
-
-def quantize_q5_0(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
-    rows = x.shape[0]
-    if imatrix is None:
-        out = _sub_chunks(x, lambda xb: _pack_q5(*_symmetric_ref(xb, 32)))
-    else:
-        out = _pack_q5(*_symmetric_impl(x, imatrix, 16))
-    return out.reshape(rows, -1)
-
-
 # ---------------------------------------------------------------- Q4_1 / Q5_1 (with minimum)
 #
 #   block_q4_1 (20 bytes)                 block_q5_1 (24 bytes)
@@ -221,7 +193,7 @@ def quantize_q5_0(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tens
 
 
 def _affine_ref(xb: torch.Tensor, nlevels: int) -> "tuple[torch.Tensor, torch.Tensor, torch.Tensor]":
-    """quantize_row_q4_1_ref / q5_1_ref body: (d, m, codes uint8 [nb, 32])."""
+    """quantize_row_q4_1_ref / q5_1_ref body: (d, codes uint8 [nb, 32], m)."""
     mn, mx = first_min_max(xb, dim=1)
     d = div(mx - mn, float(nlevels - 1))
     inv = reciprocal_or_zero(d)
@@ -230,40 +202,37 @@ def _affine_ref(xb: torch.Tensor, nlevels: int) -> "tuple[torch.Tensor, torch.Te
     codes = _trunc_to_int_low_byte(v, bad)
     if nlevels == 16:  # q4_1 clamps with MIN(15, .); q5_1 does not need to
         codes = codes.clamp_max(15)
-    return d, mn, codes.to(torch.uint8)
+    return d, codes.to(torch.uint8), mn
 
 
 def _affine_impl(x: torch.Tensor, imatrix: torch.Tensor, nmax: int) -> "tuple[torch.Tensor, torch.Tensor, torch.Tensor]":
-    """quantize_row_q4_1_impl / q5_1_impl for whole rows: (d, m, codes uint8 [nb, 32])."""
+    """quantize_row_q4_1_impl / q5_1_impl for whole rows: (d, codes uint8 [nb, 32], m)."""
     weight = _impl_weights(x, imatrix)
     d, the_min, L = make_qkx_fp16_min(
         positions_major(x, QK), nmax, positions_major(weight, QK), f32(-0.9), f32(0.05), 36
     )
-    return d, -the_min, L.t().contiguous()
+    return d, L.t().contiguous(), -the_min
 
 
-def quantize_q4_1(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
-    rows = x.shape[0]
-    if imatrix is None:
-        out = _sub_chunks(x, lambda xb: _pack_q4(*_pick_dmc(_affine_ref(xb, 16))))
-    else:
-        out = _pack_q4(*_pick_dmc(_affine_impl(x, imatrix, 15)))
-    return out.reshape(rows, -1)
+def _quantizer(pack, ref, impl, levels: int, nmax: int):
+    """quantize_<type> of Q4_0, Q5_0, Q4_1 or Q5_1: ref(blocks, levels) without an imatrix
+    (quantize_row_<type>_ref, on cache-sized slices of blocks), impl(rows, imatrix, nmax) with
+    one (quantize_row_<type>_impl, on whole rows); pack turns (d, codes[, m]) into bytes."""
+
+    def quantize(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
+        if imatrix is None:
+            out = _sub_chunks(x, lambda xb: pack(*ref(xb, levels)))
+        else:
+            out = pack(*impl(x, imatrix, nmax))
+        return out.reshape(x.shape[0], -1)
+
+    return quantize
 
 
-def quantize_q5_1(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
-    rows = x.shape[0]
-    if imatrix is None:
-        out = _sub_chunks(x, lambda xb: _pack_q5(*_pick_dmc(_affine_ref(xb, 32))))
-    else:
-        out = _pack_q5(*_pick_dmc(_affine_impl(x, imatrix, 31)))
-    return out.reshape(rows, -1)
-
-
-def _pick_dmc(dmc: "tuple[torch.Tensor, torch.Tensor, torch.Tensor]"):
-    """(d, m, codes) -> the (d, codes, m) argument order of the pack helpers."""
-    d, m, codes = dmc
-    return d, codes, m
+quantize_q4_0 = _quantizer(_pack_q4, _symmetric_ref, _symmetric_impl, levels=16, nmax=8)
+quantize_q5_0 = _quantizer(_pack_q5, _symmetric_ref, _symmetric_impl, levels=32, nmax=16)
+quantize_q4_1 = _quantizer(_pack_q4, _affine_ref, _affine_impl, levels=16, nmax=15)
+quantize_q5_1 = _quantizer(_pack_q5, _affine_ref, _affine_impl, levels=32, nmax=31)
 
 
 # ---------------------------------------------------------------- dequantization

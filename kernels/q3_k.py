@@ -13,18 +13,8 @@ import torch
 
 from kernels import fused
 from kernels.arith import (
-    div,
-    f32_tensor,
-    first_abs_max,
-    first_abs_max_traced,
-    fp16_byte_pair,
-    fp16_bytes,
-    fp16_round,
-    importance_weights,
-    nearest_int,
-    select,
-    seq_sum,
-    sum_squares,
+    div, f32_tensor, first_abs_max, first_abs_max_traced, fp16_byte_pair, fp16_bytes, fp16_round,
+    importance_weights, nearest_int, select, seq_sum, sum_squares,
 )
 from kernels.blocks import bit_planes, codes_to_blocks, imatrix_per_block, pack_2bit, positions_major, unpack_2bit
 from kernels.search.q3 import make_q3_quants, q3_search

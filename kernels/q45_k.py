@@ -6,22 +6,14 @@ in the code width (4 vs 5 bits), the search parameters and the code layout.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from kernels import fused
 from kernels.arith import (
-    div,
-    f32_tensor,
-    fp16_byte_pair,
-    fp16_bytes,
-    fp16_round,
-    importance_weights,
-    nearest_int,
-    select,
-    seq_sum,
-    seq_sum_traced,
-    sqrtf,
-    sum_squares,
+    div, f32_tensor, fp16_byte_pair, fp16_bytes, fp16_round, importance_weights, nearest_int, select, seq_sum,
+    seq_sum_traced, sqrtf, sum_squares,
 )
 from kernels.blocks import imatrix_per_block, positions_major
 from kernels.search.qkx import make_qkx
@@ -294,26 +286,36 @@ def _quantize_impl_fused(x: torch.Tensor, imatrix: torch.Tensor, nmax: int, q5: 
     return torch.cat(out).reshape(rows, -1)
 
 
-def quantize_q4_k(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
-    """float32 [rows, n] -> uint8 [rows, n/256*144]: d(2) dmin(2) scales(12) qs(128) per block."""
+@dataclass(frozen=True)
+class _Params:
+    nmax: int  # largest code
+    rmin: float  # make_qkx2_quants' first trial offset (rdelta 0.1 for both)
+    nstep: int  # its trial count
+    q5: bool  # Q5_K: a fifth code bit in qh, and its imatrix path clamps the 6-bit scales to 63
+
+
+_Q4_K = _Params(nmax=15, rmin=-1.0, nstep=20, q5=False)
+_Q5_K = _Params(nmax=31, rmin=-0.5, nstep=15, q5=True)
+
+
+def _quantize(x: torch.Tensor, imatrix: "torch.Tensor | None", p: _Params) -> torch.Tensor:
     if fused.use(x):
         if imatrix is None:
-            return _quantize_ref_fused(x, 15, -1.0, 20, q5=False)
-        return _quantize_impl_fused(x, imatrix, 15, q5=False)
-    rows = x.shape[0]
-    head, L = _quantize_k(x, imatrix, 15, -1.0, 20, clamp_impl=False)
-    return torch.cat([head, _pack_nibbles(L)], dim=1).reshape(rows, -1)
+            return _quantize_ref_fused(x, p.nmax, p.rmin, p.nstep, q5=p.q5)
+        return _quantize_impl_fused(x, imatrix, p.nmax, q5=p.q5)
+    head, L = _quantize_k(x, imatrix, p.nmax, p.rmin, p.nstep, clamp_impl=p.q5)
+    codes = [_pack_q5_high(L), _pack_nibbles(L & 0xF)] if p.q5 else [_pack_nibbles(L)]
+    return torch.cat([head, *codes], dim=1).reshape(x.shape[0], -1)
+
+
+def quantize_q4_k(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
+    """float32 [rows, n] -> uint8 [rows, n/256*144]: d(2) dmin(2) scales(12) qs(128) per block."""
+    return _quantize(x, imatrix, _Q4_K)
 
 
 def quantize_q5_k(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
     """float32 [rows, n] -> uint8 [rows, n/256*176]: d(2) dmin(2) scales(12) qh(32) qs(128)."""
-    if fused.use(x):
-        if imatrix is None:
-            return _quantize_ref_fused(x, 31, -0.5, 15, q5=True)
-        return _quantize_impl_fused(x, imatrix, 31, q5=True)
-    rows = x.shape[0]
-    head, L = _quantize_k(x, imatrix, 31, -0.5, 15, clamp_impl=True)
-    return torch.cat([head, _pack_q5_high(L), _pack_nibbles(L & 0xF)], dim=1).reshape(rows, -1)
+    return _quantize(x, imatrix, _Q5_K)
 
 
 # --------------------------------------------------------------------------------------

@@ -14,14 +14,7 @@ import torch
 
 from kernels import fused
 from kernels.arith import (
-    GROUP_MAX_EPS,
-    div,
-    first_abs_max,
-    fp16_bytes,
-    fp16_from_bytes,
-    fp16_round,
-    nearest_int,
-    select,
+    GROUP_MAX_EPS, div, first_abs_max, fp16_bytes, fp16_from_bytes, fp16_round, nearest_int, select,
 )
 from kernels.blocks import Workspace, imatrix_per_block, positions_major
 from kernels.search.qx import make_qx_quants

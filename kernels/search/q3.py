@@ -11,17 +11,8 @@ import torch
 
 from kernels import fused
 from kernels.arith import (
-    GROUP_MAX_EPS,
-    div,
-    f32_tensor,
-    first_abs_max,
-    first_abs_max_traced,
-    nearest_int,
-    round_bounded,
-    round_clamped,
-    select,
-    seq_sum,
-    seq_sum_traced,
+    GROUP_MAX_EPS, div, f32_tensor, first_abs_max, first_abs_max_traced, nearest_int, round_bounded, round_clamped,
+    select, seq_sum, seq_sum_traced,
 )
 
 

@@ -11,15 +11,7 @@ import torch
 
 from kernels import fused
 from kernels.arith import (
-    div,
-    f32,
-    f32_tensor,
-    first_min_max,
-    nearest_int,
-    round_clamped,
-    select,
-    seq_sum,
-    seq_sum_traced,
+    div, f32, f32_tensor, first_min_max, nearest_int, round_clamped, select, seq_sum, seq_sum_traced,
 )
 
 def make_qkx(

@@ -10,14 +10,7 @@ import torch
 
 from kernels import fused
 from kernels.arith import (
-    GROUP_MAX_EPS,
-    f32,
-    f32_tensor,
-    first_abs_max,
-    first_abs_max_traced,
-    round_clamped,
-    select,
-    seq_sum_traced,
+    GROUP_MAX_EPS, f32, f32_tensor, first_abs_max, first_abs_max_traced, round_clamped, select, seq_sum_traced,
 )
 from kernels.blocks import Workspace
 
