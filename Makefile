@@ -26,7 +26,7 @@ test: venv deps
 	$(VENV)/bin/pytest
 
 bench-kernels: venv
-	$(PY) -m kernels.bench
+	$(PY) -m benchmarks.kernels.bench
 
 # SmolLM2-135M (real weights) in every mix, evaluated on CPython's pydoc topics: the README's quality table.
 bench-quality: venv

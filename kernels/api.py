@@ -7,7 +7,8 @@ import threading
 import gguf
 import torch
 
-from kernels import codecs, fused
+from kernels import fused
+from kernels.codecs import CODECS
 from kernels.types import qtype, row_bytes
 
 # Rows are quantized in chunks of about this many weights, so temporaries stay a
@@ -79,9 +80,10 @@ def quantize(
         imatrix = imatrix.to(device=x.device, dtype=torch.float32).contiguous()
         if not torch.isfinite(imatrix).all():
             raise ValueError("imatrix contains NaN or Inf")
-    fn = codecs.quantizer(t.name)
+    codec = CODECS[t.name]
+    fn = codec.quantize
     out = torch.empty((rows, nbytes), dtype=torch.uint8, device=x.device)
-    compiled_type = t.name in codecs.COMPILED
+    compiled_type = codec.compiled
 
     def run(r: "tuple[int, int]") -> None:
         r0, r1 = r
@@ -134,7 +136,7 @@ def dequantize(data: torch.Tensor, q: "str | gguf.GGMLQuantizationType", n_per_r
             f"data must be uint8 [rows, {nbytes}] for {t.name} rows of {n_per_row}, got "
             f"{getattr(data, 'dtype', type(data))} {tuple(getattr(data, 'shape', ()))}"
         )
-    fn = codecs.dequantizer(t.name)
+    fn = CODECS[t.name].dequantize
     rows = data.shape[0]
     out = torch.empty((rows, n_per_row), dtype=torch.float32, device=data.device)
     step = _rows_per_chunk(n_per_row)

@@ -6,7 +6,7 @@ ignores it, exactly as ``ggml_quantize_chunk`` does.
 
 All arithmetic is float32 in C's order. The reference paths have no in-block
 sums, so they work on ``[n_blocks, 32]``; the imatrix paths use the
-position-major layout of kernels.common (``[32, n_blocks]``) for their
+position-major layout of kernels.blocks (``[32, n_blocks]``) for their
 sequential sums.
 """
 from __future__ import annotations
@@ -14,27 +14,16 @@ from __future__ import annotations
 import torch
 
 from kernels import fused
-from kernels.common import (
-    select,
-    GROUP_MAX_EPS,
-    bits_to_bytes_le,
-    div,
-    f32,
-    first_abs_max,
-    first_min_max,
-    fp16_bytes,
-    fp16_from_bytes,
-    make_qkx3_quants,
-    make_qx_quants,
-    pack_nibbles,
-    positions_major,
-    reciprocal_or_zero,
-    roundf_small,
-    row_sum_squares,
-    sqrt,
+from kernels.arith import (
+    div, f32, f32_tensor, first_abs_max, first_min_max, fp16_byte_pair, fp16_bytes, fp16_from_bytes,
+    importance_weights, reciprocal_or_zero, select, sum_squares,
 )
+from kernels.blocks import Workspace, bits_to_bytes_le, pack_nibbles, positions_major
+from kernels.search.qkx import make_qkx_fp16_min
+from kernels.search.qx import make_qx_quants
+from kernels.types import TYPES
 
-QK = 32
+QK = TYPES["Q8_0"].block_size  # weights per block, the same for all five types
 # Blocks handled per step inside a chunk: keeps temporaries cache-sized.
 _SUB_BLOCKS = 8192
 
@@ -66,25 +55,16 @@ def _trunc_to_int_low_byte(v: torch.Tensor, bad: torch.Tensor) -> torch.Tensor:
 #   0        2                                34
 
 
-class _Q8Workspace:
-    """Buffers for one slice of Q8_0 blocks, reused across the slices of a chunk.
+def _q8_0_blocks(xb: torch.Tensor, ws: Workspace, out: torch.Tensor) -> None:
+    """quantize_row_q8_0_ref on blocks xb [nb, 32] -> out [nb, 34] (bytes).
 
-    Fresh multi-megabyte tensors are served by mmap and page-faulted on first
-    touch, which cost several times the arithmetic; writing every temporary
-    into the same few buffers (``out=`` / in-place ops) avoids that.
+    Every temporary is written into the workspace's buffers (``out=`` / in-place ops):
+    fresh multi-megabyte tensors are page-faulted on first touch, which costs several
+    times the arithmetic.
     """
-
-    def __init__(self, nb: int, device: torch.device):
-        self.v = torch.empty((nb, QK), dtype=torch.float32, device=device)
-        self.f = torch.empty((nb, QK), dtype=torch.float32, device=device)
-        self.t = torch.empty((nb, QK), dtype=torch.int32, device=device)
-        self.u = torch.empty((nb, QK), dtype=torch.int32, device=device)
-
-
-def _q8_0_blocks(xb: torch.Tensor, ws: _Q8Workspace, out: torch.Tensor) -> None:
-    """quantize_row_q8_0_ref on blocks xb [nb, 32] -> out [nb, 34] (bytes)."""
     nb = xb.shape[0]
-    v, f, t, u = ws.v[:nb], ws.f[:nb], ws.t[:nb], ws.u[:nb]
+    v, f = ws.get("v", (nb, QK)), ws.get("f", (nb, QK))
+    t, u = ws.get("t", (nb, QK), torch.int32), ws.get("u", (nb, QK), torch.int32)
     amax = torch.abs(xb, out=v).amax(dim=1)
     d = div(amax, 127.0)
     inv = reciprocal_or_zero(d)
@@ -92,7 +72,8 @@ def _q8_0_blocks(xb: torch.Tensor, ws: _Q8Workspace, out: torch.Tensor) -> None:
     # an id of 0 gives the same codes without non-finite values.
     inv = select(torch.isinf(inv), torch.zeros_like(inv), inv)
     torch.mul(xb, inv.unsqueeze(1), out=v)  # x0 = x*id, |x0| <= 127.00002
-    # roundf(x0) (half away from zero): t = (int)x0; t += (int)(2*(x0 - t)), see roundf_small
+    # roundf(x0) (half away from zero): t = (int)x0 truncates; x0 - t is then exact and
+    # in (-1, 1), and twice it truncates to -1, 0 or 1 exactly at fractions of +-0.5
     t.copy_(v)
     f.copy_(t)
     v.sub_(f).mul_(2.0)
@@ -115,7 +96,7 @@ def _fused_q8_0(xb: torch.Tensor, c127: torch.Tensor, one: torch.Tensor) -> torc
     v = xb * inv.unsqueeze(1)
     t = v.to(torch.int32)
     q = t + ((v - t.to(torch.float32)) * 2.0).to(torch.int32)
-    return torch.cat([fused.fp16_byte_pair(d), q & 0xFF], dim=1).to(torch.uint8)
+    return torch.cat([fp16_byte_pair(d), q & 0xFF], dim=1).to(torch.uint8)
 
 
 _fused_q8_0_c = fused.compiled(_fused_q8_0)
@@ -126,20 +107,20 @@ def quantize_q8_0(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tens
     rows = x.shape[0]
     if fused.use(x):
         xb = x.reshape(-1, QK)
-        c127, one = fused.f32_const(127.0), fused.f32_const(1.0)
+        c127, one = f32_tensor(127.0), f32_tensor(1.0)
         step = fused.SLICE_GROUPS * 4
         parts = [_fused_q8_0_c(xb[a:b], c127, one) for a, b in fused.slices(xb.shape[0], step)]
         return torch.cat(parts).reshape(rows, -1)
     xb = x.reshape(-1, QK)
-    out = torch.empty((xb.shape[0], 34), dtype=torch.uint8, device=x.device)
-    ws = _Q8Workspace(min(_SUB_BLOCKS, xb.shape[0]), x.device)
+    out = torch.empty((xb.shape[0], TYPES["Q8_0"].type_size), dtype=torch.uint8, device=x.device)
+    ws = Workspace(x.device)
     for i in range(0, xb.shape[0], _SUB_BLOCKS):
         _q8_0_blocks(xb[i : i + _SUB_BLOCKS], ws, out[i : i + _SUB_BLOCKS])
     return out.reshape(rows, -1)
 
 
 def dequantize_q8_0(data: torch.Tensor, n_per_row: int) -> torch.Tensor:
-    b = data.reshape(-1, 34)
+    b = data.reshape(-1, TYPES["Q8_0"].type_size)
     d = fp16_from_bytes(b[:, 0:2])
     q = b[:, 2:].contiguous().view(torch.int8).to(torch.float32)
     return (q * d.unsqueeze(1)).reshape(data.shape[0], n_per_row)
@@ -198,27 +179,8 @@ def _symmetric_impl(x: torch.Tensor, imatrix: torch.Tensor, nmax: int) -> "tuple
 
 def _impl_weights(x: torch.Tensor, imatrix: torch.Tensor) -> torch.Tensor:
     """``qw[j] * sqrtf(sigma2 + x[j]*x[j])`` with sigma2 = (sequential row sum of x^2) / n."""
-    n = x.shape[1]
-    sigma2 = div(row_sum_squares(x), float(n))
-    return imatrix.unsqueeze(0) * sqrt(sigma2.unsqueeze(1) + x * x)
-
-
-def quantize_q4_0(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
-    rows = x.shape[0]
-    if imatrix is None:
-        out = _sub_chunks(x, lambda xb: _pack_q4(*_symmetric_ref(xb, 16)))
-    else:
-        out = _pack_q4(*_symmetric_impl(x, imatrix, 8))
-    return out.reshape(rows, -1)
-
-
-def quantize_q5_0(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
-    rows = x.shape[0]
-    if imatrix is None:
-        out = _sub_chunks(x, lambda xb: _pack_q5(*_symmetric_ref(xb, 32)))
-    else:
-        out = _pack_q5(*_symmetric_impl(x, imatrix, 16))
-    return out.reshape(rows, -1)
+    sigma2 = div(sum_squares(x), float(x.shape[1]))
+    return importance_weights(x, imatrix.unsqueeze(0), sigma2)
 
 
 # ---------------------------------------------------------------- Q4_1 / Q5_1 (with minimum)
@@ -231,7 +193,7 @@ def quantize_q5_0(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tens
 
 
 def _affine_ref(xb: torch.Tensor, nlevels: int) -> "tuple[torch.Tensor, torch.Tensor, torch.Tensor]":
-    """quantize_row_q4_1_ref / q5_1_ref body: (d, m, codes uint8 [nb, 32])."""
+    """quantize_row_q4_1_ref / q5_1_ref body: (d, codes uint8 [nb, 32], m)."""
     mn, mx = first_min_max(xb, dim=1)
     d = div(mx - mn, float(nlevels - 1))
     inv = reciprocal_or_zero(d)
@@ -240,40 +202,37 @@ def _affine_ref(xb: torch.Tensor, nlevels: int) -> "tuple[torch.Tensor, torch.Te
     codes = _trunc_to_int_low_byte(v, bad)
     if nlevels == 16:  # q4_1 clamps with MIN(15, .); q5_1 does not need to
         codes = codes.clamp_max(15)
-    return d, mn, codes.to(torch.uint8)
+    return d, codes.to(torch.uint8), mn
 
 
 def _affine_impl(x: torch.Tensor, imatrix: torch.Tensor, nmax: int) -> "tuple[torch.Tensor, torch.Tensor, torch.Tensor]":
-    """quantize_row_q4_1_impl / q5_1_impl for whole rows: (d, m, codes uint8 [nb, 32])."""
+    """quantize_row_q4_1_impl / q5_1_impl for whole rows: (d, codes uint8 [nb, 32], m)."""
     weight = _impl_weights(x, imatrix)
-    d, the_min, L = make_qkx3_quants(
+    d, the_min, L = make_qkx_fp16_min(
         positions_major(x, QK), nmax, positions_major(weight, QK), f32(-0.9), f32(0.05), 36
     )
-    return d, -the_min, L.t().contiguous()
+    return d, L.t().contiguous(), -the_min
 
 
-def quantize_q4_1(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
-    rows = x.shape[0]
-    if imatrix is None:
-        out = _sub_chunks(x, lambda xb: _pack_q4(*_pick_dmc(_affine_ref(xb, 16))))
-    else:
-        out = _pack_q4(*_pick_dmc(_affine_impl(x, imatrix, 15)))
-    return out.reshape(rows, -1)
+def _quantizer(pack, ref, impl, levels: int, nmax: int):
+    """quantize_<type> of Q4_0, Q5_0, Q4_1 or Q5_1: ref(blocks, levels) without an imatrix
+    (quantize_row_<type>_ref, on cache-sized slices of blocks), impl(rows, imatrix, nmax) with
+    one (quantize_row_<type>_impl, on whole rows); pack turns (d, codes[, m]) into bytes."""
+
+    def quantize(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
+        if imatrix is None:
+            out = _sub_chunks(x, lambda xb: pack(*ref(xb, levels)))
+        else:
+            out = pack(*impl(x, imatrix, nmax))
+        return out.reshape(x.shape[0], -1)
+
+    return quantize
 
 
-def quantize_q5_1(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
-    rows = x.shape[0]
-    if imatrix is None:
-        out = _sub_chunks(x, lambda xb: _pack_q5(*_pick_dmc(_affine_ref(xb, 32))))
-    else:
-        out = _pack_q5(*_pick_dmc(_affine_impl(x, imatrix, 31)))
-    return out.reshape(rows, -1)
-
-
-def _pick_dmc(dmc: "tuple[torch.Tensor, torch.Tensor, torch.Tensor]"):
-    """(d, m, codes) -> the (d, codes, m) argument order of the pack helpers."""
-    d, m, codes = dmc
-    return d, codes, m
+quantize_q4_0 = _quantizer(_pack_q4, _symmetric_ref, _symmetric_impl, levels=16, nmax=8)
+quantize_q5_0 = _quantizer(_pack_q5, _symmetric_ref, _symmetric_impl, levels=32, nmax=16)
+quantize_q4_1 = _quantizer(_pack_q4, _affine_ref, _affine_impl, levels=16, nmax=15)
+quantize_q5_1 = _quantizer(_pack_q5, _affine_ref, _affine_impl, levels=32, nmax=31)
 
 
 # ---------------------------------------------------------------- dequantization
@@ -292,14 +251,14 @@ def _unpack_qh(qh: torch.Tensor) -> torch.Tensor:
 
 
 def dequantize_q4_0(data: torch.Tensor, n_per_row: int) -> torch.Tensor:
-    b = data.reshape(-1, 18)
+    b = data.reshape(-1, TYPES["Q4_0"].type_size)
     d = fp16_from_bytes(b[:, 0:2])
     q = _unpack_nibbles(b[:, 2:]).to(torch.float32) - 8
     return (q * d.unsqueeze(1)).reshape(data.shape[0], n_per_row)
 
 
 def dequantize_q4_1(data: torch.Tensor, n_per_row: int) -> torch.Tensor:
-    b = data.reshape(-1, 20)
+    b = data.reshape(-1, TYPES["Q4_1"].type_size)
     d = fp16_from_bytes(b[:, 0:2])
     m = fp16_from_bytes(b[:, 2:4])
     q = _unpack_nibbles(b[:, 4:]).to(torch.float32)
@@ -307,14 +266,14 @@ def dequantize_q4_1(data: torch.Tensor, n_per_row: int) -> torch.Tensor:
 
 
 def dequantize_q5_0(data: torch.Tensor, n_per_row: int) -> torch.Tensor:
-    b = data.reshape(-1, 22)
+    b = data.reshape(-1, TYPES["Q5_0"].type_size)
     d = fp16_from_bytes(b[:, 0:2])
     q = (_unpack_nibbles(b[:, 6:]) | _unpack_qh(b[:, 2:6])).to(torch.float32) - 16
     return (q * d.unsqueeze(1)).reshape(data.shape[0], n_per_row)
 
 
 def dequantize_q5_1(data: torch.Tensor, n_per_row: int) -> torch.Tensor:
-    b = data.reshape(-1, 24)
+    b = data.reshape(-1, TYPES["Q5_1"].type_size)
     d = fp16_from_bytes(b[:, 0:2])
     m = fp16_from_bytes(b[:, 2:4])
     q = (_unpack_nibbles(b[:, 8:]) | _unpack_qh(b[:, 4:8])).to(torch.float32)

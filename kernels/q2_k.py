@@ -3,7 +3,7 @@
 Block layout (84 bytes):
 
     scales[16]  byte j = sc_j | m_j << 4      (4-bit scale and 4-bit min of sub-block j)
-    qs[64]      2-bit codes, see kquant_search.pack_2bit
+    qs[64]      2-bit codes, see kernels.blocks.pack_2bit
     d (fp16)    super-block scale of the scales
     dmin (fp16) super-block scale of the mins
 """
@@ -11,31 +11,15 @@ from __future__ import annotations
 
 import torch
 
-from kernels.kquant_search import (
-    div,
-    fp16_bytes,
-    fp16_round,
-    imatrix_per_block,
-    imatrix_weights,
-    make_qkx,
-    make_qp_quants,
-    nearest_int,
-    pack_2bit,
-    rdiv,
-    superblock_sum_x2,
-    unpack_2bit,
-    where,
-)
-from kernels.types import QK_K
+from kernels.arith import div, fp16_bytes, fp16_round, importance_weights, nearest_int, select, seq_sum, sum_squares
+from kernels.blocks import imatrix_per_block, pack_2bit, positions_major, unpack_2bit
+from kernels.search.qkx import make_qkx
+from kernels.search.qp import make_qp_quants
+from kernels.types import QK_K, TYPES
 
 SUB = 16
 NSUB = QK_K // SUB
-BLOCK_BYTES = 84
-
-
-def _groups(xb: torch.Tensor) -> torch.Tensor:
-    """[nb, 256] -> position-major [16, nb*16]."""
-    return xb.reshape(-1, SUB).t().contiguous()
+BLOCK_BYTES = TYPES["Q2_K"].type_size
 
 
 def _ref_scales(xb: torch.Tensor):
@@ -44,7 +28,7 @@ def _ref_scales(xb: torch.Tensor):
     Returns (scale bytes int [nb, 16], d, dmin [nb] before fp16, L [nb, 256]).
     """
     nb = xb.shape[0]
-    xt = _groups(xb)
+    xt = positions_major(xb, SUB)
     scale, the_min, L = make_qkx(xt, xt.abs(), 3, -0.5, 0.1, 15, use_mad=True)
     scales, mins = scale.view(nb, NSUB), the_min.view(nb, NSUB)
     zero = torch.zeros(nb, dtype=scales.dtype, device=scales.device)
@@ -52,12 +36,12 @@ def _ref_scales(xb: torch.Tensor):
     max_min = mins.amax(dim=1)
     has_scale = max_scale > 0  # `if (scale > max_scale)` from 0: never negative
     has_min = max_min > 0
-    max_scale = where(has_scale, max_scale, zero)
-    max_min = where(has_min, max_min, zero)
-    ls = nearest_int(rdiv(15.0, max_scale)[:, None] * scales)
-    lm = nearest_int(rdiv(15.0, max_min)[:, None] * mins)
-    ls = where(has_scale[:, None], ls, torch.zeros_like(ls))
-    lm = where(has_min[:, None], lm, torch.zeros_like(lm))
+    max_scale = select(has_scale, max_scale, zero)
+    max_min = select(has_min, max_min, zero)
+    ls = nearest_int(div(15.0, max_scale)[:, None] * scales)
+    lm = nearest_int(div(15.0, max_min)[:, None] * mins)
+    ls = select(has_scale[:, None], ls, torch.zeros_like(ls))
+    lm = select(has_min[:, None], lm, torch.zeros_like(lm))
     packed = ((ls & 0xFF) | (lm << 4)) & 0xFF
     return packed.long(), div(max_scale, 15.0), div(max_min, 15.0), L.t().reshape(nb, QK_K)
 
@@ -65,12 +49,10 @@ def _ref_scales(xb: torch.Tensor):
 def _imatrix_scales(xb: torch.Tensor, qw: torch.Tensor):
     """quantize_row_q2_K_impl: make_qkx3 per sub-block, make_qp for the scales and the mins."""
     nb = xb.shape[0]
-    sigma2 = div(superblock_sum_x2(xb), float(QK_K))  # Q2_K: no factor 2 here
-    w = imatrix_weights(xb, qw, sigma2)
-    xt, wt = _groups(xb), _groups(w)
-    sw = wt[0] + 0.0
-    for i in range(1, SUB):
-        sw += wt[i]
+    sigma2 = div(sum_squares(xb), float(QK_K))  # Q2_K: no factor 2 here
+    w = importance_weights(xb, qw, sigma2)
+    xt, wt = positions_major(xb, SUB), positions_major(w, SUB)
+    sw = seq_sum(wt)
     scale, the_min, L = make_qkx(xt, wt, 3, -0.9, 0.05, 36, use_mad=False)
     sw = sw.view(nb, NSUB).t()
     dm, Ls = make_qp_quants(scale.view(nb, NSUB).t(), 15, sw)
@@ -91,7 +73,7 @@ def quantize_q2_k(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tens
     dl = (fp16_round(d)[:, None] * (packed & 0xF).float()).unsqueeze(2)
     ml = (fp16_round(dmin)[:, None] * (packed >> 4).float()).unsqueeze(2)
     l = nearest_int((xb.view(-1, NSUB, SUB) + ml) / dl).clamp_(0, 3).to(torch.uint8)
-    L = where(dl != 0, l, L.view(-1, NSUB, SUB).to(torch.uint8)).reshape(-1, QK_K)
+    L = select(dl != 0, l, L.view(-1, NSUB, SUB).to(torch.uint8)).reshape(-1, QK_K)
     out = torch.cat([packed.to(torch.uint8), pack_2bit(L), fp16_bytes(d), fp16_bytes(dmin)], dim=1)
     return out.reshape(rows, -1)
 

@@ -3,7 +3,7 @@
 Block layout (110 bytes):
 
     hmask[32]   bit k of hmask[l] = high bit of code 32k + l (set: q >= 0, i.e. stored L > 3)
-    qs[64]      low 2 bits of the codes, see kquant_search.pack_2bit
+    qs[64]      low 2 bits of the codes, see kernels.blocks.pack_2bit
     scales[12]  sixteen 6-bit scales (stored as sc + 32), see pack_scales
     d (fp16)    super-block scale
 """
@@ -12,30 +12,18 @@ from __future__ import annotations
 import torch
 
 from kernels import fused
-from kernels.kquant_search import (
-    div,
-    bit_planes,
-    codes_to_blocks,
-    first_absmax,
-    fp16_bytes,
-    fp16_round,
-    imatrix_per_block,
-    imatrix_weights,
-    make_q3_quants,
-    make_qx_quants,
-    nearest_int,
-    pack_2bit,
-    rdiv,
-    seq_sum,
-    superblock_sum_x2,
-    unpack_2bit,
-    where,
+from kernels.arith import (
+    div, f32_tensor, first_abs_max, first_abs_max_traced, fp16_byte_pair, fp16_bytes, fp16_round,
+    importance_weights, nearest_int, select, seq_sum, sum_squares,
 )
-from kernels.types import QK_K
+from kernels.blocks import bit_planes, codes_to_blocks, imatrix_per_block, pack_2bit, positions_major, unpack_2bit
+from kernels.search.q3 import make_q3_quants, q3_search
+from kernels.search.qx import make_qx_quants
+from kernels.types import QK_K, TYPES
 
 SUB = 16
 NSUB = QK_K // SUB
-BLOCK_BYTES = 110
+BLOCK_BYTES = TYPES["Q3_K"].type_size
 
 
 # --------------------------------------------------------------------------------------
@@ -65,11 +53,6 @@ def unpack_scales(b: torch.Tensor) -> torch.Tensor:
     return (lo | (hi << 4)) - 32
 
 
-def _groups(xb: torch.Tensor) -> torch.Tensor:
-    """[nb, 256] -> position-major [16, nb*16]."""
-    return xb.reshape(-1, SUB).t().contiguous()
-
-
 def _ref_scales(xt: torch.Tensor, nb: int):
     """quantize_row_q3_K_ref: make_q3_quants per sub-block, 6-bit scales against the signed max.
 
@@ -78,20 +61,20 @@ def _ref_scales(xt: torch.Tensor, nb: int):
     """
     scale, L = make_q3_quants(xt, 4)
     scales = scale.view(nb, NSUB)
-    max_scale = first_absmax(scales.t())
+    _, max_scale = first_abs_max(scales.t())
     live = max_scale != 0
-    iscale = rdiv(-32.0, max_scale)
+    iscale = div(-32.0, max_scale)
     l = nearest_int(iscale[:, None] * scales).clamp_(-32, 31) + 32
-    l = where(live[:, None], l, torch.zeros_like(l))
-    d = where(live, rdiv(1.0, iscale), torch.zeros_like(iscale))
+    l = select(live[:, None], l, torch.zeros_like(l))
+    d = select(live, div(1.0, iscale), torch.zeros_like(iscale))
     return l.long(), d, L
 
 
 def _imatrix_scales(xb: torch.Tensor, xt: torch.Tensor, qw: torch.Tensor):
     """quantize_row_q3_K_impl: weighted make_qx_quants per sub-block, then on the scales."""
     nb = xb.shape[0]
-    sigma2 = div(2.0 * superblock_sum_x2(xb), float(QK_K))
-    wt = _groups(imatrix_weights(xb, qw, sigma2))
+    sigma2 = div(2.0 * sum_squares(xb), float(QK_K))
+    wt = positions_major(importance_weights(xb, qw, sigma2), SUB)
     sw = seq_sum(wt)
     scale, L = make_qx_quants(xt, 4, wt)
     d_block, Ls = make_qx_quants(scale.view(nb, NSUB).t(), 32, sw.view(nb, NSUB).t())
@@ -105,10 +88,10 @@ def _fused_scales(mx, sumlx, suml2, m32, one, eps):
     scale = torch.where(suml2 > 0, sumlx / suml2, torch.zeros_like(sumlx))
     scale = torch.where(mx.abs() < eps, torch.zeros_like(scale), scale)
     sc = scale.view(-1, NSUB)
-    max_scale = fused.first_abs_max(list(sc.unbind(1)))
+    max_scale = first_abs_max_traced(list(sc.unbind(1)))
     live = max_scale != 0
     iscale = m32 / max_scale
-    ls = fused.nearest_int(iscale.unsqueeze(1) * sc).clamp(-32, 31) + 32
+    ls = nearest_int(iscale.unsqueeze(1) * sc).clamp(-32, 31) + 32
     ls = torch.where(live.unsqueeze(1), ls, torch.zeros_like(ls))
     return ls, torch.where(live, one / iscale, torch.zeros_like(iscale))
 
@@ -137,7 +120,7 @@ def _fused_pack(xb, mx, ls, d, d16):
     lo = (ls[:, :8] & 0xF) | ((ls[:, 8:] & 0xF) << 4)
     top = (ls >> 4).view(nb, 4, 4)  # [nb, j // 4, j % 4]
     hi = top[:, 0] | (top[:, 1] << 2) | (top[:, 2] << 4) | (top[:, 3] << 6)
-    scales = torch.cat([lo, hi, fused.fp16_byte_pair(d)], dim=1).to(torch.uint8)
+    scales = torch.cat([lo, hi, fp16_byte_pair(d)], dim=1).to(torch.uint8)
     return torch.cat([hmask, qs.reshape(nb, 64), scales], dim=1), redo, codes
 
 
@@ -152,7 +135,7 @@ def _redo_blocks(out, xs, mx, ls, d, redo) -> None:
     if not blocks.numel():
         return
     xb = xs.index_select(0, blocks)
-    xt = _groups(xb)
+    xt = positions_major(xb, SUB)
     _, L = make_q3_quants(xt, 4)
     out[blocks] = _block_bytes(xb, xt, L, ls.index_select(0, blocks).long(), d.index_select(0, blocks))
 
@@ -165,12 +148,12 @@ def _quantize_ref_fused(x: torch.Tensor) -> torch.Tensor:
     """quantize_row_q3_K_ref with the compiled kernels, a slice of super-blocks at a time."""
     rows = x.shape[0]
     xb = x.reshape(-1, QK_K)
-    m32, one, eps = fused.f32_const(-32.0), fused.f32_const(1.0), fused.f32_const(1e-15)
+    m32, one, eps = f32_tensor(-32.0), f32_tensor(1.0), f32_tensor(1e-15)
     out = []
     for a, b in fused.slices(xb.shape[0], SLICE_BLOCKS):
         xs = xb[a:b]
         xt = fused.positions_major(xs, SUB)
-        mx, sumlx, suml2, exact = fused.q3_search(xt, xs.reshape(-1, SUB), 4)
+        mx, sumlx, suml2, exact = q3_search(xt, xs.reshape(-1, SUB), 4)
         if not exact:  # a quotient beyond torch.round's exact range: the eager search
             scale, _ = make_q3_quants(xt, 4)
             mx, sumlx, suml2 = xt.abs().amax(dim=0), scale, torch.ones_like(scale)
@@ -189,7 +172,7 @@ def _block_bytes(xb: torch.Tensor, xt: torch.Tensor, L: torch.Tensor, ls: torch.
     packed = pack_scales(ls)
     dl = (fp16_round(d)[:, None] * unpack_scales(packed).float()).reshape(-1)  # [nb*16]
     l = nearest_int(xt / dl).clamp_(-4, 3).add_(4)
-    L = where(dl != 0, l, L.to(torch.int32))
+    L = select(dl != 0, l, L.to(torch.int32))
     L = codes_to_blocks(L, nb)  # [nb, 256] uint8, 0..7
     high = L >> 2  # 1 where L > 3
     hmask = bit_planes(high.view(nb, 8, 32))
@@ -203,7 +186,7 @@ def quantize_q3_k(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tens
     rows = x.shape[0]
     xb = x.reshape(-1, QK_K)
     nb = xb.shape[0]
-    xt = _groups(xb)
+    xt = positions_major(xb, SUB)
     if imatrix is None:
         ls, d, L = _ref_scales(xt, nb)
     else:

@@ -6,25 +6,19 @@ in the code width (4 vs 5 bits), the search parameters and the code layout.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from kernels import fused
-from kernels.kquant_search import (
-    div,
-    fp16_bytes,
-    fp16_round,
-    imatrix_per_block,
-    imatrix_weights,
-    make_qkx,
-    make_qp_quants,
-    nearest_int,
-    rdiv,
-    seq_sum,
-    sqrtf,
-    superblock_sum_x2,
-    where,
+from kernels.arith import (
+    div, f32_tensor, fp16_byte_pair, fp16_bytes, fp16_round, importance_weights, nearest_int, select, seq_sum,
+    seq_sum_traced, sqrtf, sum_squares,
 )
-from kernels.types import QK_K
+from kernels.blocks import imatrix_per_block, positions_major
+from kernels.search.qkx import make_qkx
+from kernels.search.qp import make_qp_quants
+from kernels.types import QK_K, TYPES
 
 SUB = 32  # weights per sub-block
 NSUB = QK_K // SUB  # sub-blocks per super-block
@@ -110,15 +104,10 @@ def _unpack_q5_high(qh: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------------------
 
 
-def _to_groups(xb: torch.Tensor, size: int) -> torch.Tensor:
-    """[nb, 256] -> position-major [size, nb*256/size]: column g is group g's weights."""
-    return xb.reshape(-1, size).t().contiguous()
-
-
 def _ref_scales(xb: torch.Tensor, nmax: int, rmin: float, rdelta: float, nstep: int):
     """quantize_row_q{4,5}_K_ref's per-sub-block search -> scales, mins [nb, 8], L [nb, 256]."""
     nb = xb.shape[0]
-    xt = _to_groups(xb, SUB)
+    xt = positions_major(xb, SUB)
     sum_x2 = seq_sum(xt * xt)
     av_x = sqrtf(div(sum_x2, 32.0))
     w = av_x + xt.abs()
@@ -132,10 +121,10 @@ def _ref_quantize_scales(scales: torch.Tensor, mins: torch.Tensor):
     max_scale = scales.amax(dim=1)
     max_min = mins.amax(dim=1)
     # `if (v > max) max = v` from 0: never -0.0, never negative
-    max_scale = where(max_scale > 0, max_scale, zero)
-    max_min = where(max_min > 0, max_min, zero)
-    inv_scale = where(max_scale > 0, rdiv(63.0, max_scale), zero)
-    inv_min = where(max_min > 0, rdiv(63.0, max_min), zero)
+    max_scale = select(max_scale > 0, max_scale, zero)
+    max_min = select(max_min > 0, max_min, zero)
+    inv_scale = select(max_scale > 0, div(63.0, max_scale), zero)
+    inv_min = select(max_min > 0, div(63.0, max_min), zero)
     ls = (nearest_int(inv_scale[:, None] * scales) & 0xFF).clamp_max(63).long()
     lm = (nearest_int(inv_min[:, None] * mins) & 0xFF).clamp_max(63).long()
     return ls, lm, div(max_scale, 63.0), div(max_min, 63.0)
@@ -147,10 +136,10 @@ def _imatrix_scales(xb: torch.Tensor, qw: torch.Tensor, nmax: int):
     qw: the importance weights of each weight, [nb, 256].
     """
     nb = xb.shape[0]
-    sigma2 = div(2.0 * superblock_sum_x2(xb), float(QK_K))
-    w = imatrix_weights(xb, qw, sigma2)
-    xt = _to_groups(xb, SUB)
-    wt = _to_groups(w, SUB)
+    sigma2 = div(2.0 * sum_squares(xb), float(QK_K))
+    w = importance_weights(xb, qw, sigma2)
+    xt = positions_major(xb, SUB)
+    wt = positions_major(w, SUB)
     sw = seq_sum(wt)
     scale, the_min, L = make_qkx(xt, wt, nmax, -0.9, 0.05, 36, use_mad=False)
     d_block, Ls = make_qp_quants(scale.view(nb, NSUB).t(), 63, sw.view(nb, NSUB).t())
@@ -164,7 +153,7 @@ def _requantize(xb, d16, dmin16, sc, m, L, nmax):
     dm = (dmin16[:, None] * m.float()).unsqueeze(2)
     x3 = xb.view(-1, NSUB, SUB)
     l = nearest_int((x3 + dm) / d).clamp_(0, nmax).long()
-    return where(d != 0, l, L.view(-1, NSUB, SUB).long()).reshape(-1, QK_K)
+    return select(d != 0, l, L.view(-1, NSUB, SUB).long()).reshape(-1, QK_K)
 
 
 def _quantize_k(x: torch.Tensor, imatrix: "torch.Tensor | None", nmax: int, rmin: float, nstep: int, clamp_impl: bool):
@@ -195,7 +184,7 @@ def _quantize_k(x: torch.Tensor, imatrix: "torch.Tensor | None", nmax: int, rmin
 def _fused_weights(xt, n32, zero):
     """quantize_row_q{4,5}_K_ref's weights av_x + |x| per sub-block, xt position-major [32, G]."""
     xs = xt.unbind(0)
-    sum_x2 = fused.seq_sum([v * v for v in xs], zero)
+    sum_x2 = seq_sum_traced([v * v for v in xs], zero)
     av_x = torch.sqrt((sum_x2 / n32).double()).float()  # sqrtf, correctly rounded
     return torch.stack([av_x + v.abs() for v in xs])
 
@@ -215,8 +204,8 @@ def _fused_scales(scales, mins, c63):
     max_min = _running_max(list(mn.unbind(1)))
     inv_scale = torch.where(max_scale > 0, c63 / max_scale, torch.zeros_like(max_scale))
     inv_min = torch.where(max_min > 0, c63 / max_min, torch.zeros_like(max_min))
-    ls = (fused.nearest_int(inv_scale.unsqueeze(1) * sc) & 0xFF).clamp_max(63)
-    lm = (fused.nearest_int(inv_min.unsqueeze(1) * mn) & 0xFF).clamp_max(63)
+    ls = (nearest_int(inv_scale.unsqueeze(1) * sc) & 0xFF).clamp_max(63)
+    lm = (nearest_int(inv_min.unsqueeze(1) * mn) & 0xFF).clamp_max(63)
     return ls, lm, max_scale / c63, max_min / c63
 
 
@@ -227,9 +216,9 @@ def _fused_pack(xb, L, ls, lm, d, dmin, d16, dmin16, nmax: int, q5: bool):
     sc, m = unpack_scale_min_k4(packed)
     dl = (d16.unsqueeze(1) * sc.float()).unsqueeze(2)  # [nb, 8, 1]
     dm = (dmin16.unsqueeze(1) * m.float()).unsqueeze(2)
-    q = fused.nearest_int((xb.view(nb, NSUB, SUB) + dm) / dl).clamp(0, nmax)
+    q = nearest_int((xb.view(nb, NSUB, SUB) + dm) / dl).clamp(0, nmax)
     Lb = torch.where(dl != 0, q, L.t().reshape(nb, NSUB, SUB).int()).reshape(nb, QK_K)
-    parts = [fused.fp16_byte_pair(d), fused.fp16_byte_pair(dmin), packed.int()]
+    parts = [fp16_byte_pair(d), fp16_byte_pair(dmin), packed.int()]
     if q5:
         parts.append(_pack_q5_high(Lb).int())
     parts.append(_pack_nibbles(Lb & 0xF).int())
@@ -244,7 +233,7 @@ _fused_pack_c = fused.compiled(_fused_pack)
 def _quantize_ref_fused(x: torch.Tensor, nmax: int, rmin: float, nstep: int, q5: bool) -> torch.Tensor:
     rows = x.shape[0]
     xb = x.reshape(-1, QK_K)
-    n32, c63, zero = fused.f32_const(32.0), fused.f32_const(63.0), fused.f32_const(0.0)
+    n32, c63, zero = f32_tensor(32.0), f32_tensor(63.0), f32_tensor(0.0)
     out = []
     for a, b in fused.slices(xb.shape[0], max(1, fused.SLICE_GROUPS // NSUB)):
         xs = xb[a:b]
@@ -260,10 +249,10 @@ def _fused_imatrix_weights(xb, qw, c2, c256, zero):
     """quantize_row_q{4,5}_K_impl's weights qw * sqrtf(sigma2 + x*x), sigma2 = 2*sum(x*x)/256
     per super-block, returned position-major with x: (xt, wt [32, G], their sums sw [G])."""
     rows = fused.positions_major(xb, QK_K).unbind(0)  # [256] x [nb]
-    sigma2 = (c2 * fused.seq_sum([v * v for v in rows], zero)) / c256
+    sigma2 = (c2 * seq_sum_traced([v * v for v in rows], zero)) / c256
     w = qw * torch.sqrt((sigma2.unsqueeze(1) + xb * xb).double()).float()
     wt = fused.positions_major(w, SUB)
-    return fused.positions_major(xb, SUB), wt, fused.seq_sum(list(wt.unbind(0)), zero)
+    return fused.positions_major(xb, SUB), wt, seq_sum_traced(list(wt.unbind(0)), zero)
 
 
 _fused_imatrix_weights_c = fused.compiled(_fused_imatrix_weights)
@@ -275,7 +264,7 @@ def _quantize_impl_fused(x: torch.Tensor, imatrix: torch.Tensor, nmax: int, q5: 
     rows = x.shape[0]
     xb = x.reshape(-1, QK_K)
     qw = imatrix_per_block(imatrix, rows)
-    c2, c256, zero = fused.f32_const(2.0), fused.f32_const(256.0), fused.f32_const(0.0)
+    c2, c256, zero = f32_tensor(2.0), f32_tensor(256.0), f32_tensor(0.0)
     parts = fused.slices(xb.shape[0], max(1, fused.SLICE_GROUPS // NSUB))
     searched = []
     for a, b in parts:
@@ -297,26 +286,36 @@ def _quantize_impl_fused(x: torch.Tensor, imatrix: torch.Tensor, nmax: int, q5: 
     return torch.cat(out).reshape(rows, -1)
 
 
-def quantize_q4_k(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
-    """float32 [rows, n] -> uint8 [rows, n/256*144]: d(2) dmin(2) scales(12) qs(128) per block."""
+@dataclass(frozen=True)
+class _Params:
+    nmax: int  # largest code
+    rmin: float  # make_qkx2_quants' first trial offset (rdelta 0.1 for both)
+    nstep: int  # its trial count
+    q5: bool  # Q5_K: a fifth code bit in qh, and its imatrix path clamps the 6-bit scales to 63
+
+
+_Q4_K = _Params(nmax=15, rmin=-1.0, nstep=20, q5=False)
+_Q5_K = _Params(nmax=31, rmin=-0.5, nstep=15, q5=True)
+
+
+def _quantize(x: torch.Tensor, imatrix: "torch.Tensor | None", p: _Params) -> torch.Tensor:
     if fused.use(x):
         if imatrix is None:
-            return _quantize_ref_fused(x, 15, -1.0, 20, q5=False)
-        return _quantize_impl_fused(x, imatrix, 15, q5=False)
-    rows = x.shape[0]
-    head, L = _quantize_k(x, imatrix, 15, -1.0, 20, clamp_impl=False)
-    return torch.cat([head, _pack_nibbles(L)], dim=1).reshape(rows, -1)
+            return _quantize_ref_fused(x, p.nmax, p.rmin, p.nstep, q5=p.q5)
+        return _quantize_impl_fused(x, imatrix, p.nmax, q5=p.q5)
+    head, L = _quantize_k(x, imatrix, p.nmax, p.rmin, p.nstep, clamp_impl=p.q5)
+    codes = [_pack_q5_high(L), _pack_nibbles(L & 0xF)] if p.q5 else [_pack_nibbles(L)]
+    return torch.cat([head, *codes], dim=1).reshape(x.shape[0], -1)
+
+
+def quantize_q4_k(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
+    """float32 [rows, n] -> uint8 [rows, n/256*144]: d(2) dmin(2) scales(12) qs(128) per block."""
+    return _quantize(x, imatrix, _Q4_K)
 
 
 def quantize_q5_k(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
     """float32 [rows, n] -> uint8 [rows, n/256*176]: d(2) dmin(2) scales(12) qh(32) qs(128)."""
-    if fused.use(x):
-        if imatrix is None:
-            return _quantize_ref_fused(x, 31, -0.5, 15, q5=True)
-        return _quantize_impl_fused(x, imatrix, 31, q5=True)
-    rows = x.shape[0]
-    head, L = _quantize_k(x, imatrix, 31, -0.5, 15, clamp_impl=True)
-    return torch.cat([head, _pack_q5_high(L), _pack_nibbles(L & 0xF)], dim=1).reshape(rows, -1)
+    return _quantize(x, imatrix, _Q5_K)
 
 
 # --------------------------------------------------------------------------------------
@@ -335,13 +334,13 @@ def _dequant(blocks: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 def dequantize_q4_k(data: torch.Tensor, n_per_row: int) -> torch.Tensor:
     rows = data.shape[0]
-    blocks = data.reshape(-1, 144)
+    blocks = data.reshape(-1, TYPES["Q4_K"].type_size)
     return _dequant(blocks, _unpack_nibbles(blocks[:, 16:])).reshape(rows, n_per_row)
 
 
 def dequantize_q5_k(data: torch.Tensor, n_per_row: int) -> torch.Tensor:
     rows = data.shape[0]
-    blocks = data.reshape(-1, 176)
+    blocks = data.reshape(-1, TYPES["Q5_K"].type_size)
     q = _unpack_nibbles(blocks[:, 48:]) | (_unpack_q5_high(blocks[:, 16:48]) << 4)
     return _dequant(blocks, q).reshape(rows, n_per_row)
 

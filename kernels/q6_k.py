@@ -5,7 +5,7 @@ Without an importance matrix this is ``quantize_row_q6_K_ref``; with one,
 ``make_qx_quants`` (imatrix values instead of x*x).
 
 Work is done on position-major sub-blocks ``[16, n_subblocks]`` (see
-kernels.common): the 19-trial scale search of make_qx_quants runs once over all
+kernels.blocks): the 19-trial scale search of make_qx_quants runs once over all
 sub-blocks of a slice, with its sequential sums in C's order.
 """
 from __future__ import annotations
@@ -13,23 +13,14 @@ from __future__ import annotations
 import torch
 
 from kernels import fused
-from kernels.common import (
-    Workspace,
-    select,
-    GROUP_MAX_EPS,
-    div,
-    f32,
-    first_abs_max,
-    fp16_round,
-    fp16_bytes,
-    fp16_from_bytes,
-    make_qx_quants,
-    nearest_int,
-    positions_major,
+from kernels.arith import (
+    GROUP_MAX_EPS, div, first_abs_max, fp16_bytes, fp16_from_bytes, fp16_round, nearest_int, select,
 )
+from kernels.blocks import Workspace, imatrix_per_block, positions_major
+from kernels.search.qx import make_qx_quants
+from kernels.types import QK_K, TYPES
 
-QK_K = 256
-BLOCK_BYTES = QK_K // 2 + QK_K // 4 + QK_K // 16 + 2  # 210
+BLOCK_BYTES = TYPES["Q6_K"].type_size
 # Super-blocks per slice of a chunk: bounds the trial-search temporaries
 # (a few [16, 16 * _SUB_SUPERBLOCKS] float32 tensors) and keeps them cache-sized.
 _SUB_SUPERBLOCKS = 1024
@@ -52,16 +43,16 @@ def _scales_and_codes(
     L = L.t().reshape(nsb, QK_K)
 
     max_abs_scale, max_scale = first_abs_max(scales, dim=1)
-    dead = max_abs_scale < f32(GROUP_MAX_EPS)
+    dead = max_abs_scale < GROUP_MAX_EPS
     max_scale = select(dead, torch.ones_like(max_scale), max_scale)
     iscale = div(-128.0, max_scale)
     d = div(1.0, iscale)  # stored as fp16(1/iscale)
-    sc = nearest_int(iscale.unsqueeze(1) * scales).clamp_max(127)  # MIN(127, nearest_int(.))
+    sc = nearest_int(iscale.unsqueeze(1) * scales, nan_zero=True).clamp_max(127)  # MIN(127, nearest_int(.))
     # d re-read from fp16, times the int8 scale, as C does before re-quantizing
     dsub = fp16_round(d).unsqueeze(1) * sc.to(torch.int8).to(torch.float32)  # [nsb, 16]
     live_sub = (dsub != 0).unsqueeze(2)
     # x/d per sub-block; where d == 0 the quotient is garbage and C keeps make_qx_quants' L
-    q = nearest_int(x.view(nsb, 16, 16) / dsub.unsqueeze(2), nan_ok=True).clamp_(-32, 31).add_(32)
+    q = nearest_int(x.view(nsb, 16, 16) / dsub.unsqueeze(2)).clamp_(-32, 31).add_(32)
     L = select(live_sub, q.to(torch.uint8), L.view(nsb, 16, 16)).view(nsb, QK_K)
 
     if bool(dead.any()):  # memset(&y[i], 0, ...) for all-zero super-blocks
@@ -99,9 +90,9 @@ def _pack(d: torch.Tensor, sc: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
 
 def quantize_q6_k(x: torch.Tensor, imatrix: "torch.Tensor | None") -> torch.Tensor:
     """quantize_row_q6_K_ref (imatrix None) or quantize_row_q6_K_impl, row by row."""
-    rows, n = x.shape
+    rows = x.shape[0]
     xb = x.reshape(-1, QK_K)
-    wb = None if imatrix is None else imatrix.unsqueeze(0).expand(rows, n).reshape(-1, QK_K)
+    wb = None if imatrix is None else imatrix_per_block(imatrix, rows)
     out = []
     ws = Workspace(x.device)
     for i in range(0, xb.shape[0], _SUB_SUPERBLOCKS):

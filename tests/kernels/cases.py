@@ -12,13 +12,13 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from kernels.sample_weights import SMOLLM2_FILE, SMOLLM2_TENSORS, read_tensor, smollm2_path, smollm2_rows  # noqa: F401
+from benchmarks.kernels.sample_weights import SMOLLM2_FILE, SMOLLM2_TENSORS, read_tensor, smollm2_path, smollm2_rows  # noqa: F401
 
 
 def reference_or_skip():
-    """kernels.reference with its library loaded; skips the test when llama_cpp is not installed."""
+    """benchmarks.kernels.reference with its library loaded; skips the test when llama_cpp is not installed."""
     pytest.importorskip("llama_cpp")
-    from kernels import reference
+    from benchmarks.kernels import reference
 
     reference.library()
     return reference
@@ -92,7 +92,7 @@ def assert_quantize_exact(qname: str, x: np.ndarray, imatrix: "np.ndarray | None
     import torch
 
     import kernels
-    from kernels import reference
+    from benchmarks.kernels import reference
     from kernels.types import qtype
 
     want = reference.quantize_chunk(x, qname, imatrix)

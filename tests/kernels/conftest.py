@@ -18,7 +18,7 @@ def smollm2_weights() -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def reference():
-    """kernels.reference, skipping the test when llama_cpp cannot be imported."""
+    """benchmarks.kernels.reference, skipping the test when llama_cpp cannot be imported."""
     return reference_or_skip()
 
 

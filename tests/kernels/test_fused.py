@@ -6,7 +6,10 @@ import pytest
 import torch
 
 import kernels
-from kernels import codecs, fused
+from kernels import fused
+from kernels.codecs import CODECS
+
+COMPILED_TYPES = sorted(name for name, codec in CODECS.items() if codec.compiled)
 
 
 def test_compiled_path_is_taken_on_cpu(codec_path):
@@ -37,7 +40,7 @@ def test_a_machine_that_cannot_compile_gets_the_eager_codecs(monkeypatch, caplog
     assert np.array_equal(got, reference.quantize_chunk(x, "Q4_K", None))
 
 
-@pytest.mark.parametrize("name", sorted(codecs.COMPILED))
+@pytest.mark.parametrize("name", COMPILED_TYPES)
 def test_both_paths_give_the_same_bytes(name):
     """Direct comparison of the two paths on one tensor with awkward content
     (zeros, a negative-max group, a huge outlier), independent of llama.cpp."""
@@ -54,13 +57,6 @@ def test_both_paths_give_the_same_bytes(name):
     assert torch.equal(compiled, eager)
 
 
-def test_seq_sum_from_zero_turns_negative_zero_positive_when_compiled():
-    """C's ``float s = 0; s += -0.0f`` is +0.0; Inductor must not fold the zero away."""
-    t = torch.tensor([-0.0, 0.0, -1.0, 1e-45])
-    got = torch.compile(lambda v, z: fused.seq_sum([v], z), dynamic=True)(t, fused.f32_const(0.0))
-    assert got.view(torch.int32).tolist() == torch.tensor([0.0, 0.0, -1.0, 1e-45]).view(torch.int32).tolist()
-
-
 def test_parts_of_a_tensor_follow_the_decision_made_for_the_whole(codec_path, monkeypatch):
     """kernels.api decides per tensor; the codecs' slices below the size threshold must
     not drop back to eager halfway (that cost Q6_K and Q3_K half their speed once)."""
@@ -72,72 +68,6 @@ def test_parts_of_a_tensor_follow_the_decision_made_for_the_whole(codec_path, mo
         assert fused.use(part) == on
         assert not fused.use(torch.zeros(16, 1))  # one group: always eager
     assert not fused.use(part)
-
-
-def test_q3_k_falls_back_to_the_eager_search_when_a_quotient_is_out_of_range(monkeypatch, reference):
-    """The compiled Q3_K search flags groups where torch.round may differ from C's
-    nearest_int (|quotient| >= 2**22); the codec must then redo the slice eagerly."""
-    real = fused.q3_search
-    calls = []
-
-    def flagged(x, groups, nmax):
-        calls.append(x.shape[1])
-        return (*real(x, groups, nmax)[:3], False)
-
-    monkeypatch.setattr(fused, "q3_search", flagged)
-    fused.set_enabled(True)
-    x = np.random.default_rng(5).standard_normal((8, 1024)).astype(np.float32)
-    got = kernels.quantize(torch.from_numpy(x), "Q3_K").numpy()
-    assert calls, "the compiled search was not used"
-    assert np.array_equal(got, reference.quantize_chunk(x, "Q3_K", None))
-
-
-def test_q3_search_stops_where_c_stops_after_five_passes(monkeypatch):
-    """make_q3_quants refines at most five passes; these Gaussian rows hold a group that
-    would still change in a sixth. The round-based compiled search must stop there too,
-    matching the eager search (itself checked against llama.cpp's bytes) code for code,
-    and must differ from it when allowed more passes (so the rows do exercise the limit)."""
-    from kernels.kquant_search import make_q3_quants
-
-    fused.set_enabled(True)
-    x = torch.from_numpy(np.random.default_rng(0).standard_normal((1024, 4096)).astype(np.float32)[990:998])
-    xt = x.reshape(-1, 16).t().contiguous()
-    want_scale, _ = make_q3_quants(xt, 4)
-
-    def compiled_search():
-        mx, sumlx, suml2, exact = fused.q3_search(xt, x.reshape(-1, 16), 4)
-        assert exact
-        return torch.where(suml2 > 0, sumlx / suml2, 0.0)
-
-    assert torch.equal(compiled_search(), want_scale)
-    monkeypatch.setattr(fused, "Q3_PASSES", 20)
-    assert not torch.equal(compiled_search(), want_scale)
-
-
-def test_q3_k_redoes_blocks_the_packing_kernel_cannot_code(monkeypatch, reference):
-    """Sub-blocks whose stored scale is 0 keep the search's codes, which the packing kernel
-    leaves to the eager packer (_redo_blocks): the outlier rows have such sub-blocks.
-    Forcing every block through the eager packer must give the same bytes."""
-    from kernels import q3_k
-    from tests.kernels.cases import weight_cases
-
-    fused.set_enabled(True)
-    x = dict(weight_cases(n=1024))["outlier"]
-    want = reference.quantize_chunk(x, "Q3_K", None)
-    redone = []
-    real_redo = q3_k._redo_blocks
-
-    def counting(out, xs, mx, ls, d, redo):
-        redone.append(int(redo.any(dim=1).sum()))
-        real_redo(out, xs, mx, ls, d, redo)
-
-    monkeypatch.setattr(q3_k, "_redo_blocks", counting)
-    assert np.array_equal(kernels.quantize(torch.from_numpy(x), "Q3_K").numpy(), want)
-    assert sum(redone) > 0, "no zero-scale sub-block in the outlier rows"
-
-    real_pack = q3_k._fused_pack_c
-    monkeypatch.setattr(q3_k, "_fused_pack_c", lambda *a: (real_pack(*a)[0], torch.ones_like(real_pack(*a)[1]), None))
-    assert np.array_equal(kernels.quantize(torch.from_numpy(x), "Q3_K").numpy(), want)
 
 
 def test_a_kernel_that_fails_to_build_runs_uncompiled(monkeypatch, caplog, tmp_path):
@@ -169,7 +99,7 @@ def test_compiled_kernels_compile_without_graph_breaks(codec_path, imatrix):
     im = torch.from_numpy(np.exp(rng.standard_normal(1024)).astype(np.float32)) if imatrix else None
     torch._dynamo.reset()
     counters.clear()
-    for name in sorted(codecs.COMPILED):
+    for name in COMPILED_TYPES:
         kernels.quantize(x, name, im)
     assert counters["stats"]["unique_graphs"] > 0, "no kernel was compiled"
     assert not counters["graph_break"], dict(counters["graph_break"])

@@ -83,7 +83,7 @@ def test_an_error_in_one_chunk_leaves_no_chunk_running(two_threads, monkeypatch)
 
     from kernels import codecs
 
-    real = codecs.quantizer("Q8_0")
+    real = codecs.CODECS["Q8_0"]
     started, finished = [], []
     x = _x(37, 512)
     second = api._row_ranges(37, 512, 2)[1][0]
@@ -95,9 +95,9 @@ def test_an_error_in_one_chunk_leaves_no_chunk_running(two_threads, monkeypatch)
         started.append(1)
         time.sleep(0.05)
         finished.append(1)
-        return real(chunk, imatrix)
+        return real.quantize(chunk, imatrix)
 
-    monkeypatch.setattr(codecs, "quantizer", lambda name: second_fails)
+    monkeypatch.setitem(codecs.CODECS, "Q8_0", codecs.Codec(second_fails, real.dequantize, real.compiled))
     with pytest.raises(RuntimeError, match="boom"):
         kernels.quantize(x, "Q8_0")
     assert started and len(finished) == len(started)

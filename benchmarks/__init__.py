@@ -1,0 +1,1 @@
+"""Benchmarks and checks that live outside the shipped packages (run from the repository root)."""
