@@ -3,17 +3,17 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-# llama-cpp-python builds llama.cpp from source: CPU-only flags keep the build portable and ~4 minutes.
-LLAMA_CMAKE_ARGS := -DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_VULKAN=OFF -DLLAMA_CURL=OFF -DGGML_BLAS=OFF
 
 .PHONY: venv deps demo test bench-kernels bench-quality bench-memory llama-tools load audit clean
 
 venv: $(VENV)/.stamp
 
-$(VENV)/.stamp: pyproject.toml
+$(VENV)/.stamp: pyproject.toml scripts/build-llama-wheel.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=2 $(PY) -m pip install -q -e '.[dev]'
+	# llama-cpp-python builds llama.cpp from source (CPU only, AMX off, ~4 minutes), cached by version and flags.
+	$(PY) -m pip install -q --force-reinstall --no-deps "$$(PYTHON=$(PY) scripts/build-llama-wheel.sh)"
+	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
 deps:

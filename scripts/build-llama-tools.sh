@@ -18,7 +18,7 @@ version="${LLAMA_CPP_VERSION:-$("$python" -c 'import importlib.metadata as m; pr
 targets=(llama-perplexity llama-imatrix llama-quantize)
 
 src="$tools_dir/src/llama_cpp_python-$version"
-build="$tools_dir/build-$version"
+build="$tools_dir/build-$version-noamx"
 bin="$build/bin"
 
 missing=()
@@ -42,6 +42,8 @@ fi
 
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
+# AMX off, as for the Python bindings (scripts/build-llama-wheel.sh says why).
+CFLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" CXXFLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" \
 cmake -S "$src/vendor/llama.cpp" -B "$build" "${generator[@]}" \
   -DCMAKE_BUILD_TYPE=Release \
   -DBUILD_SHARED_LIBS=OFF \
