@@ -234,8 +234,7 @@ def run(port: int = 8000, workdir: "Path | None" = None, wait: bool = True) -> i
         shutil.rmtree(workdir)  # each demo starts from nothing, as a new user would
     (workdir / "logs").mkdir(parents=True)
     hub_token = "hf_demo_" + secrets.token_hex(8)
-    sys.path.insert(0, str(ROOT))
-    from tests.hub_server import HubServer  # the offline Hub stand-in the tests use
+    from dsq.localhub import HubServer  # the offline Hub stand-in the tests use too
 
     with localservices.redis_server() as redis, HubServer(token=hub_token) as hub:
         env = environment(workdir, redis.url, hub.url, hub_token)

@@ -22,14 +22,22 @@ def env_bool(name: str, default: bool) -> bool:
     raise ValueError(f"{name} must be a boolean (1/0, true/false), got {value!r}")
 
 
-def env_int(name: str, default: int) -> int:
+def _env_number(name: str, default, parse, what: str):
     value = os.environ.get(name)
     if value is None:
         return default
     try:
-        return int(value)
+        return parse(value)
     except ValueError:
-        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+        raise ValueError(f"{name} must be {what}, got {value!r}") from None
+
+
+def env_int(name: str, default: int) -> int:
+    return _env_number(name, default, int, "an integer")
+
+
+def env_float(name: str, default: float) -> float:
+    return _env_number(name, default, float, "a number")
 
 
 def env_rate(name: str, default: str) -> "str | None":
@@ -151,16 +159,29 @@ DSQ_IMPORT_ROOTS = env_paths("DSQ_IMPORT_ROOTS", [DSQ_STORAGE_ROOT, BASE_DIR / "
 HF_ENDPOINT = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
 HF_TOKEN = os.environ.get("HF_TOKEN", "")
 DSQ_HUB_NAMESPACE = os.environ.get("DSQ_HUB_NAMESPACE", "dsq")
+# `quantized_by` in the Hub model card's metadata.
+DSQ_QUANTIZED_BY = os.environ.get("DSQ_QUANTIZED_BY", "dsq")
+# Transient Hub errors (5xx, 429, connection resets) are retried this many times in all, waiting
+# DSQ_PUBLISH_BACKOFF_SECONDS, then twice as long each time (at most a minute).
+DSQ_PUBLISH_ATTEMPTS = env_int("DSQ_PUBLISH_ATTEMPTS", 5)
+DSQ_PUBLISH_BACKOFF_SECONDS = env_float("DSQ_PUBLISH_BACKOFF_SECONDS", 2.0)
 # Approving a release sends it to the Hub; set to 0 to publish only through the explicit publish action.
 DSQ_PUBLISH_ON_APPROVAL = env_bool("DSQ_PUBLISH_ON_APPROVAL", True)
 # Job leases: a worker that stops heartbeating for this long loses its claim.
 DSQ_LEASE_SECONDS = env_int("DSQ_LEASE_SECONDS", 300)
 DSQ_HEARTBEAT_SECONDS = env_int("DSQ_HEARTBEAT_SECONDS", 30)
+# Attempts a new job gets before it fails for good (registry.models.Job.max_attempts).
 DSQ_MAX_ATTEMPTS = env_int("DSQ_MAX_ATTEMPTS", 3)
 # The reaper (Celery beat, every DSQ_REAP_SECONDS) re-queues jobs whose lease expired and re-sends the
 # message of a queued job still unclaimed DSQ_REQUEUE_SECONDS after it was sent (lost with the broker).
 DSQ_REAP_SECONDS = env_int("DSQ_REAP_SECONDS", 60)
 DSQ_REQUEUE_SECONDS = env_int("DSQ_REQUEUE_SECONDS", 600)
+# The torch device a worker quantizes on (cpu, cuda, cuda:1); DSQ_DEVICE in a worker's environment.
+DSQ_DEVICE = os.environ.get("DSQ_DEVICE") or "cpu"
+# A job that does not fit this host (disk, GPU memory) is sent again this many seconds later, for another host.
+DSQ_UNFIT_RETRY_SECONDS = env_int("DSQ_UNFIT_RETRY_SECONDS", 60)
+# Split a variant's GGUF into shards above this many bytes (as gguf-split does); 0 = one file.
+DSQ_SHARD_BYTES = env_int("DSQ_SHARD_BYTES", 0) or None
 # How long a worker that finished computing waits for an unreachable database before giving up the job.
 DSQ_DB_WAIT_SECONDS = env_int("DSQ_DB_WAIT_SECONDS", 120)
 # Tier-1 evaluation defaults (a job's options override them): context, windows (0 = the whole text), GPU layers.

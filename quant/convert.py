@@ -20,7 +20,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import gguf
 import numpy as np
@@ -40,13 +40,14 @@ from quant.gguf_file import (
     split_kvs,
 )
 from quant.imatrix import Imatrix, load_imatrix
+from quant.progress import Cancelled, Progress, Reporter, check_cancelled
 from quant.sources import GGUFSource, HFSource, open_source
 
 FLOAT_TYPES = ("F32", "F16", "BF16")
 
 
-class ConversionCancelled(Exception):
-    """Raised when the cancellation hook asks to stop; temporaries are gone by then."""
+class ConversionCancelled(Cancelled):
+    """Raised when the reporter asks to stop; temporaries are gone by then."""
 
 
 class ConversionError(RuntimeError):
@@ -105,20 +106,6 @@ def file_type_of(recipe_name: str, types: dict[str, int]) -> int:
 
 
 # -- results and progress -----------------------------------------------------------------------------
-
-
-@dataclass
-class Progress:
-    index: int  # 1-based index of the tensor being written
-    total: int
-    name: str
-    type: str
-    bytes_done: int  # output bytes written so far
-    bytes_total: int
-    elapsed_s: float
-    rate_bps: float
-    eta_s: "float | None"
-    tensor_done: bool  # False for an update part-way through a large tensor
 
 
 @dataclass
@@ -413,8 +400,7 @@ def execute(
     out_dir: "str | Path",
     *,
     device: "str | None" = "cpu",
-    progress: "Callable[[Progress], None] | None" = None,
-    should_cancel: "Callable[[], bool] | None" = None,
+    reporter: "Reporter | None" = None,
     stats: bool = True,
     slab_weights: int = SLAB_WEIGHTS,
     tensor_cache_dir: "str | Path | None" = None,
@@ -453,8 +439,8 @@ def execute(
             w.write_header()
             for p in by_file[fi]:
                 index += 1
-                if should_cancel is not None and should_cancel():
-                    raise ConversionCancelled(f"cancelled before tensor {index} of {len(plan.tensors)} ({p.info.name})")
+                check_cancelled(reporter, f"cancelled before tensor {index} of {len(plan.tensors)} ({p.info.name})",
+                                ConversionCancelled)
                 res = TensorResult(p.info.name, p.info.shape, p.info.type, p.info.nbytes, fi)
                 est = _ErrorStats()
                 w.begin_tensor(p.info.name)
@@ -466,17 +452,17 @@ def execute(
                     sink = _TensorCacheWriter(cache, index, p.info, w) if cache is not None else w
                     for wrote in _stream_tensor(plan, p, sink, dev, est if stats else None, slab_weights):
                         done += wrote
-                        if should_cancel is not None and should_cancel():
-                            raise ConversionCancelled(f"cancelled inside tensor {index} of {len(plan.tensors)} ({p.info.name})")
-                        if progress is not None and done - done_before < p.info.nbytes:
-                            progress(_progress(index, plan, p, done, bytes_total, t_start, False))
+                        check_cancelled(reporter, f"cancelled inside tensor {index} of {len(plan.tensors)} ({p.info.name})",
+                                        ConversionCancelled)
+                        if reporter is not None and done - done_before < p.info.nbytes:
+                            reporter.report(_progress(index, plan, p, done, bytes_total, t_start, False))
                     est.fill(res)
                     if cache is not None:
                         sink.commit(res)
                 w.end_tensor()
                 results.append(res)
-                if progress is not None:
-                    progress(_progress(index, plan, p, done, bytes_total, t_start, True))
+                if reporter is not None:
+                    reporter.report(_progress(index, plan, p, done, bytes_total, t_start, True))
             size, sha = w.close()
             files.append(FileResult(out_dir / names[fi], size, sha, len(shard)))
         for fi, shard in enumerate(plan.shards):
@@ -576,10 +562,13 @@ class _TensorCacheWriter:
 
 
 def _progress(index, plan, p, done, total, t_start, finished) -> Progress:
+    """Step "quantize i/N"; the fraction counts output bytes; a finished tensor carries a log line."""
     elapsed = time.monotonic() - t_start
     rate = done / elapsed if elapsed > 0 else 0.0
     eta = (total - done) / rate if rate > 0 else None
-    return Progress(index, len(plan.tensors), p.info.name, p.info.type, done, total, elapsed, rate, eta, finished)
+    n, item = len(plan.tensors), f"{p.info.name} {p.info.type}"
+    return Progress(f"quantize {index}/{n}", done / max(1, total), f"tensor {index}/{n} {item}" if finished else "",
+                    eta, index, n, item)
 
 
 _TORCH_FLOAT = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
@@ -646,8 +635,7 @@ def convert(
     device: "str | None" = "cpu",
     shard_size: "int | None" = None,
     name: "str | None" = None,
-    progress: "Callable[[Progress], None] | None" = None,
-    should_cancel: "Callable[[], bool] | None" = None,
+    reporter: "Reporter | None" = None,
     source_repo: "str | None" = None,
     source_revision: "str | None" = None,
     tokenizer_pre: "str | None" = None,
@@ -660,5 +648,4 @@ def convert(
         src_path, recipe, imatrix=imatrix, shard_size=shard_size, name=name, source_repo=source_repo,
         source_revision=source_revision, tokenizer_pre=tokenizer_pre, allow_requantize=allow_requantize,
     )
-    return execute(plan, out_dir, device=device, progress=progress, should_cancel=should_cancel, stats=stats,
-                   tensor_cache_dir=tensor_cache_dir)
+    return execute(plan, out_dir, device=device, reporter=reporter, stats=stats, tensor_cache_dir=tensor_cache_dir)

@@ -11,7 +11,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from registry import models, quality
+from registry import models, publishing, quality
 from registry.models import is_approver
 
 
@@ -156,7 +156,7 @@ class ReleaseAdmin(ReadOnlyAdmin):
             reason = form.cleaned_data["reason"]
             try:
                 if "_approve" in request.POST:
-                    release.approve(request.user, reason)
+                    publishing.approve(release, request.user, reason)
                 elif "_reject" in request.POST:
                     release.reject(request.user, reason)
                 messages.success(request, f"{release} is {release.state}")

@@ -10,6 +10,7 @@ import hashlib
 
 from django.db import IntegrityError, transaction
 
+from registry import dispatch
 from registry.models import AuditLog, BenchmarkJob, Checkpoint, JobState, Variant
 
 QUALITY = "quality"
@@ -27,8 +28,6 @@ def request_key(variant: Variant, suite: str) -> str:
 
 def request_benchmarks(variant: Variant, suites: "list[str]", user=None) -> list[BenchmarkJob]:
     """Queue each suite not already live or done for this variant; returns the jobs (new or live)."""
-    from workers import runner
-
     out = []
     for suite in dict.fromkeys(suites):
         if suite in (variant.quality or {}).get("suites", {}):
@@ -45,7 +44,7 @@ def request_benchmarks(variant: Variant, suites: "list[str]", user=None) -> list
         except IntegrityError:
             out.append(BenchmarkJob.objects.get(request_key=key, state__in=[JobState.QUEUED, JobState.RUNNING]))
             continue
-        transaction.on_commit(lambda pk=job.pk: runner.enqueue("benchmark", pk))
+        dispatch.enqueue_on_commit("benchmark", job.pk)
         out.append(job)
     return out
 

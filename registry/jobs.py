@@ -25,6 +25,11 @@ class LeaseLost(Exception):
     """The job is no longer ours: cancelled, reaped or claimed by another worker."""
 
 
+def backoff_seconds(attempts: int) -> int:
+    """How long a failed job waits before its next attempt: 5 s, doubling per attempt, at most 10 min."""
+    return min(600, 5 * 2 ** max(0, attempts - 1))
+
+
 def _lease_until(now: dt.datetime) -> dt.datetime:
     return now + dt.timedelta(seconds=settings.DSQ_LEASE_SECONDS)
 
@@ -83,7 +88,7 @@ def fail(job: Job, exc: BaseException, *, retry: bool = True) -> str:
     text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
     job.log_tail = (job.log_tail + "".join(traceback.format_exception(exc)))[-LOG_TAIL_CHARS:]
     if retry and job.attempts < job.max_attempts:
-        backoff = dt.timedelta(seconds=min(600, 5 * 2 ** max(0, job.attempts - 1)))
+        backoff = dt.timedelta(seconds=backoff_seconds(job.attempts))
         changed = type(job).objects.filter(pk=job.pk, state=JobState.RUNNING, worker=job.worker).update(
             state=JobState.QUEUED, error=text, log_tail=job.log_tail, worker="", lease_expires_at=None,
             not_before=timezone.now() + backoff,
@@ -175,5 +180,5 @@ def unclaimed(now: "dt.datetime | None" = None) -> list[tuple[str, int]]:
     return found
 
 
-__all__ = ["claim", "heartbeat", "succeed", "fail", "cancelled", "request_cancel", "retry", "reap_expired",
+__all__ = ["backoff_seconds", "claim", "heartbeat", "succeed", "fail", "cancelled", "request_cancel", "retry", "reap_expired",
            "is_cancel_requested", "mark_enqueued", "unclaimed", "LeaseLost", "JOB_MODELS", "FINAL_STATES"]

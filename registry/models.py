@@ -158,6 +158,11 @@ class JobState(models.TextChoices):
 FINAL_STATES = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 
+def default_max_attempts() -> int:
+    """DSQ_MAX_ATTEMPTS when the job is created (a callable, so the setting is read then, not at import)."""
+    return settings.DSQ_MAX_ATTEMPTS
+
+
 class Job(models.Model):
     """Shared state of a unit of work. The row is the truth; a Celery message only triggers it."""
 
@@ -169,7 +174,7 @@ class Job(models.Model):
     eta_seconds = models.FloatField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True)
     attempts = models.PositiveIntegerField(default=0)
-    max_attempts = models.PositiveIntegerField(default=3)
+    max_attempts = models.PositiveIntegerField(default=default_max_attempts)
     not_before = models.DateTimeField(null=True, blank=True, help_text="Backoff: not claimed before this time")
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
@@ -373,7 +378,9 @@ class Release(models.Model):
         self.save(update_fields=["state", "decided_by", "decided_at", "decision_reason"])
 
     def approve(self, user, reason: str = "") -> None:
-        """Approve a candidate: it gets its immutable version tag and becomes `latest`."""
+        """Approve a candidate: it gets its immutable version tag and becomes `latest`.
+
+        Sending it to the Hub is registry.publishing.approve's (models never reach the queue)."""
         with transaction.atomic():
             locked = Release.objects.select_for_update().get(pk=self.pk)
             locked._decide(user, reason, Release.State.APPROVED)
@@ -382,10 +389,6 @@ class Release(models.Model):
                                release=locked, updated_by=user)
             Tag.channel(checkpoint, quant, "latest").move(locked, user)
             AuditLog.record(user, "release.approve", locked, reason=reason)
-            if settings.DSQ_PUBLISH_ON_APPROVAL:
-                from registry.releases import schedule_publish
-
-                schedule_publish(locked)
         self.refresh_from_db()
 
     def reject(self, user, reason: str) -> None:

@@ -7,6 +7,8 @@ from typing import Optional
 
 from django.db import IntegrityError, transaction
 
+from registry import dispatch
+from registry.benchmarks import request_benchmarks
 from registry.models import AuditLog, Checkpoint, JobState, QuantizationJob, Recipe, Variant
 
 LIVE = (JobState.QUEUED, JobState.RUNNING)
@@ -31,14 +33,10 @@ class Outcome:
 def request_quantization(checkpoint: Checkpoint, recipe: Recipe, *, user, imatrix: str = "",
                          imatrix_sha256: str = "", benchmark_suites: "list[str] | None" = None) -> Outcome:
     """Return the ready variant or the live job for these inputs, or queue a new job (after commit)."""
-    from workers import runner
-
     variant = Variant.objects.filter(checkpoint=checkpoint, recipe=recipe, imatrix_sha256=imatrix_sha256,
                                      status=Variant.Status.READY).first()
     if variant is not None:
         if benchmark_suites:
-            from registry.benchmarks import request_benchmarks
-
             request_benchmarks(variant, list(benchmark_suites), user)
         return Outcome(None, variant, False)
     key = request_key(checkpoint, recipe, imatrix_sha256)
@@ -58,5 +56,5 @@ def request_quantization(checkpoint: Checkpoint, recipe: Recipe, *, user, imatri
         if winner is None:
             raise
         return Outcome(winner, winner.variant, False)
-    transaction.on_commit(lambda: runner.enqueue("quantize", job.pk))
+    dispatch.enqueue_on_commit("quantize", job.pk)
     return Outcome(job, None, True)

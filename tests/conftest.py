@@ -33,6 +33,14 @@ def django_db_modify_db_settings(postgres_server):
     del connections["default"]
 
 
+@pytest.fixture
+def storage(settings, tmp_path):
+    """An empty DSQ_STORAGE_ROOT for this test."""
+    settings.DSQ_STORAGE_ROOT = tmp_path / "storage"
+    settings.DSQ_STORAGE_ROOT.mkdir()
+    return settings.DSQ_STORAGE_ROOT
+
+
 @pytest.fixture(scope="session")
 def redis_server():
     try:
@@ -48,7 +56,7 @@ def point_celery_at(url: str) -> str:
     Dropping the app's connection pool is not enough: the producer pool is cached on app.amqp
     and keeps the old connection (and a refused one stays refused).
     """
-    from workers.celery_app import app
+    from dsq.celery import app
 
     previous = app.conf.broker_url
     app.close()

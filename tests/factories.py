@@ -18,7 +18,7 @@ def checkpoint(name: str = "tiny-v3", **fields) -> Checkpoint:
 
 
 def recipe(name: str = "Q4_K_M", version: int = 1, definition: "dict | None" = None) -> Recipe:
-    definition = definition or {"name": name, "default": "Q4_K", "rules": []}
+    definition = definition or {"name": name, "version": version, "default_type": "Q4_K", "rules": []}
     sha = hashlib.sha256(json.dumps([definition, version], sort_keys=True).encode()).hexdigest()
     return Recipe.objects.create(name=name, version=version, sha256=sha, definition=definition)
 

@@ -30,6 +30,9 @@ def test_compose_file_validates_and_has_every_service():
     for name in ("web", "worker-gpu", "worker-cpu"):
         env = config["services"][name]["environment"]
         assert env["DATABASE_URL"].startswith("postgres://") and env["CELERY_BROKER_URL"].startswith("redis://")
+    for name in ("worker-gpu", "worker-cpu"):
+        command = config["services"][name]["command"]
+        assert " ".join(command if isinstance(command, list) else [command]).startswith("celery -A dsq worker")
 
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose client not installed")

@@ -39,3 +39,20 @@ def test_a_bad_setting_stops_the_process_with_its_name():
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="dsq.settings", DSQ_LEASE_SECONDS="soon")
     result = subprocess.run([sys.executable, "manage.py", "check"], capture_output=True, text=True, env=env)
     assert result.returncode != 0 and "DSQ_LEASE_SECONDS must be an integer" in result.stderr
+
+
+def test_every_dsq_setting_the_code_reads_is_declared_in_dsq_settings():
+    """`settings.DSQ_X` only, never a getattr with a default that hides a setting nobody declared."""
+    import re
+    from pathlib import Path
+
+    from dsq import settings as declared
+
+    root = Path(__file__).resolve().parent.parent
+    read = set()
+    for package in ("dsq", "registry", "workers"):
+        for path in (root / package).rglob("*.py"):
+            text = path.read_text()
+            assert not re.search(r"getattr\(\s*settings\s*,", text), f"{path}: getattr(settings, …)"
+            read |= set(re.findall(r"settings\.(DSQ_[A-Z0-9_]+)", text))
+    assert read and read <= set(vars(declared)), sorted(read - set(vars(declared)))

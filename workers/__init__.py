@@ -1,4 +1,5 @@
-"""Celery app and tasks: GPU hosts run quantization and evaluation; the job rows live in the registry."""
-from workers.celery_app import app
+"""Worker hosts: claim a job row, run it (quantize, benchmark, publish), record how it ended.
 
-__all__ = ["app"]
+The Celery app is dsq.celery; the task bodies are in workers.tasks. Workers import the
+registry's models and services; the registry never imports workers.
+"""

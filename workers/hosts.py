@@ -2,7 +2,7 @@
 
 Each worker writes `dsq:host:<worker name>` (JSON: device, GPU memory, free disk under the
 storage root, queues) with a TTL, refreshed every heartbeat period while it lives and before
-every claim. Before claiming a job the runner compares the job's needs with this host's; a
+every claim. Before claiming a job the worker (workers.context) compares the job's needs with this host's; a
 job that does not fit is left queued, its row's `step` says why, and its message is sent
 again later for another host to take.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import threading
 import time
 from pathlib import Path
@@ -20,9 +21,14 @@ from django.conf import settings
 KEY_PREFIX = "dsq:host:"
 
 
+def worker_name() -> str:
+    """This worker's name on job rows and host records: DSQ_WORKER_NAME, else host:pid."""
+    return os.environ.get("DSQ_WORKER_NAME") or f"{socket.gethostname()}:{os.getpid()}"
+
+
 def device() -> str:
     """The torch device of this worker: DSQ_DEVICE (e.g. cuda:1), default cpu."""
-    return os.environ.get("DSQ_DEVICE") or getattr(settings, "DSQ_DEVICE", "cpu")
+    return settings.DSQ_DEVICE
 
 
 def capabilities() -> dict:
@@ -54,7 +60,7 @@ def _redis():
     """The broker's Redis: host records live beside the queues they describe."""
     import redis
 
-    from workers.celery_app import app
+    from dsq.celery import app
 
     return redis.Redis.from_url(app.conf.broker_url)
 

@@ -11,6 +11,7 @@ import json
 
 from django.conf import settings
 
+from registry import hub
 from registry.models import Release
 
 
@@ -58,7 +59,7 @@ def quant_section(release: Release) -> list[str]:
     lines = [
         f"## {v.quant_name}",
         "",
-        f"- Release: `{v.quant_name}-v{release.version}`",
+        f"- Release: `{hub.tag(release)}`",
         f"- Size: {_fmt_bytes(v.total_bytes)} ({v.total_bytes} bytes) in {len(files)} file(s)",
         f"- Bits per weight: {v.bits_per_weight:.3f}",
         f"- Recipe: {v.recipe.name} v{v.recipe.version} (sha256 `{v.recipe.sha256[:16]}…`)",
@@ -66,7 +67,7 @@ def quant_section(release: Release) -> list[str]:
         "Files:",
         "",
     ]
-    lines += [f"- `{v.quant_name}/{f.name}` — {f.size} bytes, sha256 `{f.sha256}`" for f in files]
+    lines += [f"- `{hub.path_in_repo(v, f.name)}` — {f.size} bytes, sha256 `{f.sha256}`" for f in files]
     lines += ["", "Quality against the reference:", "", *drop_table(v.quality), "",
               "<details><summary>Recipe</summary>", "", "```json", recipe, "```", "", "</details>", ""]
     return lines
@@ -86,7 +87,7 @@ def render_card(release: Release, repo_id: str) -> str:
         base_model=checkpoint.hf_repo or None,
         base_model_relation="quantized",
         library_name="gguf",
-        quantized_by=getattr(settings, "DSQ_QUANTIZED_BY", "dsq"),
+        quantized_by=settings.DSQ_QUANTIZED_BY,
         tags=["gguf", "quantized", checkpoint.family.lower(), checkpoint.architecture],
     )
     body = [
@@ -97,7 +98,7 @@ def render_card(release: Release, repo_id: str) -> str:
         "",
         "Each quant lives in its own folder; every release is a Hub tag `<QUANT>-v<N>`.",
         "",
-        f"    llama-server -hf {repo_id}:{release.variant.quant_name}",
+        f"    llama-server -hf {hub.quant_ref(repo_id, release.variant.quant_name)}",
         "",
     ]
     for name in sorted(latest):

@@ -1,9 +1,9 @@
 """Publish an approved release to the Hugging Face Hub: one atomic commit, one tag, recorded on the row.
 
-Layout (what `llama-server -hf REPO:QUANT` and Ollama look for): one repo per base model,
-`<namespace>/<checkpoint>-GGUF`, one folder per quant holding its GGUF file(s), and a README.md
-model card describing every published quant. Each release is one commit created against the
-branch head we read (`parent_commit`), then a Hub tag `<QUANT>-v<N>` on that commit.
+Layout and names are registry.hub's (one repo per base model, a folder per quant, a tag per
+release), plus a README.md model card describing every published quant (workers.model_card).
+Each release is one commit created against the branch head we read (`parent_commit`), then
+its Hub tag on that commit.
 
 Idempotent: a release whose tag already exists on the Hub, or whose commit landed but whose
 tag did not, is recorded without uploading anything again. Transient Hub errors (5xx, 429,
@@ -20,8 +20,10 @@ from typing import Callable, TypeVar
 
 from django.conf import settings
 
-from registry.models import AuditLog, Release
-from registry.releases import hub_path
+from registry import hub
+from registry.models import Release
+from workers import storage
+from workers.model_card import render_card
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -47,17 +49,9 @@ def hub_api():
     return HfApi(endpoint=settings.HF_ENDPOINT, token=settings.HF_TOKEN or None, library_name="dsq")
 
 
-def repo_id_for(release: Release) -> str:
-    return f"{settings.DSQ_HUB_NAMESPACE}/{release.variant.checkpoint.name}-GGUF"
-
-
-def tag_for(release: Release) -> str:
-    return f"{release.variant.quant_name}-v{release.version}"
-
-
 def commit_title(release: Release) -> str:
     """Unique per release: lets a retry find a commit whose response was lost."""
-    return f"dsq: publish {release.variant.checkpoint.name} {tag_for(release)}"
+    return f"dsq: publish {release.variant.checkpoint.name} {hub.tag(release)}"
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -79,18 +73,21 @@ def status_of(exc: BaseException) -> "int | None":
     return getattr(getattr(exc, "response", None), "status_code", None)
 
 
-def with_retries(what: str, call: Callable[[], T], *, attempts: "int | None" = None,
-                 base_delay: "float | None" = None) -> T:
+def backoff_seconds(attempt: int) -> float:
+    """How long to wait after failed attempt `attempt` (1-based): doubling from DSQ_PUBLISH_BACKOFF_SECONDS, at most 60 s."""
+    return min(60.0, settings.DSQ_PUBLISH_BACKOFF_SECONDS * 2 ** (attempt - 1))
+
+
+def with_retries(what: str, call: Callable[[], T]) -> T:
     """Run `call`, retrying transient Hub errors with exponential backoff; other errors go straight up."""
-    attempts = attempts or getattr(settings, "DSQ_PUBLISH_ATTEMPTS", 5)
-    delay = base_delay if base_delay is not None else getattr(settings, "DSQ_PUBLISH_BACKOFF_SECONDS", 2.0)
+    attempts = settings.DSQ_PUBLISH_ATTEMPTS
     for attempt in range(1, attempts + 1):
         try:
             return call()
         except Exception as exc:
             if attempt == attempts or not is_transient(exc):
                 raise
-            wait = min(60.0, delay * 2 ** (attempt - 1))
+            wait = backoff_seconds(attempt)
             log.warning("%s: transient Hub error (%s, status %s); retry %d/%d in %.1fs",
                         what, type(exc).__name__, status_of(exc), attempt, attempts - 1, wait)
             time.sleep(wait)
@@ -100,7 +97,7 @@ def with_retries(what: str, call: Callable[[], T], *, attempts: "int | None" = N
 def artifact_paths(release: Release) -> list[tuple[Path, str]]:
     """(local file, path in repo) for every artifact of the release's variant, checked to exist."""
     variant = release.variant
-    root = Path(settings.DSQ_STORAGE_ROOT) / variant.storage_path  # relative to the root, or absolute
+    root = storage.variant_dir(variant)
     files = list(variant.files.all())
     if not files:
         raise PublishError(f"{variant} has no artifact files")
@@ -109,14 +106,14 @@ def artifact_paths(release: Release) -> list[tuple[Path, str]]:
         local = root / f.name
         if not local.is_file() or local.stat().st_size != f.size:
             raise PublishError(f"artifact {local} is missing or has the wrong size")
-        out.append((local, hub_path(variant, f.name)))
+        out.append((local, hub.path_in_repo(variant, f.name)))
     return out
 
 
 def publish_release(release_id: int, api=None) -> PublishResult:
     """Publish one approved release (or record that the Hub already has it)."""
     release = Release.objects.select_related("variant__checkpoint", "variant__recipe").get(pk=release_id)
-    repo_id, tag = repo_id_for(release), tag_for(release)
+    repo_id, tag = hub.repo_id(release.variant.checkpoint), hub.tag(release)
     if release.state == Release.State.PUBLISHED and release.hub_commit:
         return PublishResult(release.hub_repo, release.hub_commit, release.hub_tag, uploaded=False)
     if release.state != Release.State.APPROVED:
@@ -139,7 +136,7 @@ def publish_release(release_id: int, api=None) -> PublishResult:
 def existing_commit(api, repo_id: str, release: Release) -> "tuple[str | None, bool]":
     """(commit already holding this release, whether it is tagged): the tag's target, else a commit
     on main with the release's unique title (its tag was never created), else (None, False)."""
-    tag = tag_for(release)
+    tag = hub.tag(release)
     refs = with_retries("list refs", lambda: api.list_repo_refs(repo_id))
     for ref in refs.tags:
         if ref.name == tag:
@@ -155,11 +152,9 @@ def upload(api, repo_id: str, release: Release) -> str:
     """One commit with the release's files and the refreshed card, against the head we read."""
     from huggingface_hub import CommitOperationAdd
 
-    from workers.model_card import render_card
-
     files = artifact_paths(release)
     title = commit_title(release)
-    max_attempts = getattr(settings, "DSQ_PUBLISH_ATTEMPTS", 5)
+    max_attempts = settings.DSQ_PUBLISH_ATTEMPTS
     for attempt in range(1, max_attempts + 1):
         head = with_retries("read head", lambda: api.repo_info(repo_id, revision="main")).sha
         card = render_card(release, repo_id)
@@ -176,7 +171,7 @@ def upload(api, repo_id: str, release: Release) -> str:
             landed, _ = existing_commit(api, repo_id, release)
             if landed is not None:
                 return landed
-            wait = min(60.0, getattr(settings, "DSQ_PUBLISH_BACKOFF_SECONDS", 2.0) * 2 ** (attempt - 1))
+            wait = backoff_seconds(attempt)
             log.warning("commit for %s failed (status %s); retry %d/%d in %.1fs",
                         repo_id, status_of(exc), attempt, max_attempts - 1, wait)
             time.sleep(wait)

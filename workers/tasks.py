@@ -1,26 +1,45 @@
-"""Celery tasks: explicit names, ids in, one call into workers.runner."""
+"""Celery tasks: explicit names (dsq.celery), ids in, one call into the module of their job kind.
+
+`worker_ready` starts advertising this host's capabilities (workers.hosts) for as long as the
+worker runs; this module is what a worker imports on start (dsq.celery autodiscovers it).
+"""
 from __future__ import annotations
 
-from workers.celery_app import app
+from celery.signals import worker_ready
+
+from dsq.celery import BENCHMARK, PUBLISH, QUANTIZE, REAP_EXPIRED, app
+from workers import benchmark as benchmarking
+from workers import hosts, reaper
 from workers import publish as publishing
-from workers import runner
+from workers import quantize as quantizing
+from workers.context import run_job
 
 
-@app.task(name="dsq.quantize", acks_late=True, reject_on_worker_lost=True)
+@app.task(name=QUANTIZE, acks_late=True, reject_on_worker_lost=True)
 def quantize(job_id: int) -> str:
-    return runner.run_job("quantize", job_id)
+    return run_job("quantize", job_id, quantizing.run, quantizing.requirements)
 
 
-@app.task(name="dsq.benchmark", acks_late=True, reject_on_worker_lost=True)
+@app.task(name=BENCHMARK, acks_late=True, reject_on_worker_lost=True)
 def benchmark(job_id: int) -> str:
-    return runner.run_job("benchmark", job_id)
+    return run_job("benchmark", job_id, benchmarking.run)
 
 
-@app.task(name="dsq.reap_expired")
+@app.task(name=REAP_EXPIRED)
 def reap_expired() -> int:
-    return runner.reap_and_requeue()
+    return reaper.reap_and_requeue()
 
 
-@app.task(name="dsq.publish", acks_late=True, reject_on_worker_lost=True)
+@app.task(name=PUBLISH, acks_late=True, reject_on_worker_lost=True)
 def publish(release_id: int) -> str:
     return publishing.publish_release(release_id).commit
+
+
+@worker_ready.connect
+def _advertise_host(sender=None, **_) -> None:
+    """Keep this host's capabilities (GPU memory, free disk) visible in Redis while it runs."""
+    try:
+        queues = sorted(sender.app.amqp.queues.consume_from)
+    except AttributeError:
+        queues = []
+    hosts.start_advertising(hosts.worker_name(), queues)

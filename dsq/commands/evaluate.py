@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from quant.eval.kld import evaluate_variant
     from quant.eval.model import EvalSettings
     from quant.eval.perplexity import perplexity
-    from quant.eval.progress import print_progress
+    from quant.progress import Printer
     from quant.eval.reference import cached_reference
     from quant.eval.text import topics_text
 
@@ -33,11 +33,11 @@ def run(args: argparse.Namespace) -> int:
     settings = EvalSettings(n_ctx=args.n_ctx, max_windows=args.windows, threads=args.threads,
                             n_gpu_layers=args.n_gpu_layers)
     if args.reference is None:
-        result = perplexity(args.model, text, settings, progress=print_progress)
+        result = perplexity(args.model, text, settings, reporter=Printer())
         data = {k: v for k, v in vars(result).items() if k != "running_ppl"}
     else:
-        ref = cached_reference(args.reference, text, args.cache_dir, settings, args.top_k, progress=print_progress)
-        data = evaluate_variant(args.model, text, ref, settings, progress=print_progress).as_dict()
+        ref = cached_reference(args.reference, text, args.cache_dir, settings, args.top_k, reporter=Printer())
+        data = evaluate_variant(args.model, text, ref, settings, reporter=Printer()).as_dict()
     if args.json:
         print(json.dumps(data, indent=2))
     else:

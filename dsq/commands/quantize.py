@@ -35,29 +35,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class ProgressLine:
-    """One self-rewriting stderr line: tensor i/N, bytes, rate, ETA."""
+    """The command line's quant.progress.Reporter: one self-rewriting stderr line (tensor i/N, MiB, rate, ETA).
 
-    def __init__(self, stream=None, min_interval: float = 0.2):
+    It never cancels (Ctrl-C does)."""
+
+    def __init__(self, total_bytes: int, stream=None, min_interval: float = 0.2):
         # sys.stderr looked up now, not when the module was imported: it may have been replaced since
         stream = sys.stderr if stream is None else stream
-        self.stream, self.min_interval, self.last = stream, min_interval, 0.0
+        self.total_bytes, self.stream, self.min_interval, self.last = total_bytes, stream, min_interval, 0.0
+        self.started = time.monotonic()
         self.tty = stream.isatty()
 
-    def __call__(self, p) -> None:
+    def report(self, p) -> None:
         now = time.monotonic()
-        final = p.index == p.total and p.tensor_done
+        final = p.index == p.count and bool(p.message)
         if not final and now - self.last < self.min_interval:
             return
         self.last = now
+        done = p.fraction * self.total_bytes
+        rate = done / max(now - self.started, 1e-9)
         eta = "--:--" if p.eta_s is None else f"{int(p.eta_s) // 60:02d}:{int(p.eta_s) % 60:02d}"
-        pct = 100.0 * p.bytes_done / max(1, p.bytes_total)
-        line = (f"[{p.index}/{p.total}] {pct:5.1f}% {p.bytes_done / 2**20:,.1f}/{p.bytes_total / 2**20:,.1f} MiB "
-                f"{p.rate_bps / 2**20:6.1f} MiB/s ETA {eta}  {p.name} {p.type}")
+        line = (f"[{p.index}/{p.count}] {100.0 * p.fraction:5.1f}% {done / 2**20:,.1f}/{self.total_bytes / 2**20:,.1f} MiB "
+                f"{rate / 2**20:6.1f} MiB/s ETA {eta}  {p.item}")
         if self.tty:
             self.stream.write("\r" + line[:160].ljust(160) + ("\n" if final else ""))
         else:
             self.stream.write(line + "\n")
         self.stream.flush()
+
+    def cancelled(self) -> bool:
+        return False
 
 
 def _one_line(e: BaseException) -> str:
@@ -82,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
         print("files: " + ", ".join(plan.file_names()))
         return 0
     try:
-        result = execute(plan, args.out, device=args.device, progress=ProgressLine(), stats=not args.no_stats)
+        result = execute(plan, args.out, device=args.device, reporter=ProgressLine(plan.total_bytes),
+                         stats=not args.no_stats)
     except ConversionCancelled as e:
         print(f"dsq quantize: {e}", file=sys.stderr)
         return 130

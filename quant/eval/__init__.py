@@ -2,5 +2,5 @@
 
 A pure library (no Django) so that a Celery task, the `dsq` command line and the
 `bench_quality` script all call the same code. Long-running entry points take a
-`progress(step, fraction, message)` callback and a `cancelled()` check; see `progress`.
+quant.progress.Reporter (progress reports and a cancel check).
 """

@@ -31,7 +31,7 @@ from typing import Optional
 from quant.eval.gguf_size import gguf_size
 from quant.eval.kld import evaluate_variant
 from quant.eval.model import EvalSettings
-from quant.eval.progress import print_progress
+from quant.progress import Printer
 from quant.eval.reference import cached_reference
 from quant.eval.report import REPO_ROOT
 from quant.eval.text import split_text, topics_text
@@ -158,7 +158,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     reference = out / "SmolLM2-135M-F16.gguf"
     if not reference.exists():
         llama_quantize(tools, source_gguf(), reference, "F16", None, args.threads)
-    ref = cached_reference(reference, eval_text, out / "reference-cache", settings, progress=print_progress)
+    ref = cached_reference(reference, eval_text, out / "reference-cache", settings, reporter=Printer())
 
     imatrix = out / "imatrix.gguf"
     if args.imatrix_recipes and not imatrix.exists():

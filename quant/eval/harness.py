@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from quant.eval.progress import Cancelled, CancelFn, ProgressFn, check_cancelled, report
+from quant.progress import Reporter, check_cancelled, report
 from quant.eval.server import Endpoint
 from quant.eval.suites import TASKS_DIR, Suite, SuiteTask
 
@@ -81,7 +81,7 @@ def read_score(output_dir: Path, task: SuiteTask) -> tuple[str, float]:
     return metric, 100.0 * float(results[metric])
 
 
-def run_once(command: list[str], log_path: Path, offline: bool, cancelled: Optional[CancelFn]) -> None:
+def run_once(command: list[str], log_path: Path, offline: bool, reporter: "Reporter | None") -> None:
     env = dict(os.environ)
     if offline:
         env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
@@ -89,8 +89,7 @@ def run_once(command: list[str], log_path: Path, offline: bool, cancelled: Optio
         process = subprocess.Popen(command, cwd=TASKS_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             while process.poll() is None:
-                if cancelled is not None and cancelled():
-                    raise Cancelled("evaluation cancelled during lm_eval")
+                check_cancelled(reporter, "evaluation cancelled during lm_eval")
                 time.sleep(0.5)
         finally:
             if process.poll() is None:
@@ -108,8 +107,7 @@ def run_suite(
     limit: Optional[int] = None,
     offline: bool = False,
     base_seed: int = 1234,
-    progress: Optional[ProgressFn] = None,
-    cancelled: Optional[CancelFn] = None,
+    reporter: "Reporter | None" = None,
 ) -> SuiteResult:
     """Every task `repeats` times (seed base_seed + repeat); mean ± std per benchmark."""
     work_dir = Path(work_dir)
@@ -123,14 +121,15 @@ def run_suite(
             continue
         runs, metric = [], ""
         for repeat in range(task.repeats):
-            check_cancelled(cancelled, f"{task.benchmark} run {repeat + 1}")
+            check_cancelled(reporter, f"evaluation cancelled during {task.benchmark} run {repeat + 1}")
             out = work_dir / task.lm_eval_task / f"run{repeat + 1}"
             out.mkdir(parents=True, exist_ok=True)
             run_once(lm_eval_command(task, endpoint, out, base_seed + repeat, limit),
-                     out / "lm_eval.log", offline, cancelled)
+                     out / "lm_eval.log", offline, reporter)
             metric, score = read_score(out, task)
             runs.append(score)
             done += 1
-            report(progress, "benchmarks", done / total, f"{task.benchmark} run {repeat + 1}: {score:.2f}")
+            report(reporter, "benchmarks", done / total, f"{task.benchmark} run {repeat + 1}: {score:.2f}",
+                   index=done, count=total)
         result.scores.append(BenchmarkScore(task.benchmark, task.lm_eval_task, metric, tuple(runs)))
     return result

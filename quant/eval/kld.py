@@ -23,13 +23,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
 from quant.eval.model import EvalSettings, load_model, log_softmax, make_windows, scored_logits
 from quant.eval.perplexity import NllAccumulator, PerplexityResult, target_logprobs
-from quant.eval.progress import CancelFn, ProgressFn
+from quant.progress import Reporter
 from quant.eval.reference import ReferenceLogits
 from quant.eval.text import text_sha256
 
@@ -90,8 +89,7 @@ def evaluate_variant(
     text: str,
     reference: ReferenceLogits,
     settings: EvalSettings = EvalSettings(),
-    progress: Optional[ProgressFn] = None,
-    cancelled: Optional[CancelFn] = None,
+    reporter: "Reporter | None" = None,
 ) -> VariantQuality:
     """PPL and KLD of one variant against the reference, in one pass over the same windows."""
     if text_sha256(text) != reference.key.text_sha256 or settings.n_ctx != reference.key.n_ctx:
@@ -105,7 +103,7 @@ def evaluate_variant(
         acc = NllAccumulator()
         klds, same, dps = [], [], []
         per = windows.scored_per_window
-        for i, logits, targets in scored_logits(llm, windows, "kld", progress, cancelled):
+        for i, logits, targets in scored_logits(llm, windows, "kld", reporter):
             rows = slice(i * per, (i + 1) * per)
             if not np.array_equal(targets, reference.targets[rows]):
                 raise ValueError("the variant tokenizes the text differently from the reference")

@@ -16,7 +16,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from quant.eval.progress import CancelFn, ProgressFn, check_cancelled, report
+from quant.progress import Reporter, check_cancelled, report
 
 
 @dataclass(frozen=True)
@@ -105,20 +105,20 @@ def scored_logits(
     llm,
     windows: Windows,
     step: str,
-    progress: Optional[ProgressFn] = None,
-    cancelled: Optional[CancelFn] = None,
+    reporter: "Reporter | None" = None,
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Yield (window index, logits float32 [scored, n_vocab], targets int32 [scored]) per window.
 
     The KV cache is cleared before each window; the cancel check runs between windows.
     """
     for i in range(windows.n_windows):
-        check_cancelled(cancelled, step)
+        check_cancelled(reporter, f"evaluation cancelled during {step}")
         llm.reset()
         llm.eval(windows.window_input(i))
         logits = np.array(llm.scores[windows.first:windows.n_ctx - 1], dtype=np.float32)
         yield i, logits, windows.window_targets(i)
-        report(progress, step, (i + 1) / windows.n_windows, f"window {i + 1}/{windows.n_windows}")
+        report(reporter, step, (i + 1) / windows.n_windows, f"window {i + 1}/{windows.n_windows}",
+               index=i + 1, count=windows.n_windows)
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:

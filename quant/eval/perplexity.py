@@ -9,12 +9,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
 from quant.eval.model import EvalSettings, load_model, log_softmax, make_windows, scored_logits
-from quant.eval.progress import CancelFn, ProgressFn
+from quant.progress import Reporter
 
 
 @dataclass
@@ -60,15 +59,14 @@ def perplexity(
     model_path: "str | Path",
     text: str,
     settings: EvalSettings = EvalSettings(),
-    progress: Optional[ProgressFn] = None,
-    cancelled: Optional[CancelFn] = None,
+    reporter: "Reporter | None" = None,
 ) -> PerplexityResult:
     """Perplexity of a GGUF on a text; progress per window, cancellation between windows."""
     llm = load_model(model_path, settings)
     try:
         windows = make_windows(llm, text, settings.n_ctx, settings.max_windows)
         acc = NllAccumulator()
-        for _, logits, targets in scored_logits(llm, windows, "perplexity", progress, cancelled):
+        for _, logits, targets in scored_logits(llm, windows, "perplexity", reporter):
             acc.add_window(target_logprobs(log_softmax(logits), targets))
         return acc.result()
     finally:

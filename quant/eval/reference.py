@@ -28,7 +28,7 @@ import numpy as np
 
 from quant.eval.model import EvalSettings, load_model, log_softmax, make_windows, scored_logits
 from quant.eval.perplexity import NllAccumulator, PerplexityResult, target_logprobs
-from quant.eval.progress import CancelFn, ProgressFn
+from quant.progress import Reporter
 from quant.eval.text import text_sha256
 
 FORMAT_VERSION = 1
@@ -117,8 +117,7 @@ def compute_reference(
     settings: EvalSettings = EvalSettings(),
     top_k: int = DEFAULT_TOP_K,
     model_sha256: Optional[str] = None,
-    progress: Optional[ProgressFn] = None,
-    cancelled: Optional[CancelFn] = None,
+    reporter: "Reporter | None" = None,
 ) -> ReferenceLogits:
     """Run the reference model once over the scored positions and keep the compact form."""
     key = reference_key(model_path, text, settings, top_k, model_sha256)
@@ -127,7 +126,7 @@ def compute_reference(
         windows = make_windows(llm, text, settings.n_ctx, settings.max_windows)
         acc = NllAccumulator()
         ids, top_lps, rests, targets, target_lps = [], [], [], [], []
-        for _, logits, window_targets in scored_logits(llm, windows, "reference", progress, cancelled):
+        for _, logits, window_targets in scored_logits(llm, windows, "reference", reporter):
             logprobs = log_softmax(logits)
             i, lp, rest = top_k_compact(logprobs, top_k)
             tlp = target_logprobs(logprobs, window_targets)
@@ -151,8 +150,7 @@ def cached_reference(
     settings: EvalSettings = EvalSettings(),
     top_k: int = DEFAULT_TOP_K,
     model_sha256: Optional[str] = None,
-    progress: Optional[ProgressFn] = None,
-    cancelled: Optional[CancelFn] = None,
+    reporter: "Reporter | None" = None,
 ) -> ReferenceLogits:
     """Load the reference from cache_dir when this (model, text, n_ctx, k) was computed before."""
     key = reference_key(model_path, text, settings, top_k, model_sha256)
@@ -161,6 +159,6 @@ def cached_reference(
         ref = ReferenceLogits.load(path)
         if ref.key == key:
             return ref
-    ref = compute_reference(model_path, text, settings, top_k, key.model_sha256, progress, cancelled)
+    ref = compute_reference(model_path, text, settings, top_k, key.model_sha256, reporter)
     ref.save(path)
     return ref

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
-from quant.eval.progress import CancelFn, check_cancelled
+from quant.progress import Reporter, check_cancelled
 
 
 @dataclass(frozen=True)
@@ -48,10 +48,10 @@ def free_port() -> int:
 
 
 def wait_until_ready(base_url: str, timeout_s: float, process: Optional[subprocess.Popen] = None,
-                     cancelled: Optional[CancelFn] = None) -> None:
+                     reporter: "Reporter | None" = None) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
-        check_cancelled(cancelled, "server start")
+        check_cancelled(reporter, "evaluation cancelled during server start")
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"the model server exited with code {process.returncode} while starting")
         try:
@@ -67,7 +67,7 @@ def wait_until_ready(base_url: str, timeout_s: float, process: Optional[subproce
 @contextlib.contextmanager
 def local_server(model_path: "str | Path", settings: ServerSettings = ServerSettings(),
                  log_path: "Optional[str | Path]" = None,
-                 cancelled: Optional[CancelFn] = None) -> Iterator[Endpoint]:
+                 reporter: "Reporter | None" = None) -> Iterator[Endpoint]:
     """Run `python -m llama_cpp.server` on 127.0.0.1 for the duration of the block."""
     port = free_port()
     alias = Path(model_path).stem
@@ -80,7 +80,7 @@ def local_server(model_path: "str | Path", settings: ServerSettings = ServerSett
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
         endpoint = Endpoint(base_url=f"http://127.0.0.1:{port}/v1", model=alias)
-        wait_until_ready(endpoint.base_url, settings.startup_timeout_s, process, cancelled)
+        wait_until_ready(endpoint.base_url, settings.startup_timeout_s, process, reporter)
         yield endpoint
     finally:
         process.terminate()

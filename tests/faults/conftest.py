@@ -1,7 +1,7 @@
 """Fault-test fixtures: real worker and web processes on the throwaway Redis and PostgreSQL.
 
 The other faults of the issue are proved where their code is tested:
-- a worker killed (kill -9) mid-quantization: tests/workers/test_worker.py
+- a worker killed (kill -9) mid-quantization: tests/workers/test_quantize.py
   (test_a_killed_worker_loses_its_lease_and_another_resumes_byte_identically);
 - the Hub failing mid-publish: tests/workers/test_publish.py
   (test_transient_errors_mid_publish_are_retried, test_a_failed_publish_leaves_nothing_half_published);
@@ -15,15 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.processes import FAST_JOBS_ENV, Processes, database_url
+from dsq.processes import ProcessGroup
+from tests.faults.processes import FAST_JOBS_ENV, database_url
 from tests.workers.conftest import slow_checkpoint, tiny_checkpoint  # noqa: F401 (fixtures)
-
-
-@pytest.fixture
-def storage(settings, tmp_path) -> Path:
-    settings.DSQ_STORAGE_ROOT = tmp_path / "storage"
-    settings.DSQ_STORAGE_ROOT.mkdir()
-    return settings.DSQ_STORAGE_ROOT
 
 
 @pytest.fixture
@@ -33,11 +27,8 @@ def processes(celery_broker, redis_server, storage, tmp_path):
     logs.mkdir()
     env = {**os.environ, **FAST_JOBS_ENV, "DATABASE_URL": database_url(), "CELERY_BROKER_URL": redis_server.url,
            "DSQ_STORAGE_ROOT": str(storage)}
-    procs = Processes(env, logs)
-    try:
+    with ProcessGroup(env, logs) as procs:
         yield procs
-    finally:
-        procs.stop_all()
 
 
 def job_maker(name: str, path: Path):
@@ -48,8 +39,7 @@ def job_maker(name: str, path: Path):
         from registry.models import Checkpoint
 
         ckpt = Checkpoint.objects.filter(name=name).first() or factories.checkpoint(name, local_path=str(path))
-        return factories.quantization_job(ckpt, factories.recipe(recipe, definition={"name": recipe}),
-                                          max_attempts=max_attempts)
+        return factories.quantization_job(ckpt, factories.builtin_recipe(recipe), max_attempts=max_attempts)
 
     return make
 

@@ -1,4 +1,4 @@
-"""Real processes for the fault tests: Celery workers (with beat) and a gunicorn registry.
+"""Real processes for the fault tests: Celery workers (with beat) and a gunicorn registry (dsq.processes).
 
 Every wait is bounded and says what it waited for, with the tail of the process's log.
 Database polls survive the faults they watch: a poll that meets a restarting PostgreSQL
@@ -7,20 +7,15 @@ drops the dead connection and counts as "not yet".
 from __future__ import annotations
 
 import contextlib
-
 import os
 import signal
-import subprocess
-import sys
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
 from django.db import DatabaseError, connection
 
-ROOT = Path(__file__).resolve().parents[2]
+from dsq.processes import Process, ProcessGroup, celery_worker
 
 # Short leases and a fast reaper so a lost lease or a lost message is noticed within seconds.
 FAST_JOBS_ENV = {
@@ -63,34 +58,6 @@ def wait_for(what: str, predicate, timeout: float, proc: "Process | None" = None
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; {proc.name if proc else ''} log tail:\n{tail}")
 
 
-@dataclass
-class Process:
-    name: str
-    popen: subprocess.Popen
-    log: Path
-    extra: dict = field(default_factory=dict)
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def tail(self, chars: int = 4000) -> str:
-        return self.text()[-chars:]
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Signal the whole process group (a Celery worker's pool children too)."""
-        os.killpg(self.popen.pid, sig)
-        self.popen.wait(30)
-
-    def stop(self) -> None:
-        if self.popen.poll() is not None:
-            return
-        os.killpg(self.popen.pid, signal.SIGTERM)
-        try:
-            self.popen.wait(30)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-
 @contextlib.contextmanager
 def frozen(pid: int):
     """Stop a process group (SIGSTOP) for the duration of the block, then let it go on (SIGCONT).
@@ -123,34 +90,12 @@ def freeze_mid_job(pid: int, done_tensors, total: int, step_s: float = 0.05, tim
     raise AssertionError(f"no tensor finished within {timeout:.0f}s")
 
 
-class Processes:
-    """Starts processes in their own session with a log file each; stops them all at the end."""
+def start_worker(group: ProcessGroup, name: str, *, beat: bool = True, env: "dict | None" = None) -> Process:
+    """A `celery -A dsq worker` on the gpu and cpu queues, with the reaper's beat when `beat`, once it is ready.
 
-    def __init__(self, base_env: dict, logs: Path):
-        self.base_env = base_env
-        self.logs = logs
-        self.started: list[Process] = []
-
-    def start(self, name: str, argv: list[str], env: "dict | None" = None) -> Process:
-        log = self.logs / f"{name}.log"
-        popen = subprocess.Popen(argv, cwd=ROOT, env={**self.base_env, **(env or {})}, stdout=open(log, "wb"),
-                                 stderr=subprocess.STDOUT, start_new_session=True)
-        proc = Process(name, popen, log)
-        self.started.append(proc)
-        return proc
-
-    def worker(self, name: str, *, beat: bool = True, env: "dict | None" = None) -> Process:
-        """A `celery -A workers worker` on the gpu and cpu queues, with the reaper's beat when `beat`.
-
-        Two pool processes, so the reaper (cpu queue) runs while a quantization (gpu queue) does."""
-        argv = [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", "gpu,cpu", "-c", "2",
-                "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "-l", "INFO"]
-        if beat:
-            argv += ["-B", "-s", str(self.logs / f"{name}-beat-schedule")]
-        proc = self.start(name, argv, {"DSQ_WORKER_NAME": name, **(env or {})})
-        wait_for(f"worker {name} to be ready", lambda: "ready." in proc.text(), 90, proc)
-        return proc
-
-    def stop_all(self) -> None:
-        for proc in reversed(self.started):
-            proc.stop()
+    Two pool processes, so the reaper (cpu queue) runs while a quantization (gpu queue) does."""
+    argv = celery_worker("gpu,cpu", f"{name}@%h", concurrency=2,
+                         beat=group.logdir / f"{name}-beat-schedule" if beat else None)
+    proc = group.start(name, argv, env={"DSQ_WORKER_NAME": name, **(env or {})})
+    wait_for(f"worker {name} to be ready", lambda: "ready." in proc.text(), 90, proc)
+    return proc

@@ -13,9 +13,9 @@ import subprocess
 
 import pytest
 
+from registry import dispatch
 from registry.models import JobState, QuantizationJob, Variant
-from tests.faults.processes import wait_for
-from workers import runner
+from tests.faults.processes import start_worker, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 INODES = 24  # the work dirs plus a few cached tensors; the tiny model has ~70 tensors
@@ -27,7 +27,7 @@ def small_disk(storage, tiny_checkpoint):
     from quant import convert
 
     plan = convert.plan_conversion(tiny_checkpoint, "Q4_K_M", name="tiny-v3-Q4_K_M")
-    size = 2 * plan.total_bytes + (64 << 20) + (8 << 20)  # what workers.handlers.requirements asks, and a bit
+    size = 2 * plan.total_bytes + (64 << 20) + (8 << 20)  # what workers.quantize.requirements asks, and a bit
     result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},nr_inodes={INODES}", "tmpfs", str(storage)],
                             capture_output=True, text=True)
     if result.returncode:
@@ -39,9 +39,9 @@ def small_disk(storage, tiny_checkpoint):
 
 
 def test_a_full_disk_fails_the_job_cleanly(processes, tiny_job, small_disk):
-    worker = processes.worker("w1", beat=False)
+    worker = start_worker(processes, "w1", beat=False)
     job = tiny_job("Q4_K_M", max_attempts=1)
-    runner.enqueue("quantize", job.pk)
+    dispatch.enqueue("quantize", job.pk)
     done = wait_for("the job to end", lambda: (row := QuantizationJob.objects.get(pk=job.pk)).is_final and row,
                     120, worker)
     assert done.state == JobState.FAILED, f"finished as {done.state}: the disk never filled"

@@ -15,9 +15,9 @@ import pytest
 from django.db import connection
 
 from dsq.localservices import free_port, wait_for_port
+from registry import dispatch
 from registry.models import JobState, QuantizationJob, Variant
-from tests.faults.processes import frozen, wait_for
-from workers import runner
+from tests.faults.processes import frozen, start_worker, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -32,9 +32,9 @@ def restart(postgres_server) -> None:
 
 
 def test_a_running_job_survives_a_postgres_restart(processes, slow_job, postgres_server):
-    worker = processes.worker("w1")
+    worker = start_worker(processes, "w1")
     job = slow_job("Q4_K_M")
-    runner.enqueue("quantize", job.pk)
+    dispatch.enqueue("quantize", job.pk)
     # progress > 0: a heartbeat has written, so the worker holds a connection the restart will cut.
     wait_for("the job to be under way", lambda: row(job).progress > 0, 120, worker)
     with frozen(worker.popen.pid):  # the restart lands mid-job, however fast the machine

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
+from registry import dispatch
 from registry.models import JobState, QuantizationJob, Variant
-from tests.faults.processes import frozen, wait_for
-from workers import runner
+from tests.faults.processes import frozen, start_worker, wait_for
 
 # What the worker logs when it dies instead of reconnecting (see the xfail below).
 KOMBU_CRASH = "Unrecoverable error: AttributeError(\"'NoneType' object has no attribute 'hostname'\")"
@@ -34,8 +34,8 @@ def test_jobs_whose_messages_were_lost_or_never_sent_still_run_once(
     from tests.registry.personas import client_for
 
     lost = tiny_job("Q4_K_M")
-    factories.recipe("Q8_0", definition={"name": "Q8_0"})
-    assert runner.enqueue("quantize", lost.pk) and celery_broker.llen("gpu") == 1
+    factories.builtin_recipe("Q8_0")
+    assert dispatch.enqueue("quantize", lost.pk) and celery_broker.llen("gpu") == 1
     redis_server.restart()  # no persistence: the queued message is gone
     assert celery_broker.llen("gpu") == 0
 
@@ -48,7 +48,7 @@ def test_jobs_whose_messages_were_lost_or_never_sent_still_run_once(
     assert unsent.state == JobState.QUEUED and unsent.enqueued_at is None
     redis_server.restart()
 
-    worker = processes.worker("w1")
+    worker = start_worker(processes, "w1")
     for job in (lost, unsent):
         done = wait_for(f"job {job.pk} to be sent again and finish", finished(job), 120, worker)
         assert done.state == JobState.SUCCEEDED and done.attempts == 1, done.error + done.log_tail
@@ -57,9 +57,9 @@ def test_jobs_whose_messages_were_lost_or_never_sent_still_run_once(
 
 
 def test_a_worker_finishes_its_job_once_when_redis_restarts_under_it(processes, slow_job, redis_server):
-    worker = processes.worker("w1", beat=False)
+    worker = start_worker(processes, "w1", beat=False)
     job = slow_job("Q4_K_M")
-    runner.enqueue("quantize", job.pk)
+    dispatch.enqueue("quantize", job.pk)
     wait_for("the job to be under way", lambda: row(job).progress > 0, 120, worker)
     with frozen(worker.popen.pid):  # the restart lands mid-job, however fast the machine
         redis_server.restart()
@@ -76,7 +76,7 @@ def test_a_worker_finishes_its_job_once_when_redis_restarts_under_it(processes, 
                      "closes the default channel after collect(): AttributeError in the Redis transport). "
                      "The job finished once; docker-compose's restart policy brings the worker back.")
     after = slow_job("Q8_0")  # the worker reconnected: it takes new work from the restarted broker
-    assert runner.enqueue("quantize", after.pk)
+    assert dispatch.enqueue("quantize", after.pk)
     done = wait_for("a job sent after the restart to finish", finished(after), 120, worker)
     assert done.state == JobState.SUCCEEDED and done.attempts == 1, done.error
     assert row(job).attempts == 1 and Variant.objects.count() == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from quant import convert
+from quant.progress import Callbacks
 from quant.tiny import TinySpec, make_tiny
 
 SPEC = TinySpec(num_hidden_layers=2, n_routed_experts=4, num_experts_per_tok=2, n_group=2, topk_group=1,
@@ -22,17 +23,17 @@ def test_an_interrupted_conversion_resumes_from_cached_tensors_byte_identically(
     seen = []
 
     def stop_after_five(p):
-        if p.tensor_done:
+        if p.message:
             seen.append(p.index)
 
     with pytest.raises(convert.ConversionCancelled):
         convert.convert(tiny, tmp_path / "resumed", "Q4_K_M", stats=False, tensor_cache_dir=cache,
-                        progress=stop_after_five, should_cancel=lambda: len(seen) >= 5)
+                        reporter=Callbacks(stop_after_five, lambda: len(seen) >= 5))
     assert len(list(cache.glob("*.bin"))) == 5 and not list((tmp_path / "resumed").glob("*.gguf"))
 
     quantized = []
     resumed = convert.convert(tiny, tmp_path / "resumed", "Q4_K_M", stats=False, tensor_cache_dir=cache,
-                              progress=lambda p: quantized.append(p.index))
+                              reporter=Callbacks(lambda p: quantized.append(p.index)))
     assert [f.sha256 for f in resumed.files] == [f.sha256 for f in whole.files]
     assert [f.path.read_bytes() for f in resumed.files] == [f.path.read_bytes() for f in whole.files]
 

@@ -9,6 +9,7 @@ import pytest
 
 from dsq.cli import main as dsq_main
 from quant.convert import ConversionCancelled, convert, plan_conversion
+from quant.progress import Callbacks
 
 
 def _leftovers(d):
@@ -17,23 +18,25 @@ def _leftovers(d):
 
 def test_progress_reports_every_tensor_and_all_bytes(tiny_deepseek_dir, tmp_path):
     events = []
-    res = convert(tiny_deepseek_dir, tmp_path, "F16", progress=events.append)
-    done = [e for e in events if e.tensor_done]
-    assert [e.index for e in done] == list(range(1, len(res.tensors) + 1))
-    assert done[-1].bytes_done == done[-1].bytes_total == res.total_bytes
-    assert all(a.bytes_done <= b.bytes_done for a, b in zip(events, events[1:]))
-    assert done[-1].eta_s == 0 and done[-1].rate_bps > 0
+    res = convert(tiny_deepseek_dir, tmp_path, "F16", reporter=Callbacks(events.append))
+    done = [e for e in events if e.message]
+    n = len(res.tensors)
+    assert [e.index for e in done] == list(range(1, n + 1))
+    assert [e.message.split(" ")[:2] for e in done[:2]] == [["tensor", f"1/{n}"], ["tensor", f"2/{n}"]]
+    assert done[-1].step == f"quantize {n}/{n}" and done[-1].fraction == 1.0
+    assert all(a.fraction <= b.fraction for a, b in zip(events, events[1:]))
+    assert done[-1].eta_s == 0
 
 
 def test_cancellation_between_tensors_leaves_nothing(tiny_deepseek_dir, tmp_path):
     seen = []
 
     def progress(p):
-        if p.tensor_done:
+        if p.message:
             seen.append(p.index)
 
     with pytest.raises(ConversionCancelled, match="tensor 4 of"):
-        convert(tiny_deepseek_dir, tmp_path, "F16", progress=progress, should_cancel=lambda: len(seen) >= 3)
+        convert(tiny_deepseek_dir, tmp_path, "F16", reporter=Callbacks(progress, lambda: len(seen) >= 3))
     assert _leftovers(tmp_path) == []
 
 

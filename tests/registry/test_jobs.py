@@ -150,3 +150,9 @@ def test_a_failed_heartbeat_leaves_the_job_as_it_was(monkeypatch):
     with pytest.raises(OperationalError):
         jobs.heartbeat(job, progress=0.5, log="tensor 1/9")
     assert job.progress == 0.0 and job.log_tail == ""  # sent again on the next beat, not doubled
+
+
+def test_a_new_job_gets_dsq_max_attempts_and_backs_off_doubling(settings):
+    settings.DSQ_MAX_ATTEMPTS = 5
+    assert factories.quantization_job().max_attempts == 5
+    assert [jobs.backoff_seconds(n) for n in (1, 2, 3, 9, 10)] == [5, 10, 20, 600, 600]

@@ -22,13 +22,6 @@ def fresh_throttles():
 
 
 @pytest.fixture
-def storage(tmp_path, settings):
-    settings.DSQ_STORAGE_ROOT = tmp_path / "storage"
-    settings.DSQ_STORAGE_ROOT.mkdir()
-    return settings.DSQ_STORAGE_ROOT
-
-
-@pytest.fixture
 def released(storage, settings):
     """deepseek-r1:DQ3_K_M with v1 approved (tags v1, latest) by carol, requested by rita; a file on disk."""
     settings.DSQ_PUBLISH_ON_APPROVAL = False

@@ -1,7 +1,7 @@
 """HF_TOKEN reaches the Hub's Authorization header and nowhere else: not the database, logs, card or API.
 
 Publishing goes through the Celery task body (workers.tasks.publish) against the Hub stand-in
-(tests/hub_server.py) with the real huggingface_hub client. The narrower check of the publisher
+(dsq/localhub.py) with the real huggingface_hub client. The narrower check of the publisher
 alone is tests/workers/test_publish.py::test_the_token_never_reaches_logs_card_or_database.
 """
 from __future__ import annotations

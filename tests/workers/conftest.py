@@ -8,7 +8,7 @@ os.environ.setdefault("HF_HUB_DISABLE_XET", "1")  # before huggingface_hub reads
 
 import pytest
 
-from tests.hub_server import HubServer
+from dsq.localhub import HubServer
 
 HUB_TOKEN = "hf_test_SECRET_token_0123456789"
 
@@ -67,12 +67,6 @@ def tiny_checkpoint(tmp_path_factory):
     spec = TinySpec(num_hidden_layers=2, n_routed_experts=4, num_experts_per_tok=2, n_group=2, topk_group=1,
                     vocab_size=512, n_merges=50, num_nextn_predict_layers=0)
     return make_tiny(tmp_path_factory.mktemp("tiny") / "model", spec)
-
-
-@pytest.fixture
-def storage(settings, tmp_path):
-    settings.DSQ_STORAGE_ROOT = tmp_path / "storage"
-    return settings.DSQ_STORAGE_ROOT
 
 
 @pytest.fixture(scope="session")

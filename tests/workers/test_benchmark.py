@@ -13,7 +13,7 @@ from registry.bootstrap import bootstrap
 from registry.models import BenchmarkJob, Checkpoint, JobState, Recipe, Variant
 from registry.quality import comparison
 from registry.quantizations import request_quantization
-from workers import runner
+from workers import tasks
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -32,13 +32,13 @@ def test_a_requested_suite_measures_the_variant_against_the_reference(tiny_check
     recipe = Recipe.objects.get(name="Q2_K")
     outcome = request_quantization(ckpt, recipe, user=None, benchmark_suites=["quality"])
 
-    assert runner.run_job("quantize", outcome.job.pk) == JobState.SUCCEEDED
+    assert tasks.quantize(outcome.job.pk) == JobState.SUCCEEDED
     variant = Variant.objects.get(checkpoint=ckpt, recipe=recipe)
     bench = BenchmarkJob.objects.get(variant=variant)
     assert bench.suite == "quality" and bench.state == JobState.QUEUED
     assert celery_broker.llen("gpu") == 2  # the quantize trigger, then the benchmark's
 
-    assert runner.run_job("benchmark", bench.pk) == JobState.SUCCEEDED, BenchmarkJob.objects.get(pk=bench.pk).error
+    assert tasks.benchmark(bench.pk) == JobState.SUCCEEDED, BenchmarkJob.objects.get(pk=bench.pk).error
     reference = Variant.objects.get(checkpoint=ckpt, recipe__name="F16")
     assert reference.status == Variant.Status.READY and reference.files.count() == 1
     quality = Variant.objects.get(pk=variant.pk).quality
@@ -86,7 +86,7 @@ def test_a_task_suite_runs_through_lm_eval_against_the_variant(storage, celery_b
     (job,) = request_benchmarks(variant, ["smoke"])
     BenchmarkJob.objects.filter(pk=job.pk).update(options={"limit": 4, "n_ctx": 512})
 
-    assert runner.run_job("benchmark", job.pk) == JobState.SUCCEEDED, BenchmarkJob.objects.get(pk=job.pk).error
+    assert tasks.benchmark(job.pk) == JobState.SUCCEEDED, BenchmarkJob.objects.get(pk=job.pk).error
     quality = Variant.objects.get(pk=variant.pk).quality
     score = quality["scores"]["Smoke QA"]
     assert 0.0 <= score["mean"] <= 100.0 and score["std"] == 0.0  # greedy decoding repeats exactly

@@ -8,10 +8,9 @@ import redis
 
 from registry.models import JobState, QuantizationJob
 from tests import factories
-from workers import hosts, runner
-from workers.celery_app import app
+from workers import hosts, quantize, tasks
 
-pytestmark = pytest.mark.django_db(transaction=True)  # run_job closes connections like a worker
+pytestmark = pytest.mark.django_db(transaction=True)  # the task closes connections like a worker
 
 
 @pytest.fixture
@@ -25,10 +24,10 @@ def test_a_job_too_big_for_this_host_stays_queued_with_the_reason(broker, monkey
     monkeypatch.setenv("DSQ_WORKER_NAME", "small-host")
     monkeypatch.setattr(hosts, "capabilities", lambda: {"device": "cuda:1", "gpu_free_bytes": 8 << 30,
                                                          "gpu_total_bytes": 8 << 30, "disk_free_bytes": 1 << 30})
-    monkeypatch.setattr(runner, "handlers_requirements", lambda kind, job: {"disk_bytes": 700 << 30, "gpu_bytes": 0})
+    monkeypatch.setattr(quantize, "requirements", lambda job: {"disk_bytes": 700 << 30, "gpu_bytes": 0})
     job = factories.quantization_job()
 
-    assert runner.run_job("quantize", job.pk) == "unfit"
+    assert tasks.quantize(job.pk) == "unfit"
     row = QuantizationJob.objects.get(pk=job.pk)
     assert row.state == JobState.QUEUED and row.attempts == 0 and row.worker == ""
     assert row.step == "waiting for a host: small-host needs 700.0 GiB disk, 1.0 GiB free"

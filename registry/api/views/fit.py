@@ -9,7 +9,7 @@ from rest_framework.response import Response
 
 from quant import fit as quant_fit
 from quant import recipes as quant_recipes
-from registry import releases
+from registry import pulls
 from registry.models import Checkpoint, Recipe, Variant
 
 
@@ -17,7 +17,7 @@ def _variant(value: str) -> Variant:
     if value.isdigit():
         return get_object_or_404(Variant.objects.select_related("checkpoint", "recipe"), pk=int(value))
     try:
-        return releases.resolve(releases.parse_ref(value)).variant
+        return pulls.resolve(pulls.parse_ref(value)).variant
     except ValueError as exc:
         raise ValidationError({"variant": str(exc)}) from None
 

@@ -6,7 +6,7 @@ from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from registry import jobs
+from registry import dispatch, jobs
 from registry.api import serializers
 from registry.api.errors import error
 from registry.api.permissions import IsJobOwnerOrApprover
@@ -29,14 +29,11 @@ class JobActions:
 
     @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated, IsJobOwnerOrApprover])
     def retry(self, request, pk=None):
-        from django.db import transaction
-        from workers import runner
-
         job = self.get_object()
         if not jobs.retry(job):
             return error(f"job {job.pk} is {job.state}: only failed or cancelled jobs can be retried",
                          status.HTTP_409_CONFLICT)
-        transaction.on_commit(lambda: runner.enqueue(self.job_kind, job.pk))
+        dispatch.enqueue_on_commit(self.job_kind, job.pk)
         job.refresh_from_db()
         return Response(self.get_serializer(job).data)
 

@@ -7,7 +7,7 @@ from rest_framework.decorators import action, api_view, permission_classes
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 
-from registry import releases
+from registry import publishing, pulls
 from registry.api import serializers
 from registry.api.errors import error
 from registry.api.permissions import IsApprover, ReadOnlyOrApprover
@@ -32,7 +32,7 @@ class ReleaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         release = self.get_object()
         data = self.get_serializer(data=request.data)
         data.is_valid(raise_exception=True)
-        release.approve(request.user, data.validated_data.get("reason", ""))
+        publishing.approve(release, request.user, data.validated_data.get("reason", ""))
         return Response(serializers.ReleaseSerializer(release).data)
 
     @action(detail=True, methods=["post"], permission_classes=[IsApprover],
@@ -52,7 +52,7 @@ class ReleaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         if release.state not in (Release.State.APPROVED, Release.State.PUBLISHED):
             return error(f"release {release} is {release.state}: only approved releases are published",
                          status.HTTP_409_CONFLICT)
-        releases.schedule_publish(release)
+        publishing.publish(release)
         return Response(serializers.ReleaseSerializer(release).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -89,8 +89,8 @@ class TagViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
 def pull(request, ref: str):
     """GET /api/pull/<model>:<quant>@<tag>: the exact files, their URLs and commands to run them."""
     try:
-        parsed = releases.parse_ref(ref)
+        parsed = pulls.parse_ref(ref)
     except ValueError as exc:
         return error(str(exc))
-    release = releases.resolve(parsed)
-    return Response(releases.manifest(parsed, release, request))
+    release = pulls.resolve(parsed)
+    return Response(pulls.manifest(parsed, release, request))

@@ -1,7 +1,7 @@
 import pytest
 
 from quant.eval.harness import run_suite
-from quant.eval.progress import Cancelled
+from quant.progress import Callbacks, Cancelled
 from quant.eval.server import ServerSettings, local_server
 from quant.eval.suites import load_suite
 
@@ -11,13 +11,14 @@ def test_the_bundled_smoke_suite_runs_offline_against_the_local_server(smollm2, 
     events = []
     with local_server(smollm2, ServerSettings(n_ctx=512, threads=2), log_path=tmp_path / "server.log") as endpoint:
         result = run_suite(load_suite("smoke"), endpoint, tmp_path / "runs", offline=True,
-                           progress=lambda *e: events.append(e))
+                           reporter=Callbacks(events.append))
 
     (score,) = result.scores
     assert score.benchmark == "Smoke QA" and score.metric == "exact_match,strip"
     assert len(score.runs) == 2 and all(0.0 <= r <= 100.0 for r in score.runs)
     assert score.runs[0] == score.runs[1] and score.std == 0.0  # greedy decoding repeats exactly
-    assert [f for _, f, _ in events] == [0.5, 1.0]
+    assert [(e.step, e.fraction, e.index, e.count) for e in events] == [("benchmarks", 0.5, 1, 2),
+                                                                          ("benchmarks", 1.0, 2, 2)]
 
 
 def test_a_cancel_before_the_first_run_stops_the_suite(tmp_path):
@@ -25,4 +26,4 @@ def test_a_cancel_before_the_first_run_stops_the_suite(tmp_path):
 
     endpoint = external_server("http://127.0.0.1:9/v1")
     with pytest.raises(Cancelled):
-        run_suite(load_suite("smoke"), endpoint, tmp_path, cancelled=lambda: True)
+        run_suite(load_suite("smoke"), endpoint, tmp_path, reporter=Callbacks(stop_when=lambda: True))

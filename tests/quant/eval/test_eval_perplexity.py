@@ -5,7 +5,7 @@ import pytest
 
 from quant.eval.model import EvalSettings
 from quant.eval.perplexity import perplexity
-from quant.eval.progress import Cancelled
+from quant.progress import Callbacks, Cancelled
 
 N_CTX = 128
 WINDOWS = 6
@@ -42,15 +42,14 @@ def test_it_reports_each_window_and_stops_when_cancelled(smollm2, eval_text):
     seen = []
     settings = EvalSettings(n_ctx=64, max_windows=3, threads=2)
 
-    result = perplexity(smollm2, eval_text, settings, progress=lambda *event: seen.append(event))
+    result = perplexity(smollm2, eval_text, settings, reporter=Callbacks(seen.append))
 
-    assert [round(f, 3) for _, f, _ in seen] == [0.333, 0.667, 1.0]
-    assert {step for step, _, _ in seen} == {"perplexity"}
+    assert [round(p.fraction, 3) for p in seen] == [0.333, 0.667, 1.0]
+    assert {p.step for p in seen} == {"perplexity"} and [p.message for p in seen][-1] == "window 3/3"
     assert len(result.running_ppl) == 3 and result.running_ppl[-1] == result.ppl
 
     with pytest.raises(Cancelled):
-        perplexity(smollm2, eval_text, settings, cancelled=lambda: len(seen) >= 4,
-                   progress=lambda *event: seen.append(event))
+        perplexity(smollm2, eval_text, settings, reporter=Callbacks(seen.append, lambda: len(seen) >= 4))
     assert len(seen) == 4  # stopped after the first window of the second run
 
 

@@ -1,4 +1,8 @@
-"""Pull by tag: `<model>:<quant>@<tag>` → the exact files, where to download them, how to run them."""
+"""Pull by tag: `<model>:<quant>@<tag>` → the exact files, where to download them, how to run them.
+
+A published release is downloaded from the Hub commit it was published to (registry.hub);
+an approved one not yet published, from the registry itself.
+"""
 from __future__ import annotations
 
 import re
@@ -6,10 +10,10 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
 from django.http import Http404
 from django.urls import reverse
 
+from registry import hub
 from registry.models import Release, Tag
 
 REF = re.compile(r"(?P<model>[A-Za-z0-9._-]+):(?P<quant>[A-Za-z0-9._+-]+)(?:@(?P<tag>[A-Za-z0-9._-]+))?")
@@ -46,17 +50,6 @@ def resolve(ref: Ref) -> Release:
     return tag.release
 
 
-def hub_path(variant, name: str) -> str:
-    """Where a variant's file lives in its Hub repo: one folder per quant (what `-hf repo:QUANT` looks for)."""
-    return f"{variant.quant_name}/{name}"
-
-
-def hub_file_url(release: Release, name: str) -> str:
-    """The file at the release's pinned commit."""
-    return (f"{settings.HF_ENDPOINT.rstrip('/')}/{release.hub_repo}/resolve/{release.hub_commit}/"
-            f"{hub_path(release.variant, name)}")
-
-
 def manifest(ref: Ref, release: Release, request) -> dict[str, Any]:
     """Files with sizes, hashes and download URLs, and commands that run them."""
     variant = release.variant
@@ -65,8 +58,9 @@ def manifest(ref: Ref, release: Release, request) -> dict[str, Any]:
     entries = []
     for f in files:
         local = request.build_absolute_uri(reverse("file-download", args=[variant.pk, f.name]))
+        remote = hub.file_url(release.hub_repo, release.hub_commit, hub.path_in_repo(variant, f.name))
         entries.append({"name": f.name, "size": f.size, "sha256": f.sha256,
-                        "url": hub_file_url(release, f.name) if published else local, "registry_url": local})
+                        "url": remote if published else local, "registry_url": local})
     first = files[0].name if files else ""
     quant = variant.recipe.name
     commands = {
@@ -75,9 +69,10 @@ def manifest(ref: Ref, release: Release, request) -> dict[str, Any]:
         "llama_cli": f"llama-cli -m {shlex.quote(first)} -ngl 999 --ctx-size 8192" if first else None,
     }
     if published:
-        commands["llama_cli_hub"] = f"llama-cli -hf {release.hub_repo}:{quant}"
-        commands["llama_server_hub"] = f"llama-server -hf {release.hub_repo}:{quant}"
-        commands["ollama"] = f"ollama run hf.co/{release.hub_repo}:{quant}"
+        on_hub = hub.quant_ref(release.hub_repo, quant)
+        commands["llama_cli_hub"] = f"llama-cli -hf {on_hub}"
+        commands["llama_server_hub"] = f"llama-server -hf {on_hub}"
+        commands["ollama"] = f"ollama run hf.co/{on_hub}"
     return {
         "ref": str(ref), "model": variant.checkpoint.name, "quant": quant, "tag": ref.tag,
         "release": {"id": release.pk, "version": release.label, "state": release.state},
@@ -86,40 +81,3 @@ def manifest(ref: Ref, release: Release, request) -> dict[str, Any]:
         "hub": {"repo": release.hub_repo, "commit": release.hub_commit} if published else None,
         "files": entries, "commands": commands,
     }
-
-
-def schedule_publish(release: Release) -> None:
-    """Send dsq.publish once the surrounding transaction commits.
-
-    The task is sent by name through the Celery app, so the registry never imports worker code.
-    A broker that is down loses nothing: the reaper re-sends approved, unpublished releases.
-    """
-    from django.db import transaction
-
-    release_id = release.pk
-    transaction.on_commit(lambda: send_publish(release_id))
-
-
-def send_publish(release_id: int) -> bool:
-    import logging
-
-    from workers.celery_app import app
-
-    try:
-        app.send_task("dsq.publish", args=[release_id], retry=False)
-        return True
-    except Exception as exc:  # broker unreachable: the approval stands, the reaper sends it later
-        logging.getLogger(__name__).warning("release %s: publish not sent (%s); the reaper will retry",
-                                            release_id, exc)
-        return False
-
-
-def unpublished(older_than_seconds: float) -> list[int]:
-    """Approved releases still not on the Hub a while after their approval (a lost or failed publish)."""
-    import datetime as dt
-
-    from django.utils import timezone
-
-    cutoff = timezone.now() - dt.timedelta(seconds=older_than_seconds)
-    return list(Release.objects.filter(state=Release.State.APPROVED, decided_at__lt=cutoff)
-                .values_list("pk", flat=True))

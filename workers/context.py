@@ -1,28 +1,28 @@
-"""Runs one job on this worker: claim it, keep its lease alive, call its handler, record the end."""
+"""Running one job on this worker, whatever its kind: claim it, keep its lease alive, call its handler, record the end.
+
+A handler is `handler(job, ctx) -> dict of job fields`; `ctx` (JobContext) is the job's
+quant.progress.Reporter: what the handler's long work reports lands on the job row, and a
+cancel request or a lost lease comes back as `cancelled()` (or `check()` raising Cancelled).
+"""
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
+from typing import Callable
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
-from kombu.exceptions import OperationalError as BrokerError
 
-from registry import jobs
+from quant.progress import Cancelled, Progress
+from registry import dispatch, jobs
 from registry.models import Job, JobState
+from workers import hosts
 
 log = logging.getLogger(__name__)
 
-
-class Cancelled(Exception):
-    """Raised inside a handler when the job was cancelled or its lease was lost."""
-
-
-def worker_name() -> str:
-    return os.environ.get("DSQ_WORKER_NAME") or f"{socket.gethostname()}:{os.getpid()}"
+Handler = Callable[[Job, "JobContext"], "dict | None"]
+Requirements = Callable[[Job], dict]
 
 
 class JobContext:
@@ -49,6 +49,17 @@ class JobContext:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+
+    # -- quant.progress.Reporter -------------------------------------------------------------------
+
+    def report(self, progress: Progress) -> None:
+        self.progress(progress.fraction, step=progress.step, eta_seconds=progress.eta_s, log_line=progress.message)
+
+    def cancelled(self) -> bool:
+        """True once the job was cancelled or is no longer ours (the heartbeat found out)."""
+        return self._lost is not None
+
+    # -- the job row -------------------------------------------------------------------------------
 
     def progress(self, fraction: float, step: str = "", eta_seconds: "float | None" = None, log_line: str = "") -> None:
         with self._lock:
@@ -113,25 +124,23 @@ class JobContext:
         return True
 
 
-def handlers() -> dict:
-    from workers.handlers import HANDLERS
-
-    return HANDLERS
+def no_requirements(job: Job) -> dict:
+    return {}
 
 
-def run_job(kind: str, job_id: int) -> str:
-    """Claim and run a job; returns its final state (or 'not-claimed')."""
+def run_job(kind: str, job_id: int, handler: Handler, requirements: Requirements = no_requirements) -> str:
+    """Claim and run a job (`kind` as in registry.jobs.JOB_MODELS); returns its final state or why it did not run
+    ('not-claimed', 'unfit', 'lost')."""
     close_old_connections()
     model = jobs.JOB_MODELS[kind]
-    reason = unfit_reason(kind, job_id)
+    reason = unfit_reason(kind, job_id, requirements)
     if reason is not None:
         return reason
-    job = jobs.claim(model, job_id, worker_name())
+    job = jobs.claim(model, job_id, hosts.worker_name())
     if job is None:
         log.info("%s job %s not claimable here (taken, final or backing off)", kind, job_id)
         return "not-claimed"
     log.info("%s job %s claimed by %s (attempt %s)", kind, job_id, job.worker, job.attempts)
-    handler = handlers()[kind]
     try:
         with JobContext(job) as ctx:
             result = handler(job, ctx) or {}
@@ -151,43 +160,32 @@ def run_job(kind: str, job_id: int) -> str:
         wait_for_database()
         state = jobs.fail(job, exc)
         if state == JobState.QUEUED:
-            enqueue(kind, job_id, countdown=_backoff_seconds(job))
+            dispatch.enqueue(kind, job_id, countdown=jobs.backoff_seconds(job.attempts))
         return state
     finally:
         close_old_connections()
 
 
-def unfit_reason(kind: str, job_id: int) -> "str | None":
+def unfit_reason(kind: str, job_id: int, requirements: Requirements) -> "str | None":
     """'unfit' when this host cannot hold the queued job: the row says why and the message goes back."""
-    from workers import hosts
-
-    job = jobs.JOB_MODELS[kind].objects.filter(pk=job_id, state=JobState.QUEUED).first()
+    model = jobs.JOB_MODELS[kind]
+    job = model.objects.filter(pk=job_id, state=JobState.QUEUED).first()
     if job is None:
         return None  # claim() decides
-    have = hosts.advertise(worker_name())
+    name = hosts.worker_name()
+    have = hosts.advertise(name)
     try:
-        needs = handlers_requirements(kind, job)
+        needs = requirements(job)
     except Exception as exc:  # the handler will meet (and record) the same problem
         log.warning("%s job %s: cannot estimate its needs: %s", kind, job_id, exc)
         return None
     why = hosts.shortfall(needs, have)
     if why is None:
         return None
-    step = f"waiting for a host: {worker_name()} {why}"[:200]
-    jobs.JOB_MODELS[kind].objects.filter(pk=job_id, state=JobState.QUEUED).update(step=step)
+    model.objects.filter(pk=job_id, state=JobState.QUEUED).update(step=f"waiting for a host: {name} {why}"[:200])
     log.info("%s job %s does not fit here: %s", kind, job_id, why)
-    enqueue(kind, job_id, countdown=getattr(settings, "DSQ_UNFIT_RETRY_SECONDS", 60))
+    dispatch.enqueue(kind, job_id, countdown=settings.DSQ_UNFIT_RETRY_SECONDS)
     return "unfit"
-
-
-def handlers_requirements(kind: str, job: Job) -> dict:
-    from workers.handlers import requirements
-
-    return requirements(kind, job)
-
-
-def _backoff_seconds(job: Job) -> int:
-    return min(600, 5 * 2 ** max(0, job.attempts - 1))
 
 
 def wait_for_database(timeout: "float | None" = None) -> None:
@@ -211,34 +209,3 @@ def wait_for_database(timeout: "float | None" = None) -> None:
                 raise
             log.warning("database unreachable, retrying: %s", str(exc).strip())
             time.sleep(1.0)
-
-
-def enqueue(kind: str, job_id: int, countdown: int = 0) -> bool:
-    """Send the trigger message for a job (call after the row is committed); False if the broker is down.
-
-    The row is the truth and the message only a trigger: when it cannot be sent the job stays
-    queued with its old enqueued_at, and the reaper sends it again (registry.jobs.unclaimed), so
-    an API request that queued a job succeeds even while Redis is down.
-    """
-    from workers import tasks
-
-    task = {"quantize": tasks.quantize, "benchmark": tasks.benchmark}[kind]
-    try:
-        task.apply_async(args=[job_id], countdown=countdown)
-    except (BrokerError, OSError) as exc:
-        log.warning("%s job %s: message not sent, the reaper will send it again: %s", kind, job_id, exc)
-        return False
-    jobs.mark_enqueued(jobs.JOB_MODELS[kind], job_id, countdown)
-    return True
-
-
-def reap_and_requeue() -> int:
-    """Re-queue jobs whose worker died and re-send messages that were lost; returns how many were sent."""
-    from registry import releases
-
-    due = dict.fromkeys(jobs.reap_expired() + jobs.unclaimed())  # a reaped job is also overdue: send once
-    sent = sum(enqueue(kind, job_id) for kind, job_id in due)
-    # Publishing is idempotent, so an approved release not yet on the Hub is simply sent again.
-    if settings.DSQ_PUBLISH_ON_APPROVAL:
-        sent += sum(releases.send_publish(pk) for pk in releases.unpublished(settings.DSQ_REQUEUE_SECONDS))
-    return sent

@@ -1,0 +1,111 @@
+"""A real `celery -A dsq worker` process on a real Redis and the PostgreSQL test database.
+
+The worker quantizes a tiny DeepSeek-V3 checkpoint end to end; a cancelled job leaves no files;
+a worker killed mid-job loses its lease, the reaper re-queues the job, and a new worker resumes
+from the finished tensors and produces the same bytes as an uninterrupted run.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+
+from dsq.celery import app
+from dsq.processes import Process, ProcessGroup, celery_worker
+from registry import dispatch, jobs
+from registry.models import JobState, QuantizationJob, Variant
+from tests import factories
+from tests.faults.processes import database_url, freeze_mid_job, frozen, wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+@pytest.fixture
+def start_worker(redis_server, celery_broker, storage, tmp_path):
+    """start_worker(name): a real worker on the gpu queue, once it is ready."""
+    env = {**os.environ, "DATABASE_URL": database_url(), "CELERY_BROKER_URL": redis_server.url,
+           "DSQ_STORAGE_ROOT": str(storage), "DSQ_HEARTBEAT_SECONDS": "1", "DSQ_LEASE_SECONDS": "4",
+           "DSQ_DEVICE": "cpu", "PYTHONUNBUFFERED": "1"}
+    with ProcessGroup(env, tmp_path) as group:
+        def start(name: str) -> Process:
+            proc = group.start(name, celery_worker("gpu", f"{name}@%h"), env={"DSQ_WORKER_NAME": name})
+            wait_for(f"worker {name} to be ready", lambda: "ready." in proc.text(), 90, proc)
+            return proc
+
+        yield start
+        app.control.purge()
+
+
+def make_job(checkpoint_path: Path) -> QuantizationJob:
+    ckpt = factories.checkpoint("tiny-v3", local_path=str(checkpoint_path))
+    return factories.quantization_job(ckpt, factories.builtin_recipe("Q4_K_M"), max_attempts=3)
+
+
+def state_of(job) -> QuantizationJob:
+    return QuantizationJob.objects.get(pk=job.pk)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_worker_quantizes_a_checkpoint_end_to_end(start_worker, tiny_checkpoint, storage):
+    proc = start_worker("w1")
+    job = make_job(tiny_checkpoint)
+    dispatch.enqueue("quantize", job.pk)
+    done = wait_for("the job to finish", lambda: state_of(job).is_final and state_of(job), 300, proc)
+    assert done.state == JobState.SUCCEEDED, done.error + done.log_tail
+    variant = Variant.objects.get(pk=done.variant_id)
+    assert variant.status == Variant.Status.READY and variant.bits_per_weight > 0
+    files = list(variant.files.all())
+    assert files and variant.total_bytes == sum(f.size for f in files)
+    for f in files:
+        assert sha256(storage / variant.storage_path / f.name) == f.sha256
+    assert not (storage / "work" / str(job.pk)).exists()
+    assert done.progress == 1.0 and "tensor 1/" in done.log_tail
+
+
+def test_a_cancelled_job_stops_and_leaves_no_files(start_worker, slow_checkpoint, storage):
+    proc = start_worker("w1")
+    job = make_job(slow_checkpoint)
+    dispatch.enqueue("quantize", job.pk)
+    wait_for("the job to be claimed", lambda: state_of(job).state == JobState.RUNNING, 120, proc)
+    with frozen(proc.popen.pid):  # cancel mid-job, however fast the machine
+        assert jobs.request_cancel(state_of(job))
+    done = wait_for("the job to stop", lambda: state_of(job).is_final and state_of(job), 120, proc)
+    assert done.state == JobState.CANCELLED and done.variant_id is None
+    assert not (storage / "work" / str(job.pk)).exists()
+    assert not Variant.objects.exists() and not (storage / "variants").exists()
+
+
+def test_a_killed_worker_loses_its_lease_and_another_resumes_byte_identically(
+        start_worker, slow_checkpoint, storage, tmp_path):
+    from quant import convert
+
+    total = len(convert.plan_conversion(slow_checkpoint, "Q4_K_M").tensors)
+    proc = start_worker("w1")
+    job = make_job(slow_checkpoint)
+    dispatch.enqueue("quantize", job.pk)
+    wait_for("the job to be claimed", lambda: state_of(job).state == JobState.RUNNING, 120, proc)
+    tensors = storage / "work" / str(job.pk) / "tensors"
+    cached_at_kill = freeze_mid_job(proc.popen.pid, lambda: len(list(tensors.glob("*.bin"))), total)
+    proc.kill()  # SIGKILL mid-quantization: some tensors finished, not all
+    assert len(list(tensors.glob("*.bin"))) == cached_at_kill, "finished tensors stay in the job's work directory"
+
+    assert state_of(job).state == JobState.RUNNING
+    wait_for("the lease to expire", lambda: jobs.reap_expired() or None, 30)  # re-queues and returns it
+    assert state_of(job).state == JobState.QUEUED
+    dispatch.enqueue("quantize", job.pk)
+    proc2 = start_worker("w2")
+    done = wait_for("the resumed job to finish", lambda: state_of(job).is_final and state_of(job), 300, proc2)
+    assert done.state == JobState.SUCCEEDED and done.worker == "w2" and done.attempts == 2, done.error
+    assert "lease expired on w1" not in done.error  # cleared on the new claim
+    resumed = {f.name: f.sha256 for f in Variant.objects.get(pk=done.variant_id).files.all()}
+
+    whole = convert.convert(slow_checkpoint, tmp_path / "whole", "Q4_K_M", name="tiny-v3-Q4_K_M",
+                            shard_size=django_settings.DSQ_SHARD_BYTES)
+    assert resumed == {f.path.name: f.sha256 for f in whole.files}
+    assert 0 < cached_at_kill < len(whole.tensors) == total, (cached_at_kill, len(whole.tensors))
