@@ -7,6 +7,7 @@ from typing import Optional
 
 from django.db import IntegrityError, transaction
 
+from registry.benchmarks import check_suites
 from registry.models import AuditLog, Checkpoint, JobState, QuantizationJob, Recipe, Variant
 
 LIVE = (JobState.QUEUED, JobState.RUNNING)
@@ -33,6 +34,7 @@ def request_quantization(checkpoint: Checkpoint, recipe: Recipe, *, user, imatri
     """Return the ready variant or the live job for these inputs, or queue a new job (after commit)."""
     from workers import runner
 
+    check_suites(list(benchmark_suites or []))
     variant = Variant.objects.filter(checkpoint=checkpoint, recipe=recipe, imatrix_sha256=imatrix_sha256,
                                      status=Variant.Status.READY).first()
     if variant is not None:

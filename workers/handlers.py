@@ -23,7 +23,7 @@ from django.db import transaction
 from registry import jobs
 from registry.models import ArtifactFile, BenchmarkJob, Checkpoint, QuantizationJob, Recipe, Variant
 from workers.hosts import device
-from workers.runner import Cancelled, JobContext, wait_for_database
+from workers.runner import Cancelled, JobContext, PermanentError, wait_for_database
 
 STORAGE_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
@@ -124,7 +124,7 @@ def build_variant(checkpoint: Checkpoint, recipe: Recipe, ctx: JobContext, work:
 
 
 def quantize(job: QuantizationJob, ctx: JobContext) -> dict:
-    from registry.benchmarks import request_benchmarks
+    from registry.benchmarks import known_suites, request_benchmarks
 
     work = work_dir(job)
     try:
@@ -145,7 +145,12 @@ def quantize(job: QuantizationJob, ctx: JobContext) -> dict:
         raise
     shutil.rmtree(work, ignore_errors=True)
     if job.benchmark_suites:
-        request_benchmarks(variant, job.benchmark_suites, job.requested_by)
+        # Checked when the job was requested; a row from before that check keeps its variant and
+        # only loses the unknown suites.
+        known = [s for s in job.benchmark_suites if s in known_suites()]
+        for suite in set(job.benchmark_suites) - set(known):
+            ctx.log(f"benchmark suite {str(suite)[:100]!r} skipped: not a known suite")
+        request_benchmarks(variant, known, job.requested_by)
     return {"variant": variant}
 
 
@@ -291,11 +296,14 @@ def task_suite(job: BenchmarkJob, ctx: JobContext) -> dict:
 
     from quant.eval.harness import run_suite
     from quant.eval.server import ServerSettings, external_server, local_server
-    from quant.eval.suites import load_suite
+    from quant.eval.suites import UnknownSuite, load_suite
     from registry.benchmarks import record_quality
 
     opts = job.options or {}
-    suite = load_suite(job.suite)
+    try:
+        suite = load_suite(job.suite)
+    except UnknownSuite as exc:  # the name is checked at request time; a row that slipped past fails for good
+        raise PermanentError(str(exc)) from None
     work = storage_root() / "work" / f"benchmark-{job.pk}"
     work.mkdir(parents=True, exist_ok=True)
 

@@ -21,6 +21,10 @@ class Cancelled(Exception):
     """Raised inside a handler when the job was cancelled or its lease was lost."""
 
 
+class PermanentError(Exception):
+    """Raised inside a handler when the job's inputs are wrong: it fails at once, without retries."""
+
+
 def worker_name() -> str:
     return os.environ.get("DSQ_WORKER_NAME") or f"{socket.gethostname()}:{os.getpid()}"
 
@@ -149,7 +153,7 @@ def run_job(kind: str, job_id: int) -> str:
     except Exception as exc:  # the job row records it; the worker goes on
         log.exception("%s job %s failed", kind, job_id)
         wait_for_database()
-        state = jobs.fail(job, exc)
+        state = jobs.fail(job, exc, retry=not isinstance(exc, PermanentError))
         if state == JobState.QUEUED:
             enqueue(kind, job_id, countdown=_backoff_seconds(job))
         return state
