@@ -51,10 +51,17 @@ def hub_path(variant, name: str) -> str:
     return f"{variant.quant_name}/{name}"
 
 
-def hub_file_url(release: Release, name: str) -> str:
-    """The file at the release's pinned commit."""
-    return (f"{settings.HF_ENDPOINT.rstrip('/')}/{release.hub_repo}/resolve/{release.hub_commit}/"
-            f"{hub_path(release.variant, name)}")
+def public_hub_url() -> str:
+    """The Hub address clients are sent to: DSQ_HUB_PUBLIC_URL, else HF_ENDPOINT; "" means none.
+
+    HF_ENDPOINT is where the workers publish, which may be an address only the servers know."""
+    value = settings.DSQ_HUB_PUBLIC_URL
+    return (settings.HF_ENDPOINT if value is None else value).rstrip("/")
+
+
+def hub_file_url(release: Release, name: str, hub: str) -> str:
+    """The file at the release's pinned commit on the Hub at `hub`."""
+    return f"{hub}/{release.hub_repo}/resolve/{release.hub_commit}/{hub_path(release.variant, name)}"
 
 
 def manifest(ref: Ref, release: Release, request) -> dict[str, Any]:
@@ -62,11 +69,12 @@ def manifest(ref: Ref, release: Release, request) -> dict[str, Any]:
     variant = release.variant
     files = list(variant.files.all())
     published = release.state == Release.State.PUBLISHED and release.hub_repo and release.hub_commit
+    hub = public_hub_url() if published else ""
     entries = []
     for f in files:
         local = request.build_absolute_uri(reverse("file-download", args=[variant.pk, f.name]))
         entries.append({"name": f.name, "size": f.size, "sha256": f.sha256,
-                        "url": hub_file_url(release, f.name) if published else local, "registry_url": local})
+                        "url": hub_file_url(release, f.name, hub) if hub else local, "registry_url": local})
     first = files[0].name if files else ""
     quant = variant.recipe.name
     commands = {
@@ -82,7 +90,7 @@ def manifest(ref: Ref, release: Release, request) -> dict[str, Any]:
         "ref": str(ref), "model": variant.checkpoint.name, "quant": quant, "tag": ref.tag,
         "release": {"id": release.pk, "version": release.label, "state": release.state},
         "variant": variant.pk, "total_bytes": sum(f.size for f in files), "bits_per_weight": variant.bits_per_weight,
-        "source": "hub" if published else "registry",
+        "source": "hub" if hub else "registry",
         "hub": {"repo": release.hub_repo, "commit": release.hub_commit} if published else None,
         "files": entries, "commands": commands,
     }

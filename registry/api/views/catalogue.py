@@ -29,7 +29,8 @@ class CheckpointViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
                                           hf_repo=fields.get("hf_repo", ""), revision=fields.get("revision", ""))
         fields["revision"] = revision
         checkpoint = Checkpoint.register(config=config, user=request.user, **fields)
-        return Response(serializers.CheckpointSerializer(checkpoint).data, status=status.HTTP_201_CREATED)
+        return Response(serializers.CheckpointSerializer(checkpoint, context={"request": request}).data,
+                        status=status.HTTP_201_CREATED)
 
     @action(detail=True, methods=["get"])
     def comparison(self, request, name=None):
