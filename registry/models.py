@@ -13,7 +13,13 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 APPROVERS_GROUP = "approvers"
-VERSION_TAG = re.compile(r"v\d+")
+# Names a channel may not take because a reader would take them for an immutable version: v1, V1, v01,
+# v1.2, v2-final, 3, ` v1` — anything that, trimmed, starts with a digit or a v (any case) and a digit.
+VERSION_LIKE = re.compile(r"v?\d.*", re.IGNORECASE | re.DOTALL)
+
+
+def looks_like_version(name: str) -> bool:
+    return VERSION_LIKE.fullmatch(name.strip()) is not None
 
 
 def is_approver(user) -> bool:
@@ -467,8 +473,8 @@ class Tag(models.Model):
     @classmethod
     def channel(cls, checkpoint: Checkpoint, quant: str, name: str) -> "Tag":
         """An unsaved channel (or the existing one): call .move() to point it somewhere."""
-        if VERSION_TAG.fullmatch(name):
-            raise ValidationError(f"{name!r} looks like a version tag; channels need another name")
+        if looks_like_version(name):
+            raise ValidationError(f"{name!r} looks like a version tag (v1, V1, v01, 2, …); channels need another name")
         existing = cls.objects.filter(checkpoint=checkpoint, quant=quant, name=name).first()
         if existing is not None and existing.kind != cls.Kind.CHANNEL:
             raise ValidationError(f"{existing} is a version tag")
