@@ -307,6 +307,14 @@ class ArtifactFile(models.Model):
         super().save(*args, **kwargs)
 
 
+def check_text_size(field: str, text: str) -> None:
+    """Free text a user writes (release notes, decision reasons) is capped at DSQ_MAX_TEXT_CHARS characters."""
+    limit = settings.DSQ_MAX_TEXT_CHARS
+    if len(text) > limit:
+        raise ValidationError(f"{field} is {len(text)} characters long, over the limit of {limit} "
+                              f"(DSQ_MAX_TEXT_CHARS)")
+
+
 def released(variant_id: "int | None") -> bool:
     """Whether a variant has an approved or published release (its files are then frozen)."""
     return variant_id is not None and Release.objects.filter(
@@ -358,9 +366,17 @@ class Release(models.Model):
         """
         if variant.status != Variant.Status.READY:
             raise ValidationError(f"variant {variant} is {variant.status}, only ready variants can be released")
+        check_text_size("notes", notes)
         with transaction.atomic():
-            # Lock the checkpoint row so two requests cannot take the same version number.
+            # Lock the checkpoint row so two requests cannot take the same version number,
+            # and the user's row so two requests cannot both take the last open slot.
             Checkpoint.objects.select_for_update().get(pk=variant.checkpoint_id)
+            type(user).objects.select_for_update().get(pk=user.pk)
+            open_now = cls.objects.filter(requested_by=user, state=cls.State.CANDIDATE).count()
+            if open_now >= settings.DSQ_MAX_OPEN_CANDIDATES:
+                raise ValidationError(
+                    f"{user} has {open_now} releases waiting for review, the most one user may have open "
+                    f"(DSQ_MAX_OPEN_CANDIDATES={settings.DSQ_MAX_OPEN_CANDIDATES}): wait for decisions first")
             last = cls.objects.filter(variant__checkpoint_id=variant.checkpoint_id,
                                       variant__recipe__name=variant.recipe.name).aggregate(m=models.Max("version"))
             release = cls.objects.create(variant=variant, version=(last["m"] or 0) + 1, notes=notes,
@@ -375,6 +391,7 @@ class Release(models.Model):
             raise PermissionDenied("the requester of a release cannot approve or reject it")
         if self.state != Release.State.CANDIDATE:
             raise ValidationError(f"release {self} is already {self.state}")
+        check_text_size("reason", reason)
         self.state, self.decided_by, self.decided_at, self.decision_reason = state, user, timezone.now(), reason
         self.save(update_fields=["state", "decided_by", "decided_at", "decision_reason"])
 
