@@ -7,12 +7,17 @@ import re
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.validators import RegexValidator
 from django.db import models, transaction
 from django.db.models.signals import pre_delete
 from django.dispatch import receiver
 from django.utils import timezone
 
 APPROVERS_GROUP = "approvers"
+# Checkpoint names, as created (API, bootstrap's catalogue) and as looked up in URLs (`r1-distill-qwen-1.5b`).
+CHECKPOINT_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+validate_checkpoint_name = RegexValidator(
+    rf"^{CHECKPOINT_NAME}\Z", "a checkpoint name is letters, digits, '.', '_' and '-', starting with a letter or digit")
 # Names a channel may not take because a reader would take them for an immutable version: v1, V1, v01,
 # v1.2, v2-final, 3, ` v1` — anything that, trimmed, starts with a digit or a v (any case) and a digit.
 VERSION_LIKE = re.compile(r"v?\d.*", re.IGNORECASE | re.DOTALL)
@@ -38,7 +43,8 @@ class Checkpoint(models.Model):
         F16 = "F16"
         F32 = "F32"
 
-    name = models.SlugField(max_length=100, unique=True, help_text="Short name used in pulls, e.g. deepseek-r1")
+    name = models.CharField(max_length=100, unique=True, validators=[validate_checkpoint_name],
+                            help_text="Short name used in pulls, e.g. deepseek-r1")
     family = models.CharField(max_length=100, help_text="DeepSeek-V3, DeepSeek-R1, DeepSeek-R1-Distill-Qwen-7B, …")
     hf_repo = models.CharField(max_length=200, blank=True)
     revision = models.CharField(max_length=100, blank=True, help_text="Pinned Hub commit or local revision label")
@@ -83,7 +89,8 @@ class Checkpoint(models.Model):
 
     @classmethod
     def register(cls, *, name: str, family: str, config: dict, user=None, **fields) -> "Checkpoint":
-        """Validate a config and store a new checkpoint (audited)."""
+        """Validate a name and a config and store a new checkpoint (audited)."""
+        cls._meta.get_field("name").run_validators(name)
         facts = cls.describe_config(config)
         if cls.objects.filter(name=name).exists():
             raise ValidationError(f"a checkpoint named {name!r} already exists")

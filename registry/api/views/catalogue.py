@@ -8,13 +8,14 @@ from rest_framework.response import Response
 from registry import quality
 from registry.api import serializers
 from registry.checkpoints import resolve_config
-from registry.models import Checkpoint, Recipe
+from registry.models import CHECKPOINT_NAME, Checkpoint, Recipe
 
 
 class CheckpointViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     queryset = Checkpoint.objects.all()
     serializer_class = serializers.CheckpointSerializer
     lookup_field = "name"
+    lookup_value_regex = CHECKPOINT_NAME  # names with dots (r1-distill-qwen-1.5b) are addressable
     filterset_fields = ["family", "architecture"]
 
     def get_serializer_class(self):
