@@ -8,13 +8,14 @@ What no human approved, and what describes the server rather than the models, is
   requested a quantization job that made the variant, and approvers;
 - a job's `error` and `log_tail` (tracebacks, server paths, lines of files): its requester and approvers;
 - a checkpoint's `local_path` (a directory on the server): approvers;
-- the audit log: approvers and holders of registry.view_auditlog (the "auditors" group).
+- the audit log: approvers and holders of registry.view_auditlog (the "auditors" group), read-only.
 """
 from __future__ import annotations
 
 from registry.models import QuantizationJob, Variant, is_approver, released
 
 AUDIT_VIEW_PERMISSION = "registry.view_auditlog"
+AUDITORS_GROUP = "auditors"  # holds AUDIT_VIEW_PERMISSION (registry.bootstrap)
 
 
 def _signed_in(user) -> bool:

@@ -11,8 +11,8 @@ from rest_framework import serializers
 from registry import access
 from registry.benchmarks import check_suites
 from registry.checkpoints import importable
-from registry.models import (ArtifactFile, BenchmarkJob, Checkpoint, QuantizationJob, Recipe, Release, Tag, TagMove,
-                             Variant)
+from registry.models import (ArtifactFile, AuditLog, BenchmarkJob, Checkpoint, QuantizationJob, Recipe, Release, Tag,
+                             TagMove, Variant)
 
 
 # Hub repo ids: owner/name from letters, digits, `-`, `_`, `.`; never `..` (it would walk the endpoint's URL).
@@ -230,3 +230,9 @@ class ChannelSerializer(serializers.Serializer):
 
 class MoveSerializer(serializers.Serializer):
     release = serializers.PrimaryKeyRelatedField(queryset=Release.objects.select_related("variant__recipe"))
+
+
+class AuditLogSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AuditLog
+        fields = ["id", "at", "actor", "action", "object_type", "object_id", "details"]
