@@ -30,6 +30,12 @@ class WithheldFieldsMixin:
     def may_read_withheld(self, user, obj) -> bool:
         raise NotImplementedError
 
+    def get_fields(self):
+        fields = super().get_fields()
+        for name in self.withheld_fields:
+            fields[name].allow_null = True  # so the OpenAPI schema says `nullable`
+        return fields
+
     def to_representation(self, obj):
         data = super().to_representation(obj)
         request = self.context.get("request")
