@@ -17,7 +17,8 @@ APPROVERS_GROUP = "approvers"
 # Checkpoint names, as created (API, bootstrap's catalogue) and as looked up in URLs (`r1-distill-qwen-1.5b`).
 CHECKPOINT_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 validate_checkpoint_name = RegexValidator(
-    rf"^{CHECKPOINT_NAME}\Z", "a checkpoint name is letters, digits, '.', '_' and '-', starting with a letter or digit")
+    rf"^{CHECKPOINT_NAME}\Z",
+    "a checkpoint name is letters, digits, '.', '_' and '-', starting with a letter or digit")
 # Names a channel may not take because a reader would take them for an immutable version: v1, V1, v01,
 # v1.2, v2-final, 3, ` v1` — anything that, trimmed, starts with a digit or a v (any case) and a digit.
 VERSION_LIKE = re.compile(r"v?\d.*", re.IGNORECASE | re.DOTALL)
@@ -498,7 +499,8 @@ class Tag(models.Model):
     def channel(cls, checkpoint: Checkpoint, quant: str, name: str) -> "Tag":
         """An unsaved channel (or the existing one): call .move() to point it somewhere."""
         if looks_like_version(name):
-            raise ValidationError(f"{name!r} looks like a version tag (v1, V1, v01, 2, …); channels need another name")
+            raise ValidationError(
+                f"{name!r} looks like a version tag (v1, V1, v01, 2, …); channels need another name")
         existing = cls.objects.filter(checkpoint=checkpoint, quant=quant, name=name).first()
         if existing is not None and existing.kind != cls.Kind.CHANNEL:
             raise ValidationError(f"{existing} is a version tag")
