@@ -157,6 +157,9 @@ DSQ_STORAGE_ROOT = Path(os.environ.get("DSQ_STORAGE_ROOT", BASE_DIR / "var" / "s
 # API: a path that resolves outside every one of these is refused (400). Colon-separated, absolute.
 DSQ_IMPORT_ROOTS = env_paths("DSQ_IMPORT_ROOTS", [DSQ_STORAGE_ROOT, BASE_DIR / "var"])
 HF_ENDPOINT = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+# The Hub address pull manifests send clients to (unset: HF_ENDPOINT). Set it empty when HF_ENDPOINT is an
+# internal address: clients then download published files from the registry's /api/files/ instead.
+DSQ_HUB_PUBLIC_URL = os.environ.get("DSQ_HUB_PUBLIC_URL")
 HF_TOKEN = os.environ.get("HF_TOKEN", "")
 DSQ_HUB_NAMESPACE = os.environ.get("DSQ_HUB_NAMESPACE", "dsq")
 # `quantized_by` in the Hub model card's metadata.
@@ -167,6 +170,10 @@ DSQ_PUBLISH_ATTEMPTS = env_int("DSQ_PUBLISH_ATTEMPTS", 5)
 DSQ_PUBLISH_BACKOFF_SECONDS = env_float("DSQ_PUBLISH_BACKOFF_SECONDS", 2.0)
 # Approving a release sends it to the Hub; set to 0 to publish only through the explicit publish action.
 DSQ_PUBLISH_ON_APPROVAL = env_bool("DSQ_PUBLISH_ON_APPROVAL", True)
+# Caps per user: open (candidate) releases one user may have waiting for review, and the length in
+# characters of free text (release notes, decision reasons). Over a cap the request is a 400 naming it.
+DSQ_MAX_OPEN_CANDIDATES = env_int("DSQ_MAX_OPEN_CANDIDATES", 20)
+DSQ_MAX_TEXT_CHARS = env_int("DSQ_MAX_TEXT_CHARS", 10_000)
 # Job leases: a worker that stops heartbeating for this long loses its claim.
 DSQ_LEASE_SECONDS = env_int("DSQ_LEASE_SECONDS", 300)
 DSQ_HEARTBEAT_SECONDS = env_int("DSQ_HEARTBEAT_SECONDS", 30)

@@ -12,6 +12,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from registry import models, publishing, quality
+from registry.access import can_read_audit_log
 from registry.models import is_approver
 
 
@@ -182,11 +183,15 @@ class TagAdmin(ReadOnlyAdmin):
 
 @admin.register(models.AuditLog)
 class AuditLogAdmin(ReadOnlyAdmin):
-    """Append-only: no add, change or delete, even for superusers."""
+    """Append-only: no add, change or delete, even for superusers; approvers and auditors read it."""
 
     list_display = ["at", "actor", "action", "object_type", "object_id"]
     list_filter = ["action", "object_type"]
     search_fields = ["actor", "action", "object_id"]
+    date_hierarchy = "at"
+
+    def has_view_permission(self, request, obj=None):
+        return super().has_view_permission(request, obj) or can_read_audit_log(request.user)
 
     def get_actions(self, request):
         return {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from registry import dispatch
@@ -22,12 +23,29 @@ def reference_recipe_name(checkpoint: Checkpoint) -> str:
     return "Q8_0" if checkpoint.parameter_count > LARGE_MODEL_PARAMS else "F16"
 
 
+def known_suites() -> list[str]:
+    """The suite names a benchmark may ask for: tier 1 ("quality") and the bundled task suites."""
+    from quant.eval.suites import available_suites
+
+    return [QUALITY, *available_suites()]
+
+
+def check_suites(suites: "list[str]") -> None:
+    """ValidationError (400) unless every name is a known suite: names reach the worker, never paths."""
+    known = known_suites()
+    unknown = [s for s in suites if s not in known]
+    if unknown:
+        shown = ", ".join(repr(str(s)[:100]) for s in unknown[:5])
+        raise ValidationError(f"unknown benchmark suite {shown}; known suites: {', '.join(known)}")
+
+
 def request_key(variant: Variant, suite: str) -> str:
     return hashlib.sha256(f"benchmark:{variant.pk}:{suite}".encode()).hexdigest()
 
 
 def request_benchmarks(variant: Variant, suites: "list[str]", user=None) -> list[BenchmarkJob]:
     """Queue each suite not already live or done for this variant; returns the jobs (new or live)."""
+    check_suites(suites)
     out = []
     for suite in dict.fromkeys(suites):
         if suite in (variant.quality or {}).get("suites", {}):

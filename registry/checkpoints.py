@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import urlparse
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -25,8 +26,9 @@ def importable(path_text: str, relative_to: "Path | None" = None) -> Path:
     resolved = path.resolve()
     roots = [Path(r).resolve() for r in [settings.DSQ_STORAGE_ROOT, *settings.DSQ_IMPORT_ROOTS]]
     if not any(resolved.is_relative_to(root) for root in roots):
+        # The roots themselves are not named: server paths are the operator's to know (dsq/settings.py).
         raise ValidationError(f"{path_text!r} is outside the directories checkpoints may be read from "
-                              f"(DSQ_IMPORT_ROOTS: {', '.join(map(str, roots))})")
+                              "(DSQ_IMPORT_ROOTS)")
     return resolved
 
 
@@ -43,8 +45,21 @@ def config_from_path(local_path: str) -> dict:
         raise ValidationError(f"{path} is not valid JSON: {exc}") from None
 
 
+def without_endpoint(text: str) -> str:
+    """An error message with the Hub's address (HF_ENDPOINT, possibly internal) replaced by `<hub>`.
+
+    Connection errors name the host apart from the URL (`HTTPConnectionPool(host='…', port=…)`)."""
+    endpoint = settings.HF_ENDPOINT.rstrip("/")
+    host = urlparse(endpoint).hostname
+    for part in (endpoint, host):
+        if part:
+            text = text.replace(part, "<hub>")
+    return text
+
+
 def config_from_hub(hf_repo: str, revision: str = "") -> tuple[dict, str]:
     """(config.json, pinned commit) of a Hub repository at a revision (default: main)."""
+    import httpx2  # huggingface_hub's HTTP client: a Hub that cannot be reached raises its errors
     from huggingface_hub import HfApi, hf_hub_download
     from huggingface_hub.utils import HfHubHTTPError
 
@@ -53,8 +68,9 @@ def config_from_hub(hf_repo: str, revision: str = "") -> tuple[dict, str]:
         commit = api.model_info(hf_repo, revision=revision or None).sha
         path = hf_hub_download(hf_repo, "config.json", revision=commit, endpoint=settings.HF_ENDPOINT,
                                token=settings.HF_TOKEN or None)
-    except (HfHubHTTPError, OSError, ValueError) as exc:
-        raise ValidationError(f"cannot read config.json of {hf_repo}@{revision or 'main'} from the Hub: {exc}") from None
+    except (HfHubHTTPError, httpx2.HTTPError, OSError, ValueError) as exc:
+        raise ValidationError(f"cannot read config.json of {hf_repo}@{revision or 'main'} from the Hub: "
+                              f"{without_endpoint(str(exc))}") from None
     return config_from_path(path), commit or revision
 
 

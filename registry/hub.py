@@ -24,9 +24,17 @@ def tag(release) -> str:
     return f"{release.variant.quant_name}-v{release.version}"
 
 
-def file_url(repo: str, commit: str, path: str) -> str:
-    """A file at a pinned commit (what a pull downloads)."""
-    return f"{settings.HF_ENDPOINT.rstrip('/')}/{repo}/resolve/{commit}/{path}"
+def public_url() -> str:
+    """The Hub address clients are sent to: DSQ_HUB_PUBLIC_URL, else HF_ENDPOINT; "" means none.
+
+    HF_ENDPOINT is where the workers publish, which may be an address only the servers know."""
+    value = settings.DSQ_HUB_PUBLIC_URL
+    return (settings.HF_ENDPOINT if value is None else value).rstrip("/")
+
+
+def file_url(repo: str, commit: str, path: str, base: "str | None" = None) -> str:
+    """A file at a pinned commit (what a pull downloads), on the Hub at `base` (default HF_ENDPOINT)."""
+    return f"{(settings.HF_ENDPOINT if base is None else base).rstrip('/')}/{repo}/resolve/{commit}/{path}"
 
 
 def quant_ref(repo: str, quant: str) -> str:

@@ -7,13 +7,25 @@ import re
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.validators import RegexValidator
 from django.db import models, transaction
 from django.db.models.signals import pre_delete
 from django.dispatch import receiver
 from django.utils import timezone
 
 APPROVERS_GROUP = "approvers"
-VERSION_TAG = re.compile(r"v\d+")
+# Checkpoint names, as created (API, bootstrap's catalogue) and as looked up in URLs (`r1-distill-qwen-1.5b`).
+CHECKPOINT_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+validate_checkpoint_name = RegexValidator(
+    rf"^{CHECKPOINT_NAME}\Z",
+    "a checkpoint name is letters, digits, '.', '_' and '-', starting with a letter or digit")
+# Names a channel may not take because a reader would take them for an immutable version: v1, V1, v01,
+# v1.2, v2-final, 3, ` v1` — anything that, trimmed, starts with a digit or a v (any case) and a digit.
+VERSION_LIKE = re.compile(r"v?\d.*", re.IGNORECASE | re.DOTALL)
+
+
+def looks_like_version(name: str) -> bool:
+    return VERSION_LIKE.fullmatch(name.strip()) is not None
 
 
 def is_approver(user) -> bool:
@@ -32,7 +44,8 @@ class Checkpoint(models.Model):
         F16 = "F16"
         F32 = "F32"
 
-    name = models.SlugField(max_length=100, unique=True, help_text="Short name used in pulls, e.g. deepseek-r1")
+    name = models.CharField(max_length=100, unique=True, validators=[validate_checkpoint_name],
+                            help_text="Short name used in pulls, e.g. deepseek-r1")
     family = models.CharField(max_length=100, help_text="DeepSeek-V3, DeepSeek-R1, DeepSeek-R1-Distill-Qwen-7B, …")
     hf_repo = models.CharField(max_length=200, blank=True)
     revision = models.CharField(max_length=100, blank=True, help_text="Pinned Hub commit or local revision label")
@@ -77,7 +90,8 @@ class Checkpoint(models.Model):
 
     @classmethod
     def register(cls, *, name: str, family: str, config: dict, user=None, **fields) -> "Checkpoint":
-        """Validate a config and store a new checkpoint (audited)."""
+        """Validate a name and a config and store a new checkpoint (audited)."""
+        cls._meta.get_field("name").run_validators(name)
         facts = cls.describe_config(config)
         if cls.objects.filter(name=name).exists():
             raise ValidationError(f"a checkpoint named {name!r} already exists")
@@ -306,6 +320,14 @@ class ArtifactFile(models.Model):
         super().save(*args, **kwargs)
 
 
+def check_text_size(field: str, text: str) -> None:
+    """Free text a user writes (release notes, decision reasons) is capped at DSQ_MAX_TEXT_CHARS characters."""
+    limit = settings.DSQ_MAX_TEXT_CHARS
+    if len(text) > limit:
+        raise ValidationError(f"{field} is {len(text)} characters long, over the limit of {limit} "
+                              f"(DSQ_MAX_TEXT_CHARS)")
+
+
 def released(variant_id: "int | None") -> bool:
     """Whether a variant has an approved or published release (its files are then frozen)."""
     return variant_id is not None and Release.objects.filter(
@@ -357,9 +379,17 @@ class Release(models.Model):
         """
         if variant.status != Variant.Status.READY:
             raise ValidationError(f"variant {variant} is {variant.status}, only ready variants can be released")
+        check_text_size("notes", notes)
         with transaction.atomic():
-            # Lock the checkpoint row so two requests cannot take the same version number.
+            # Lock the checkpoint row so two requests cannot take the same version number,
+            # and the user's row so two requests cannot both take the last open slot.
             Checkpoint.objects.select_for_update().get(pk=variant.checkpoint_id)
+            type(user).objects.select_for_update().get(pk=user.pk)
+            open_now = cls.objects.filter(requested_by=user, state=cls.State.CANDIDATE).count()
+            if open_now >= settings.DSQ_MAX_OPEN_CANDIDATES:
+                raise ValidationError(
+                    f"{user} has {open_now} releases waiting for review, the most one user may have open "
+                    f"(DSQ_MAX_OPEN_CANDIDATES={settings.DSQ_MAX_OPEN_CANDIDATES}): wait for decisions first")
             last = cls.objects.filter(variant__checkpoint_id=variant.checkpoint_id,
                                       variant__recipe__name=variant.recipe.name).aggregate(m=models.Max("version"))
             release = cls.objects.create(variant=variant, version=(last["m"] or 0) + 1, notes=notes,
@@ -374,6 +404,7 @@ class Release(models.Model):
             raise PermissionDenied("the requester of a release cannot approve or reject it")
         if self.state != Release.State.CANDIDATE:
             raise ValidationError(f"release {self} is already {self.state}")
+        check_text_size("reason", reason)
         self.state, self.decided_by, self.decided_at, self.decision_reason = state, user, timezone.now(), reason
         self.save(update_fields=["state", "decided_by", "decided_at", "decision_reason"])
 
@@ -470,8 +501,9 @@ class Tag(models.Model):
     @classmethod
     def channel(cls, checkpoint: Checkpoint, quant: str, name: str) -> "Tag":
         """An unsaved channel (or the existing one): call .move() to point it somewhere."""
-        if VERSION_TAG.fullmatch(name):
-            raise ValidationError(f"{name!r} looks like a version tag; channels need another name")
+        if looks_like_version(name):
+            raise ValidationError(
+                f"{name!r} looks like a version tag (v1, V1, v01, 2, …); channels need another name")
         existing = cls.objects.filter(checkpoint=checkpoint, quant=quant, name=name).first()
         if existing is not None and existing.kind != cls.Kind.CHANNEL:
             raise ValidationError(f"{existing} is a version tag")

@@ -55,12 +55,14 @@ def manifest(ref: Ref, release: Release, request) -> dict[str, Any]:
     variant = release.variant
     files = list(variant.files.all())
     published = release.state == Release.State.PUBLISHED and release.hub_repo and release.hub_commit
+    base = hub.public_url() if published else ""
     entries = []
     for f in files:
         local = request.build_absolute_uri(reverse("file-download", args=[variant.pk, f.name]))
-        remote = hub.file_url(release.hub_repo, release.hub_commit, hub.path_in_repo(variant, f.name))
+        path = hub.path_in_repo(variant, f.name)
+        remote = hub.file_url(release.hub_repo, release.hub_commit, path, base) if base else ""
         entries.append({"name": f.name, "size": f.size, "sha256": f.sha256,
-                        "url": remote if published else local, "registry_url": local})
+                        "url": remote or local, "registry_url": local})
     first = files[0].name if files else ""
     quant = variant.recipe.name
     commands = {
@@ -77,7 +79,7 @@ def manifest(ref: Ref, release: Release, request) -> dict[str, Any]:
         "ref": str(ref), "model": variant.checkpoint.name, "quant": quant, "tag": ref.tag,
         "release": {"id": release.pk, "version": release.label, "state": release.state},
         "variant": variant.pk, "total_bytes": sum(f.size for f in files), "bits_per_weight": variant.bits_per_weight,
-        "source": "hub" if published else "registry",
+        "source": "hub" if base else "registry",
         "hub": {"repo": release.hub_repo, "commit": release.hub_commit} if published else None,
         "files": entries, "commands": commands,
     }

@@ -8,7 +8,7 @@ from typing import Optional
 from django.db import IntegrityError, transaction
 
 from registry import dispatch
-from registry.benchmarks import request_benchmarks
+from registry.benchmarks import check_suites, request_benchmarks
 from registry.models import AuditLog, Checkpoint, JobState, QuantizationJob, Recipe, Variant
 
 LIVE = (JobState.QUEUED, JobState.RUNNING)
@@ -33,6 +33,7 @@ class Outcome:
 def request_quantization(checkpoint: Checkpoint, recipe: Recipe, *, user, imatrix: str = "",
                          imatrix_sha256: str = "", benchmark_suites: "list[str] | None" = None) -> Outcome:
     """Return the ready variant or the live job for these inputs, or queue a new job (after commit)."""
+    check_suites(list(benchmark_suites or []))
     variant = Variant.objects.filter(checkpoint=checkpoint, recipe=recipe, imatrix_sha256=imatrix_sha256,
                                      status=Variant.Status.READY).first()
     if variant is not None:

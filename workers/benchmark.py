@@ -17,7 +17,7 @@ from registry.benchmarks import QUALITY, quality_summary, record_quality, refere
 from registry.models import BenchmarkJob, Checkpoint, Recipe, Variant
 from registry.quality import variant_label
 from workers import storage
-from workers.context import JobContext
+from workers.context import JobContext, PermanentError
 from workers.quantize import build_variant
 
 
@@ -82,10 +82,13 @@ def task_suite(job: BenchmarkJob, ctx: JobContext) -> dict:
     """
     from quant.eval.harness import run_suite
     from quant.eval.server import ServerSettings, external_server, local_server
-    from quant.eval.suites import load_suite
+    from quant.eval.suites import UnknownSuite, load_suite
 
     opts = job.options or {}
-    suite = load_suite(job.suite)
+    try:
+        suite = load_suite(job.suite)
+    except UnknownSuite as exc:  # the name is checked at request time; a row that slipped past fails for good
+        raise PermanentError(str(exc)) from None
     work = storage.work_dir(f"benchmark-{job.pk}")
     work.mkdir(parents=True, exist_ok=True)
     if opts.get("server_url"):

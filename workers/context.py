@@ -25,6 +25,10 @@ Handler = Callable[[Job, "JobContext"], "dict | None"]
 Requirements = Callable[[Job], dict]
 
 
+class PermanentError(Exception):
+    """Raised inside a handler when the job's inputs are wrong: it fails at once, without retries."""
+
+
 class JobContext:
     """What a handler sees: progress reporting and cooperative cancellation.
 
@@ -158,7 +162,7 @@ def run_job(kind: str, job_id: int, handler: Handler, requirements: Requirements
     except Exception as exc:  # the job row records it; the worker goes on
         log.exception("%s job %s failed", kind, job_id)
         wait_for_database()
-        state = jobs.fail(job, exc)
+        state = jobs.fail(job, exc, retry=not isinstance(exc, PermanentError))
         if state == JobState.QUEUED:
             dispatch.enqueue(kind, job_id, countdown=jobs.backoff_seconds(job.attempts))
         return state

@@ -20,7 +20,7 @@ from django.db import transaction
 
 from quant.progress import Cancelled
 from registry import jobs
-from registry.benchmarks import request_benchmarks
+from registry.benchmarks import known_suites, request_benchmarks
 from registry.models import ArtifactFile, Checkpoint, QuantizationJob, Recipe, Variant
 from workers import storage
 from workers.context import JobContext, wait_for_database
@@ -62,7 +62,12 @@ def run(job: QuantizationJob, ctx: JobContext) -> dict:
         raise
     shutil.rmtree(work, ignore_errors=True)
     if job.benchmark_suites:
-        request_benchmarks(variant, job.benchmark_suites, job.requested_by)
+        # Checked when the job was requested; a row from before that check keeps its variant and
+        # only loses the unknown suites.
+        known = [s for s in job.benchmark_suites if s in known_suites()]
+        for suite in set(job.benchmark_suites) - set(known):
+            ctx.log(f"benchmark suite {str(suite)[:100]!r} skipped: not a known suite")
+        request_benchmarks(variant, known, job.requested_by)
     return {"variant": variant}
 
 

@@ -34,17 +34,30 @@ class Suite:
         return [t.benchmark for t in self.tasks]
 
 
+class UnknownSuite(ValueError):
+    """A suite name that is not one of the bundled suites (never read as a path)."""
+
+
 def available_suites() -> list[str]:
     return sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
 
 
-def load_suite(name_or_path: "str | Path") -> Suite:
-    """A bundled suite by name (e.g. "deepseek-paper") or any suite YAML/JSON file by path."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = SUITES_DIR / f"{name_or_path}.yaml"
-    if not path.exists():
-        raise FileNotFoundError(f"no suite {name_or_path!r}; bundled: {', '.join(available_suites())}")
+def load_suite(name: str) -> Suite:
+    """A bundled suite by name (e.g. "deepseek-paper").
+
+    Only names of quant/eval/suites/*.yaml are accepted: the name comes from API users through
+    the registry, so it is looked up in the known set, never joined into a path or opened as one.
+    The message is the same for every unknown name, whether or not a file of that name exists.
+    """
+    known = available_suites()
+    if not isinstance(name, str) or name not in known:
+        raise UnknownSuite(f"no suite {str(name)[:100]!r}; known suites: {', '.join(known)}")
+    return read_suite_file(SUITES_DIR / f"{name}.yaml")
+
+
+def read_suite_file(path: "str | Path") -> Suite:
+    """A suite from a YAML/JSON file the caller chose (local tools and tests, never API input)."""
+    path = Path(path)
     data = yaml.safe_load(path.read_text())  # YAML is a superset of JSON
     tasks = []
     for entry in data["tasks"]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import django_filters
 
-from registry.models import Variant
+from registry.models import AuditLog, Variant
 
 
 class VariantFilter(django_filters.FilterSet):
@@ -14,3 +14,14 @@ class VariantFilter(django_filters.FilterSet):
     class Meta:
         model = Variant
         fields = ["checkpoint", "recipe", "status"]
+
+
+class AuditLogFilter(django_filters.FilterSet):
+    """?actor=alice&action=release.approve&object_type=registry.Release&object_id=7&since=…&until=… (ISO 8601)."""
+
+    since = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte")
+    until = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="lte")
+
+    class Meta:
+        model = AuditLog
+        fields = ["actor", "action", "object_type", "object_id", "since", "until"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
+from registry.access import can_read_audit_log
 from registry.models import is_approver
 
 
@@ -27,3 +28,10 @@ class IsJobOwnerOrApprover(BasePermission):
         user = request.user
         return bool(user.is_authenticated and (
             obj.requested_by_id == user.pk or user.is_staff or is_approver(user)))
+
+
+class CanReadAuditLog(BasePermission):
+    message = "only approvers and auditors (registry.view_auditlog) may read the audit log"
+
+    def has_permission(self, request, view) -> bool:
+        return can_read_audit_log(request.user)

@@ -8,16 +8,48 @@ from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
+from registry import access
+from registry.benchmarks import check_suites
 from registry.checkpoints import importable
-from registry.models import (ArtifactFile, BenchmarkJob, Checkpoint, QuantizationJob, Recipe, Release, Tag, TagMove,
-                             Variant)
+from registry.models import (ArtifactFile, AuditLog, BenchmarkJob, Checkpoint, QuantizationJob, Recipe, Release, Tag,
+                             TagMove, Variant)
 
 
 # Hub repo ids: owner/name from letters, digits, `-`, `_`, `.`; never `..` (it would walk the endpoint's URL).
 HF_REPO = r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$"
 
 
-class CheckpointSerializer(serializers.ModelSerializer):
+class WithheldFieldsMixin:
+    """Fields only some readers may see (registry.access): null for everyone else.
+
+    The fields stay in every response, so clients and the schema see one shape; `null` means withheld.
+    """
+
+    withheld_fields: "tuple[str, ...]" = ()
+
+    def may_read_withheld(self, user, obj) -> bool:
+        raise NotImplementedError
+
+    def get_fields(self):
+        fields = super().get_fields()
+        for name in self.withheld_fields:
+            fields[name].allow_null = True  # so the OpenAPI schema says `nullable`
+        return fields
+
+    def to_representation(self, obj):
+        data = super().to_representation(obj)
+        request = self.context.get("request")
+        if not self.may_read_withheld(getattr(request, "user", None), obj):
+            data.update(dict.fromkeys(self.withheld_fields))
+        return data
+
+
+class CheckpointSerializer(WithheldFieldsMixin, serializers.ModelSerializer):
+    withheld_fields = ("local_path",)
+
+    def may_read_withheld(self, user, obj) -> bool:
+        return access.can_read_server_paths(user)
+
     class Meta:
         model = Checkpoint
         fields = ["id", "name", "family", "hf_repo", "revision", "architecture", "parameter_count",
@@ -50,7 +82,14 @@ JOB_FIELDS = ["id", "state", "queue", "progress", "step", "eta_seconds", "worker
               "cancel_requested", "error", "log_tail", "created_at", "started_at", "finished_at"]
 
 
-class QuantizationJobSerializer(serializers.ModelSerializer):
+class JobDetailsMixin(WithheldFieldsMixin):
+    withheld_fields = ("error", "log_tail")
+
+    def may_read_withheld(self, user, obj) -> bool:
+        return access.can_read_job_details(user, obj)
+
+
+class QuantizationJobSerializer(JobDetailsMixin, serializers.ModelSerializer):
     checkpoint = serializers.SlugRelatedField(slug_field="name", read_only=True)
     recipe = serializers.StringRelatedField()
 
@@ -59,7 +98,7 @@ class QuantizationJobSerializer(serializers.ModelSerializer):
         fields = JOB_FIELDS + ["checkpoint", "recipe", "imatrix_sha256", "benchmark_suites", "variant"]
 
 
-class BenchmarkJobSerializer(serializers.ModelSerializer):
+class BenchmarkJobSerializer(JobDetailsMixin, serializers.ModelSerializer):
     class Meta:
         model = BenchmarkJob
         fields = JOB_FIELDS + ["variant", "suite", "options", "result"]
@@ -92,6 +131,14 @@ class QuantizationRequestSerializer(serializers.Serializer):
                                     help_text="importance matrix path, relative to DSQ_STORAGE_ROOT")
     imatrix_sha256 = serializers.RegexField(r"^[0-9a-f]{64}$", required=False, allow_blank=True, default="")
     benchmark_suites = serializers.ListField(child=serializers.CharField(max_length=100), required=False, default=list)
+
+    def validate_benchmark_suites(self, value: "list[str]") -> "list[str]":
+        """Names of known suites only ("quality" and quant/eval/suites): the worker never reads a path."""
+        try:
+            check_suites(value)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from None
+        return value
 
     def validate(self, data):
         if data["imatrix"]:
@@ -189,3 +236,9 @@ class ChannelSerializer(serializers.Serializer):
 
 class MoveSerializer(serializers.Serializer):
     release = serializers.PrimaryKeyRelatedField(queryset=Release.objects.select_related("variant__recipe"))
+
+
+class AuditLogSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AuditLog
+        fields = ["id", "at", "actor", "action", "object_type", "object_id", "details"]

@@ -3,7 +3,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from registry.api.errors import not_found
-from registry.api.views import catalogue, files, fit, jobs, releases, variants
+from registry.api.views import audit, catalogue, files, fit, jobs, releases, variants
 
 router = DefaultRouter()
 router.register("checkpoints", catalogue.CheckpointViewSet)
@@ -14,6 +14,7 @@ router.register("jobs/benchmark", jobs.BenchmarkJobViewSet, basename="benchmarkj
 router.register("variants", variants.VariantViewSet)
 router.register("releases", releases.ReleaseViewSet)
 router.register("tags", releases.TagViewSet)
+router.register("audit", audit.AuditLogViewSet)
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -86,3 +86,34 @@ def test_the_recipe_editor_shows_validation_errors():
     bad = client.post("/admin/registry/recipe/new-version/", {"definition": '{"name": "x", "default_type": "Q9_Z"}',
                                                               "_save": "1"})
     assert "unknown GGML type" in bad.content.decode() and not Recipe.objects.exists()
+
+
+@pytest.mark.parametrize("who,expected", [("approver", 200), ("auditor", 200), ("staff", 403)])
+def test_approvers_and_auditors_read_the_audit_log_in_the_admin_read_only(candidate, who, expected):
+    from django.contrib.auth.models import Group, Permission
+
+    user = make_approver("alice") if who == "approver" else User.objects.create_user("audrey")
+    if who == "auditor":
+        group, _ = Group.objects.get_or_create(name="auditors")
+        group.permissions.add(Permission.objects.get(codename="view_auditlog"))
+        user.groups.add(group)
+    client = staff_client(user)
+    entry = AuditLog.objects.first()
+    listing = client.get("/admin/registry/auditlog/")
+    assert listing.status_code == expected
+    assert client.get(f"/admin/registry/auditlog/{entry.pk}/change/").status_code == expected
+    if expected == 200:
+        assert "release.request" in listing.content.decode()
+        assert client.post(f"/admin/registry/auditlog/{entry.pk}/change/", {"actor": "x"}).status_code == 403
+        assert client.post(f"/admin/registry/auditlog/{entry.pk}/delete/").status_code == 403
+        assert client.get("/admin/registry/auditlog/add/").status_code == 403
+    assert AuditLog.objects.get(pk=entry.pk).actor == "rita"
+
+
+def test_bootstrap_creates_the_auditors_group():
+    from django.contrib.auth.models import Group
+
+    from registry.bootstrap import bootstrap
+
+    assert "auditors" in bootstrap()["groups"]
+    assert Group.objects.get(name="auditors").permissions.filter(codename="view_auditlog").exists()

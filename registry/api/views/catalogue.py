@@ -8,13 +8,14 @@ from rest_framework.response import Response
 from registry import quality
 from registry.api import serializers
 from registry.checkpoints import resolve_config
-from registry.models import Checkpoint, Recipe
+from registry.models import CHECKPOINT_NAME, Checkpoint, Recipe
 
 
 class CheckpointViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     queryset = Checkpoint.objects.all()
     serializer_class = serializers.CheckpointSerializer
     lookup_field = "name"
+    lookup_value_regex = CHECKPOINT_NAME  # names with dots (r1-distill-qwen-1.5b) are addressable
     filterset_fields = ["family", "architecture"]
 
     def get_serializer_class(self):
@@ -29,7 +30,8 @@ class CheckpointViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
                                           hf_repo=fields.get("hf_repo", ""), revision=fields.get("revision", ""))
         fields["revision"] = revision
         checkpoint = Checkpoint.register(config=config, user=request.user, **fields)
-        return Response(serializers.CheckpointSerializer(checkpoint).data, status=status.HTTP_201_CREATED)
+        return Response(serializers.CheckpointSerializer(checkpoint, context={"request": request}).data,
+                        status=status.HTTP_201_CREATED)
 
     @action(detail=True, methods=["get"])
     def comparison(self, request, name=None):

@@ -2,6 +2,12 @@
 
 Only names recorded as ArtifactFile rows of the variant are served, and the resolved path must
 stay under the storage root, so `..`, absolute names and symlinks out of the root all get 404.
+
+Files of a variant with an approved or published release are public. The others (the F16/Q8_0
+reference, quants no human approved yet) go only to the requester of the job that made the
+variant and to approvers (token or admin session); everyone else gets the same 404 as for a
+file that does not exist, so unreleased variants' file names are not confirmed either.
+GET, HEAD and Range requests are all checked before the file is opened.
 """
 from __future__ import annotations
 
@@ -10,11 +16,11 @@ from pathlib import Path
 
 from django.conf import settings
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse, StreamingHttpResponse
-from django.shortcuts import get_object_or_404
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.permissions import AllowAny
 
-from registry.models import ArtifactFile
+from registry.access import can_read_files
+from registry.models import ArtifactFile, released
 
 CHUNK = 1 << 20
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
@@ -59,11 +65,15 @@ def _stream(path: Path, first: int, length: int):
 @api_view(["GET", "HEAD"])
 @permission_classes([AllowAny])
 def download(request, variant_id: int, name: str):
-    artifact = get_object_or_404(ArtifactFile.objects.select_related("variant"), variant_id=variant_id, name=name)
+    artifact = ArtifactFile.objects.select_related("variant").filter(variant_id=variant_id, name=name).first()
+    if artifact is None or not can_read_files(request.user, artifact.variant):
+        raise Http404(f"no file {name!r} in variant {variant_id}")
     path = artifact_path(artifact)
     size = path.stat().st_size
     headers = {"Accept-Ranges": "bytes", "ETag": f'"{artifact.sha256}"',
                "Content-Disposition": f'attachment; filename="{Path(artifact.name).name}"'}
+    if not released(artifact.variant_id):  # a shared cache must not hand it to the next reader
+        headers["Cache-Control"] = "private"
     try:
         wanted = parse_range(request.headers.get("Range", ""), size) if request.headers.get("Range") else None
     except ValueError:

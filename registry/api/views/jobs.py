@@ -65,7 +65,8 @@ class QuantizationRequestViewSet(viewsets.GenericViewSet):
         outcome = request_quantization(user=request.user, **data.validated_data)
         body = {
             "created": outcome.created,
-            "job": serializers.QuantizationJobSerializer(outcome.job).data if outcome.job else None,
+            "job": serializers.QuantizationJobSerializer(outcome.job, context={"request": request}).data
+            if outcome.job else None,
             "variant": serializers.VariantSerializer(outcome.variant).data if outcome.variant else None,
         }
         return Response(body, status=status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK)

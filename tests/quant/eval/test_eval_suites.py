@@ -5,7 +5,7 @@ import pytest
 
 import lm_eval
 from quant.eval.report import DEFAULT_PUBLISHED_PATH
-from quant.eval.suites import TASKS_DIR, available_suites, load_suite
+from quant.eval.suites import SUITES_DIR, TASKS_DIR, UnknownSuite, available_suites, load_suite, read_suite_file
 
 REPEATED = {"AIME 2024", "MATH 500", "GPQA", "MBPP", "MBPP+", "LiveCodeBench"}
 
@@ -42,10 +42,29 @@ def test_every_mapped_task_exists_in_the_installed_lm_eval():
             assert task.lm_eval_task is None or task.lm_eval_task in known, task.lm_eval_task
 
 
-def test_a_suite_file_can_be_loaded_by_path_and_bad_repeats_are_refused(tmp_path):
+def test_a_suite_file_can_be_read_by_path_and_bad_repeats_are_refused(tmp_path):
     path = tmp_path / "mine.json"
     path.write_text(json.dumps({"name": "mine", "tasks": [{"benchmark": "X", "lm_eval_task": "x", "repeats": 0}]}))
     with pytest.raises(ValueError, match="repeats"):
-        load_suite(path)
-    with pytest.raises(FileNotFoundError, match="deepseek-paper"):
+        read_suite_file(path)
+    with pytest.raises(UnknownSuite, match="deepseek-paper"):
         load_suite("no-such-suite")
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "/etc/hostname", "../suites/smoke", "smoke.yaml",
+                                  str(SUITES_DIR / "smoke.yaml"), "SMOKE", " smoke", ""])
+def test_load_suite_takes_only_bundled_names_never_paths(name):
+    with pytest.raises(UnknownSuite) as refused:
+        load_suite(name)
+    assert "known suites: deepseek-paper, smoke" in str(refused.value)
+    assert "root:" not in str(refused.value)  # nothing of any file is read
+
+
+def test_an_existing_and_a_missing_path_get_the_same_refusal():
+    """No file-existence oracle: the message depends on the name only, not on the filesystem."""
+    messages = []
+    for name in ("/etc/passwd", "/no/such/file"):
+        with pytest.raises(UnknownSuite) as refused:
+            load_suite(name)
+        messages.append(str(refused.value).replace(repr(name), "NAME"))
+    assert messages[0] == messages[1]

@@ -89,3 +89,34 @@ def test_register_checkpoint_command(tmp_path, capsys):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(CommandError, match="unsupported model"):
         call_command("register_checkpoint", "empty", "x", "--path", str(tmp_path))
+
+
+def test_every_catalogue_name_is_addressable(anonymous):
+    from registry.catalogue import CHECKPOINTS
+
+    bootstrap()
+    assert any("." in entry["name"] for entry in CHECKPOINTS)  # r1-distill-qwen-1.5b
+    for entry in CHECKPOINTS:
+        detail = anonymous.get(f"/api/checkpoints/{entry['name']}/")
+        assert detail.status_code == 200 and detail.json()["name"] == entry["name"], entry["name"]
+        comparison = anonymous.get(f"/api/checkpoints/{entry['name']}/comparison/")
+        assert comparison.status_code == 200 and comparison.json()["checkpoint"] == entry["name"]
+
+
+def test_a_name_with_a_dot_registers_and_is_found(requester, anonymous):
+    body = {"name": "my-qwen-1.5b", "family": "DeepSeek-R1-Distill-Qwen-1.5B",
+            "config": configs.load_config("DeepSeek-R1-Distill-Qwen-1.5B")}
+    assert requester.post("/api/checkpoints/", body, format="json").status_code == 201
+    assert anonymous.get("/api/checkpoints/my-qwen-1.5b/").json()["name"] == "my-qwen-1.5b"
+
+
+@pytest.mark.parametrize("name", [".hidden", "..", "-x", "a/b", "a b", "qwen@1", "é"])
+def test_names_the_urls_could_not_address_are_refused_everywhere(requester, name):
+    from django.core.exceptions import ValidationError
+
+    config = configs.load_config("DeepSeek-R1-Distill-Qwen-1.5B")
+    response = requester.post("/api/checkpoints/", {"name": name, "family": "x", "config": config}, format="json")
+    assert response.status_code == 400 and "name" in response.json()["error"]
+    with pytest.raises(ValidationError, match="checkpoint name"):  # bootstrap and the command use this path
+        Checkpoint.register(name=name, family="x", config=config)
+    assert not Checkpoint.objects.exists()

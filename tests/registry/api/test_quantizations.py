@@ -108,3 +108,22 @@ def test_concurrent_identical_requests_make_one_job_and_one_message(requester, i
     assert sorted(r.status_code for r in answers).count(201) == 1
     assert {r.json()["job"]["id"] for r in answers} == {QuantizationJob.objects.get().pk}
     assert celery_broker.llen("gpu") == 1
+
+
+@pytest.mark.parametrize("suite", ["/etc/passwd", "../../etc/passwd.yaml", "smoke.yaml", "SMOKE", "no-such-suite"])
+def test_a_suite_that_is_not_a_known_name_is_refused_and_nothing_is_queued(
+        requester, inputs, suite, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = requester.post(URL, dict(inputs, benchmark_suites=["quality", suite]), format="json")
+    assert response.status_code == 400
+    assert "known suites: quality, deepseek-paper, smoke" in response.json()["error"]
+    assert response.json()["fields"].keys() == {"benchmark_suites"}
+    assert not QuantizationJob.objects.exists() and not callbacks
+
+
+def test_an_unknown_suite_for_a_ready_variant_queues_no_benchmark(requester, inputs):
+    from registry.models import BenchmarkJob, Checkpoint, Recipe
+
+    factories.variant(Checkpoint.objects.get(name="deepseek-r1"), Recipe.objects.get(name="DQ3_K_M"))
+    response = requester.post(URL, dict(inputs, benchmark_suites=["/etc/passwd"]), format="json")
+    assert response.status_code == 400 and not BenchmarkJob.objects.exists()

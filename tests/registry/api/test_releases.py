@@ -110,3 +110,38 @@ def test_only_approved_releases_can_be_published(approver, requester, candidate)
     response = approver.post(f"/api/releases/{candidate.pk}/publish/", {}, format="json")
     assert response.status_code == 409 and "only approved releases" in response.json()["error"]
     assert requester.post(f"/api/releases/{candidate.pk}/publish/", {}, format="json").status_code == 403
+
+
+def test_open_candidates_per_user_are_capped(requester, teammate, approver, variant, settings):
+    settings.DSQ_MAX_OPEN_CANDIDATES = 3
+    created = [requester.post("/api/releases/", {"variant": variant.pk}, format="json") for _ in range(4)]
+    assert [r.status_code for r in created] == [201, 201, 201, 400]
+    assert "DSQ_MAX_OPEN_CANDIDATES=3" in created[-1].json()["error"]
+    assert Release.objects.filter(requested_by=requester.user).count() == 3
+    # The cap is per user, and a decision frees a slot.
+    assert teammate.post("/api/releases/", {"variant": variant.pk}, format="json").status_code == 201
+    approver.post(f"/api/releases/{created[0].json()['id']}/reject/", {"reason": "no"}, format="json")
+    assert requester.post("/api/releases/", {"variant": variant.pk}, format="json").status_code == 201
+
+
+def test_release_notes_are_capped(requester, variant, settings):
+    settings.DSQ_MAX_TEXT_CHARS = 1000
+    response = requester.post("/api/releases/", {"variant": variant.pk, "notes": "x" * 1001}, format="json")
+    assert response.status_code == 400
+    assert "notes is 1001 characters long, over the limit of 1000 (DSQ_MAX_TEXT_CHARS)" in response.json()["error"]
+    assert not Release.objects.exists()
+    ok = requester.post("/api/releases/", {"variant": variant.pk, "notes": "x" * 1000}, format="json")
+    assert ok.status_code == 201
+
+
+def test_the_default_caps_refuse_a_megabyte_of_notes(requester, variant):
+    response = requester.post("/api/releases/", {"variant": variant.pk, "notes": "x" * 1_000_000}, format="json")
+    assert response.status_code == 400 and "DSQ_MAX_TEXT_CHARS" in response.json()["error"]
+
+
+@pytest.mark.parametrize("action", ["approve", "reject"])
+def test_decision_reasons_are_capped(approver, candidate, settings, action):
+    settings.DSQ_MAX_TEXT_CHARS = 100
+    response = approver.post(f"/api/releases/{candidate.pk}/{action}/", {"reason": "y" * 101}, format="json")
+    assert response.status_code == 400 and "reason is 101 characters long" in response.json()["error"]
+    assert Release.objects.get(pk=candidate.pk).state == "candidate"

@@ -66,3 +66,28 @@ def test_only_approvers_move_channels(requester, teammate, anonymous, admin, two
     assert anonymous.post(f"/api/tags/{latest.pk}/move/", {"release": two_approved[0].pk}).status_code == 401
     assert admin.post(f"/api/tags/{latest.pk}/move/", {"release": two_approved[0].pk}).status_code == 200
     assert Tag.objects.get(pk=latest.pk).release == two_approved[0]
+
+
+@pytest.mark.parametrize("name", ["V1", "v01", "V9", "v2-final", "v1_0", "3", "2024-05"])
+def test_version_like_names_are_reserved_whatever_their_case(approver, two_approved, name):
+    response = approver.post("/api/tags/", {"checkpoint": "deepseek-r1", "quant": "DQ3_K_M", "name": name,
+                                            "release": two_approved[0].pk}, format="json")
+    assert response.status_code == 400 and "version tag" in response.json()["error"]
+    assert not Tag.objects.filter(name=name).exists()
+
+
+@pytest.mark.parametrize("name", [" v1", "V1\n", "\tv2", "v1.2"])
+def test_padded_or_dotted_version_names_are_reserved_in_the_model_too(two_approved, name):
+    """The API's slug field refuses spaces and dots first; the model refuses them on its own."""
+    from django.core.exceptions import ValidationError
+
+    r1 = two_approved[0]
+    with pytest.raises(ValidationError, match="version tag"):
+        Tag.channel(r1.variant.checkpoint, "DQ3_K_M", name)
+
+
+@pytest.mark.parametrize("name", ["stable", "beta", "vision", "v", "nightly-v2"])
+def test_other_channel_names_are_fine(approver, two_approved, name):
+    response = approver.post("/api/tags/", {"checkpoint": "deepseek-r1", "quant": "DQ3_K_M", "name": name,
+                                            "release": two_approved[0].pk}, format="json")
+    assert response.status_code == 201, response.json()
