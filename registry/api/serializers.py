@@ -18,6 +18,9 @@ HF_REPO = r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]
 
 
 class CheckpointSerializer(serializers.ModelSerializer):
+    # Not the model's slug pattern: catalogue names hold dots (r1-distill-qwen-1.5b).
+    name = serializers.CharField(read_only=True, help_text="Short name used in pulls, e.g. deepseek-r1")
+
     class Meta:
         model = Checkpoint
         fields = ["id", "name", "family", "hf_repo", "revision", "architecture", "parameter_count",
@@ -156,7 +159,8 @@ class DecisionSerializer(serializers.Serializer):
 
 class TagMoveSerializer(serializers.ModelSerializer):
     moved_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    from_version = serializers.CharField(source="from_release.label", read_only=True, default=None)
+    from_version = serializers.CharField(source="from_release.label", read_only=True, default=None,
+                                         allow_null=True)
     to_version = serializers.CharField(source="to_release.label", read_only=True)
 
     class Meta:

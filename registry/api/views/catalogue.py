@@ -6,15 +6,18 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from registry import quality
-from registry.api import serializers
+from registry.api import schema, serializers
+from registry.api.filters import RecipeFilter
 from registry.checkpoints import resolve_config
 from registry.models import Checkpoint, Recipe
 
 
+@schema.checkpoints
 class CheckpointViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     queryset = Checkpoint.objects.all()
     serializer_class = serializers.CheckpointSerializer
     lookup_field = "name"
+    lookup_value_regex = r"[A-Za-z0-9._-]+"  # names the registry creates may hold dots (r1-distill-qwen-1.5b)
     filterset_fields = ["family", "architecture"]
 
     def get_serializer_class(self):
@@ -43,4 +46,4 @@ class CheckpointViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
 class RecipeViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Recipe.objects.all()
     serializer_class = serializers.RecipeSerializer
-    filterset_fields = ["name", "builtin"]
+    filterset_class = RecipeFilter

@@ -14,6 +14,7 @@ from django.shortcuts import get_object_or_404
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.permissions import AllowAny
 
+from registry.api import schema
 from registry.models import ArtifactFile
 
 CHUNK = 1 << 20
@@ -56,6 +57,7 @@ def _stream(path: Path, first: int, length: int):
             yield chunk
 
 
+@schema.download
 @api_view(["GET", "HEAD"])
 @permission_classes([AllowAny])
 def download(request, variant_id: int, name: str):
