@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # llama-cpp-python builds llama.cpp from source: CPU-only flags keep the build portable and ~4 minutes.
 LLAMA_CMAKE_ARGS := -DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_VULKAN=OFF -DLLAMA_CURL=OFF -DGGML_BLAS=OFF
 
-.PHONY: venv deps demo test bench-kernels bench-quality bench-memory llama-tools load audit clean
+.PHONY: venv deps demo test contract bench-kernels bench-quality bench-memory llama-tools load audit clean
 
 venv: $(VENV)/.stamp
 
@@ -24,6 +24,10 @@ demo: venv deps
 
 test: venv deps
 	$(VENV)/bin/pytest
+
+# The OpenAPI schema as a contract: Schemathesis, all checks, against gunicorn (also part of `make test`).
+contract: venv deps
+	$(VENV)/bin/pytest tests/registry/api/test_schema_contract.py
 
 bench-kernels: venv
 	$(PY) -m kernels.bench

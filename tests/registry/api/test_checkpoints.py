@@ -89,3 +89,9 @@ def test_register_checkpoint_command(tmp_path, capsys):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(CommandError, match="unsupported model"):
         call_command("register_checkpoint", "empty", "x", "--path", str(tmp_path))
+
+
+def test_it_finds_a_catalogue_checkpoint_whose_name_holds_a_dot(anonymous):
+    factories.checkpoint("r1-distill-qwen-1.5b")
+    response = anonymous.get("/api/checkpoints/r1-distill-qwen-1.5b/")
+    assert response.status_code == 200 and response.json()["name"] == "r1-distill-qwen-1.5b"
