@@ -234,7 +234,7 @@ class ComparisonSerializer(serializers.Serializer):
 
 # -- parameters and examples ------------------------------------------------------------------
 
-REF_PATTERN = r"^[A-Za-z0-9._-]+:[A-Za-z0-9._+-]+(@[A-Za-z0-9._-]+)?$"
+REF_PATTERN = r"^[A-Za-z0-9._-]+:[A-Za-z0-9._+-]+(@[A-Za-z0-9._-]+)?$"  # registry.releases.REF
 NAME_EXAMPLE = OpenApiExample("a catalogue checkpoint", value="deepseek-r1")
 REF = OpenApiParameter("ref", OpenApiTypes.STR, OpenApiParameter.PATH, pattern=REF_PATTERN,
                        description="model:QUANT[@tag]; the tag defaults to latest",
@@ -247,7 +247,7 @@ FILE_HEADERS = [OpenApiParameter(name, OpenApiTypes.STR, OpenApiParameter.HEADER
                 for name, text in [("ETag", "The file's sha256, quoted"), ("Accept-Ranges", "bytes"),
                                    ("Content-Disposition", "attachment; filename=…")]]
 FIT_PARAMETERS = [
-    OpenApiParameter("variant", OpenApiTypes.STR, pattern=r"^(\d+|[A-Za-z0-9._-]+:[A-Za-z0-9._+-]+(@[A-Za-z0-9._-]+)?)$",
+    OpenApiParameter("variant", OpenApiTypes.STR, pattern=r"^(\d+|" + REF_PATTERN[1:-1] + ")$",
                      description="A variant id or model:QUANT@tag (or give checkpoint and recipe instead)",
                      examples=[OpenApiExample("by tag", value="deepseek-r1:Q4_K_M@stable")]),
     OpenApiParameter("checkpoint", OpenApiTypes.STR, description="With recipe: a variant before it exists",

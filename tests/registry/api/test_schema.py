@@ -49,7 +49,8 @@ def test_it_lists_only_writable_fields_in_request_bodies(schema):
 
 def test_it_documents_the_status_codes_that_are_not_200(schema):
     paths = schema["paths"]
-    assert set(paths["/api/releases/"]["post"]["responses"]) >= {"201"} and "200" not in paths["/api/releases/"]["post"]["responses"]
+    created = paths["/api/releases/"]["post"]["responses"]
+    assert "201" in created and "200" not in created
     assert "202" in paths["/api/releases/{id}/publish/"]["post"]["responses"]
     assert {"200", "201"} <= set(paths["/api/quantizations/"]["post"]["responses"])
     for action in ("cancel", "retry"):
