@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: venv deps demo test bench-kernels bench-quality bench-memory llama-tools load audit clean
+.PHONY: venv deps demo test contract bench-kernels bench-quality bench-memory llama-tools load audit clean
 
 venv: $(VENV)/.stamp
 
@@ -24,6 +24,10 @@ demo: venv deps
 
 test: venv deps
 	$(VENV)/bin/pytest
+
+# The OpenAPI schema as a contract: Schemathesis, all checks, against gunicorn (also part of `make test`).
+contract: venv deps
+	$(VENV)/bin/pytest tests/registry/api/test_schema_contract.py
 
 bench-kernels: venv
 	$(PY) -m benchmarks.kernels.bench

@@ -143,3 +143,30 @@ def postgres_server(port: "int | None" = None) -> Iterator[Postgres]:
                            capture_output=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def registry_server(env: dict[str, str], workers: int = 2, port: "int | None" = None,
+                    log_level: str = "warning") -> Iterator[str]:
+    """gunicorn serving the registry (dsq.wsgi) on loopback with `env`; yields its base URL.
+
+    The caller points `env` at a database that is migrated and filled (DATABASE_URL) and at its
+    storage; the server stops when the context ends.
+    """
+    import sys
+
+    port = port or free_port()
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "dsq.wsgi", "--bind", f"127.0.0.1:{port}",
+                             "--workers", str(workers), "--timeout", "120", "--log-level", log_level],
+                            cwd=root, env=env)
+    try:
+        wait_for_port(port, 60, proc, "gunicorn")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)

@@ -213,9 +213,9 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "registry.api.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "registry.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "registry.api.errors.json_exception_handler",
     "DEFAULT_PARSER_CLASSES": ["registry.api.parsers.JSONParser", "rest_framework.parsers.FormParser",
                                "rest_framework.parsers.MultiPartParser"],
@@ -233,8 +233,12 @@ REST_FRAMEWORK = {
 # DSQ_CACHE_URL=redis://… shares them between workers and hosts.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": os.environ["DSQ_CACHE_URL"]}
           if os.environ.get("DSQ_CACHE_URL") else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# The schema is a contract (registry/api/schema.py): request bodies list only what a client may send.
 SPECTACULAR_SETTINGS = {"TITLE": "dsq registry API", "VERSION": "0.1.0",
-                        "DESCRIPTION": "Checkpoints, recipes, quantization jobs, variants and releases."}
+                        "DESCRIPTION": "Checkpoints, recipes, quantization jobs, variants and releases.",
+                        "COMPONENT_SPLIT_REQUEST": True, "SERVE_INCLUDE_SCHEMA": False,
+                        "ENUM_NAME_OVERRIDES": {"JobStateEnum": "registry.models.JobState",
+                                                "ReleaseStateEnum": "registry.models.Release.State"}}
 
 LOGGING = {
     "version": 1,

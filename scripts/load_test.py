@@ -227,13 +227,7 @@ def main() -> int:
         t0 = time.monotonic()
         data = populate(storage)
         print(f"populated {len(data['refs'])} pull refs in {time.monotonic() - t0:.1f}s", flush=True)
-        port = localservices.free_port()
-        web = subprocess.Popen([sys.executable, "-m", "gunicorn", "dsq.wsgi", "--bind", f"127.0.0.1:{port}",
-                                "--workers", str(args.workers), "--timeout", "120", "--log-level", "warning"],
-                               cwd=ROOT, env=env)
-        try:
-            localservices.wait_for_port(port, 60, web, "gunicorn")
-            base = f"http://127.0.0.1:{port}"
+        with localservices.registry_server(env, workers=args.workers) as base:
             warm = Level("warm-up", args.workers)  # each worker loads Django on its first request: not measured
             asyncio.run(drive(base, warm, pull_requests(data), 2.0, 20 * args.workers))
             results = []
@@ -253,9 +247,6 @@ def main() -> int:
 
             client = redis_client.Redis.from_url(redis.url)
             queued = {k.decode(): client.llen(k) for k in client.keys() if client.type(k) == b"list"}
-        finally:
-            web.terminate()
-            web.wait(30)
 
     print()
     print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, gunicorn sync workers: {args.workers}, "

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import django_filters
 
-from registry.models import AuditLog, Variant
+from registry.models import AuditLog, Recipe, Release, Variant
 
 
 class VariantFilter(django_filters.FilterSet):
@@ -25,3 +25,26 @@ class AuditLogFilter(django_filters.FilterSet):
     class Meta:
         model = AuditLog
         fields = ["actor", "action", "object_type", "object_id", "since", "until"]
+
+
+class RecipeFilter(django_filters.FilterSet):
+    """?builtin=true|false: anything else is a 400 (django-filter's BooleanFilter would ignore it)."""
+
+    builtin = django_filters.ChoiceFilter(choices=[("true", "true"), ("false", "false")], method="filter_builtin")
+
+    class Meta:
+        model = Recipe
+        fields = ["name", "builtin"]
+
+    def filter_builtin(self, queryset, name: str, value: str):
+        return queryset.filter(builtin=value == "true")
+
+
+class ReleaseFilter(django_filters.FilterSet):
+    """?variant=<id>: an id with no variant lists nothing (a model choice filter would answer 400)."""
+
+    variant = django_filters.NumberFilter(field_name="variant_id")
+
+    class Meta:
+        model = Release
+        fields = ["state", "variant", "variant__checkpoint__name"]

@@ -203,7 +203,8 @@ class DecisionSerializer(serializers.Serializer):
 
 class TagMoveSerializer(serializers.ModelSerializer):
     moved_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    from_version = serializers.CharField(source="from_release.label", read_only=True, default=None)
+    from_version = serializers.CharField(source="from_release.label", read_only=True, default=None,
+                                         allow_null=True)
     to_version = serializers.CharField(source="to_release.label", read_only=True)
 
     class Meta:

@@ -6,11 +6,13 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from registry import quality
-from registry.api import serializers
+from registry.api import schema, serializers
+from registry.api.filters import RecipeFilter
 from registry.checkpoints import resolve_config
 from registry.models import CHECKPOINT_NAME, Checkpoint, Recipe
 
 
+@schema.checkpoints
 class CheckpointViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     queryset = Checkpoint.objects.all()
     serializer_class = serializers.CheckpointSerializer
@@ -45,4 +47,4 @@ class CheckpointViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
 class RecipeViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Recipe.objects.all()
     serializer_class = serializers.RecipeSerializer
-    filterset_fields = ["name", "builtin"]
+    filterset_class = RecipeFilter

@@ -20,6 +20,7 @@ from rest_framework.decorators import api_view, permission_classes
 from rest_framework.permissions import AllowAny
 
 from registry.access import can_read_files
+from registry.api import schema
 from registry.models import ArtifactFile, released
 
 CHUNK = 1 << 20
@@ -62,6 +63,7 @@ def _stream(path: Path, first: int, length: int):
             yield chunk
 
 
+@schema.download
 @api_view(["GET", "HEAD"])
 @permission_classes([AllowAny])
 def download(request, variant_id: int, name: str):

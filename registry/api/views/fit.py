@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from quant import fit as quant_fit
 from quant import recipes as quant_recipes
 from registry import pulls
+from registry.api import schema
 from registry.models import Checkpoint, Recipe, Variant
 
 
@@ -40,6 +41,7 @@ def _int(params, name: str, default: int) -> int:
         raise ValidationError({name: f"expected an integer, got {params.get(name)!r}"}) from None
 
 
+@schema.fit
 @api_view(["GET"])
 @permission_classes([AllowAny])
 def fit(request):

@@ -7,7 +7,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from registry import dispatch, jobs
-from registry.api import serializers
+from registry.api import schema, serializers
 from registry.api.errors import error
 from registry.api.permissions import IsJobOwnerOrApprover
 from registry.api.throttles import QuantizeRateThrottle, UserRateThrottle
@@ -38,6 +38,7 @@ class JobActions:
         return Response(self.get_serializer(job).data)
 
 
+@schema.quantization_jobs
 class QuantizationJobViewSet(JobActions, viewsets.ReadOnlyModelViewSet):
     queryset = QuantizationJob.objects.select_related("checkpoint", "recipe")
     serializer_class = serializers.QuantizationJobSerializer
@@ -45,6 +46,7 @@ class QuantizationJobViewSet(JobActions, viewsets.ReadOnlyModelViewSet):
     job_kind = "quantize"
 
 
+@schema.benchmark_jobs
 class BenchmarkJobViewSet(JobActions, viewsets.ReadOnlyModelViewSet):
     queryset = BenchmarkJob.objects.all()
     serializer_class = serializers.BenchmarkJobSerializer
@@ -52,6 +54,7 @@ class BenchmarkJobViewSet(JobActions, viewsets.ReadOnlyModelViewSet):
     job_kind = "benchmark"
 
 
+@schema.quantizations
 class QuantizationRequestViewSet(viewsets.GenericViewSet):
     """POST /api/quantizations/: idempotent; 201 with a new job, 200 with the existing job or variant."""
 

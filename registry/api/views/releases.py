@@ -1,24 +1,25 @@
 """Releases (request, approve, reject), tags and channels, and pull by tag."""
 from __future__ import annotations
 
-from django.shortcuts import get_object_or_404
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action, api_view, permission_classes
-from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from registry import publishing, pulls
-from registry.api import serializers
+from registry.api import schema, serializers
+from registry.api.filters import ReleaseFilter
 from registry.api.errors import error
 from registry.api.permissions import IsApprover, ReadOnlyOrApprover
 from registry.models import Release, Tag
 
 
+@schema.releases
 class ReleaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     queryset = Release.objects.select_related("variant__checkpoint", "variant__recipe", "requested_by",
                                               "decided_by")
     serializer_class = serializers.ReleaseSerializer
-    filterset_fields = ["state", "variant", "variant__checkpoint__name"]
+    filterset_class = ReleaseFilter
 
     def create(self, request, *args, **kwargs):
         data = serializers.ReleaseRequestSerializer(data=request.data)
@@ -56,6 +57,7 @@ class ReleaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         return Response(serializers.ReleaseSerializer(release).data, status=status.HTTP_202_ACCEPTED)
 
 
+@schema.tags
 class TagViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     """Version tags are made by approval and never move; channels are created and moved by approvers."""
 
@@ -84,6 +86,7 @@ class TagViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         return Response(serializers.TagSerializer(Tag.objects.get(pk=tag.pk)).data)
 
 
+@schema.pull
 @api_view(["GET"])
 @permission_classes([AllowAny])
 def pull(request, ref: str):
