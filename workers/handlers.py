@@ -12,7 +12,6 @@ reference variant (quant.eval), stored in Variant.quality.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
+from quant.hashing import file_sha256
 from registry import jobs
 from registry.models import ArtifactFile, BenchmarkJob, Checkpoint, QuantizationJob, Recipe, Variant
 from workers.hosts import device
@@ -60,22 +60,13 @@ def requirements(kind: str, job) -> dict:
     from quant import convert
     from quant.adapters import SLAB_WEIGHTS
 
-    plan = convert.plan_conversion(job.checkpoint.local_path, _recipe_of(job.recipe), imatrix=job.imatrix or None,
+    plan = convert.plan_conversion(job.checkpoint.local_path, job.recipe.parsed(), imatrix=job.imatrix or None,
                                    name=f"{job.checkpoint.name}-{job.recipe.name}")
     largest = max((t.out.n_elements for t in plan.tensors), default=0)
     # The tensor cache and the output are both on disk until the files move into place;
     # the GPU holds one slab in float32 plus the codec's working copies.
     return {"disk_bytes": 2 * plan.total_bytes + (64 << 20),
             "gpu_bytes": 16 * min(largest, SLAB_WEIGHTS) if device().startswith("cuda") else 0}
-
-
-def _recipe_of(recipe: Recipe):
-    from quant import convert, recipes
-
-    try:
-        return recipes.parse_recipe(recipe.definition)
-    except (recipes.RecipeError, KeyError, TypeError):
-        return convert.resolve_recipe(recipe.name)
 
 
 def _should_cancel(ctx: JobContext):
@@ -102,7 +93,7 @@ def build_variant(checkpoint: Checkpoint, recipe: Recipe, ctx: JobContext, work:
 
     ctx.progress(0.0, step=f"plan {recipe.name}")
     plan = convert.plan_conversion(
-        checkpoint.local_path, _recipe_of(recipe), imatrix=imatrix or None, name=f"{checkpoint.name}-{recipe.name}",
+        checkpoint.local_path, recipe.parsed(), imatrix=imatrix or None, name=f"{checkpoint.name}-{recipe.name}",
         source_repo=checkpoint.hf_repo or None, source_revision=checkpoint.revision or None,
         shard_size=getattr(settings, "DSQ_SHARD_BYTES", None))
     ctx.log(plan.describe().splitlines()[0])
@@ -116,7 +107,7 @@ def build_variant(checkpoint: Checkpoint, recipe: Recipe, ctx: JobContext, work:
         raise
     ctx.progress(1.0, step="verify")
     for f in result.files:
-        if _sha256(f.path) != f.sha256:
+        if file_sha256(f.path) != f.sha256:
             raise RuntimeError(f"{f.path.name}: sha256 changed after writing")
     ctx.check()
     wait_for_database()  # converting took long: the connection may not have survived (PostgreSQL restarted)
@@ -203,14 +194,6 @@ def weight_error_summary(result, worst: int = 10) -> dict:
         "worst": [{"name": t.name, "type": t.type, "rel_error": t.rel_error}
                   for t in sorted(tensors, key=lambda t: t.rel_error, reverse=True)[:worst]],
     }
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def reference_variant(checkpoint: Checkpoint, ctx: JobContext) -> Variant:

@@ -48,8 +48,7 @@ def job_maker(name: str, path: Path):
         from registry.models import Checkpoint
 
         ckpt = Checkpoint.objects.filter(name=name).first() or factories.checkpoint(name, local_path=str(path))
-        return factories.quantization_job(ckpt, factories.recipe(recipe, definition={"name": recipe}),
-                                          max_attempts=max_attempts)
+        return factories.quantization_job(ckpt, factories.recipe(recipe), max_attempts=max_attempts)
 
     return make
 

@@ -34,7 +34,7 @@ def test_jobs_whose_messages_were_lost_or_never_sent_still_run_once(
     from tests.registry.personas import client_for
 
     lost = tiny_job("Q4_K_M")
-    factories.recipe("Q8_0", definition={"name": "Q8_0"})
+    factories.recipe("Q8_0")
     assert runner.enqueue("quantize", lost.pk) and celery_broker.llen("gpu") == 1
     redis_server.restart()  # no persistence: the queued message is gone
     assert celery_broker.llen("gpu") == 0

@@ -6,7 +6,6 @@ from the finished tensors and produces the same bytes as an uninterrupted run.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 
+from quant.hashing import file_sha256
 from registry import jobs
 from registry.models import JobState, QuantizationJob, Variant
 from tests import factories
@@ -74,16 +74,12 @@ def start_worker(redis_server, celery_broker, storage, tmp_path):
 
 def make_job(checkpoint_path: Path) -> QuantizationJob:
     ckpt = factories.checkpoint("tiny-v3", local_path=str(checkpoint_path))
-    rcp = factories.recipe("Q4_K_M", definition={"name": "Q4_K_M"})
+    rcp = factories.recipe("Q4_K_M")
     return factories.quantization_job(ckpt, rcp, max_attempts=3)
 
 
 def state_of(job) -> QuantizationJob:
     return QuantizationJob.objects.get(pk=job.pk)
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_a_worker_quantizes_a_checkpoint_end_to_end(start_worker, tiny_checkpoint, storage):
@@ -97,7 +93,7 @@ def test_a_worker_quantizes_a_checkpoint_end_to_end(start_worker, tiny_checkpoin
     files = list(variant.files.all())
     assert files and variant.total_bytes == sum(f.size for f in files)
     for f in files:
-        assert sha256(storage / variant.storage_path / f.name) == f.sha256
+        assert file_sha256(storage / variant.storage_path / f.name) == f.sha256
     assert not (storage / "work" / str(job.pk)).exists()
     assert done.progress == 1.0 and "tensor 1/" in done.log_tail
 
