@@ -10,13 +10,9 @@ from workers import runner
 pytestmark = pytest.mark.django_db(transaction=True)  # run_job closes connections like a worker
 
 
-@pytest.fixture
-def broker(celery_broker, redis_server, settings):
-    settings.CELERY_BROKER_URL = redis_server.url
-    return celery_broker
-
-
-def test_a_job_whose_stored_recipe_does_not_parse_fails_naming_the_recipe(broker, settings, tmp_path):
+def test_a_job_whose_stored_recipe_does_not_parse_fails_naming_the_recipe(celery_broker, redis_server, settings,
+                                                                         tmp_path):
+    settings.CELERY_BROKER_URL = redis_server.url  # where the worker advertises itself
     settings.DSQ_STORAGE_ROOT = tmp_path
     # a row as an older parser could have accepted it; a built-in of the same name exists
     stored = Recipe.objects.create(name="Q4_K_M", version=1, sha256="a" * 64,
