@@ -1,8 +1,9 @@
 """Streaming conversion: HF safetensors (or a float GGUF) -> quantized GGUF, tensor by tensor.
 
 read headers -> adapt names/shapes (quant.adapters) -> types and byte sizes (quant.planner's
-plan_tensor, as `dsq plan` decides them) -> plan (tensor infos, metadata, shards) -> stream each tensor's rows through kernels.quantize into temporary
-files -> verify them with gguf.GGUFReader -> rename to the final names.
+plan_tensor, as `dsq plan` decides them) -> plan (tensor infos, metadata, shards) -> stream
+each tensor's rows through kernels.quantize into temporary files -> verify them with
+gguf.GGUFReader -> rename to the final names.
 
 Memory stays bounded by the largest slab of rows, not the model: sources are read a slab at
 a time (adapters), each slab is quantized and written before the next is read, and files are
