@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import quote, urljoin, urlparse
 
+from quant.hashing import file_sha256
+
 CHUNK = 1 << 20
 
 
@@ -67,16 +69,8 @@ def fetch_manifest(ref: str, registry: str, token: "str | None" = None) -> tuple
     return data, files
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _is_in_place(path: Path, f: RemoteFile) -> bool:
-    return path.is_file() and path.stat().st_size == f.size and sha256_of(path) == f.sha256
+    return path.is_file() and path.stat().st_size == f.size and file_sha256(path) == f.sha256
 
 
 def download(f: RemoteFile, dest: Path, registry: str, token: "str | None",

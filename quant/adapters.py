@@ -25,6 +25,7 @@ from typing import Callable, Iterator
 import gguf
 import torch
 
+from quant.recipes import block_index
 from quant.sources import GGUFSource, HFSource, SourceError
 from quant.vocab import add_vocab
 
@@ -254,12 +255,10 @@ class Adapter:
 
 
 def _order_key(t: OutTensor) -> tuple:
-    m = re.match(r"blk\.(\d+)\.", t.name)
     if t.name.startswith(("token_embd", "rope_freqs")):
         return (-1, t.name)
-    if m:
-        return (int(m.group(1)), t.name)
-    return (1 << 30, t.name)
+    block = block_index(t.name)
+    return (1 << 30 if block is None else block), t.name
 
 
 # -- DeepSeek-V2 / V3 ---------------------------------------------------------------------------

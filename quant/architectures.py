@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from quant.recipes import ModelFacts
+from quant.recipes import ModelFacts, block_index
 
 Spec = tuple[str, tuple[int, ...]]
 
@@ -68,8 +68,8 @@ def model_facts(config: dict[str, Any]) -> ModelFacts:
 
 def _sort_key(spec: Spec) -> tuple[int, str]:
     name = spec[0]
-    layer = int(name.split(".")[1]) if name.startswith("blk.") else -1
-    return layer, name
+    block = block_index(name)
+    return (-1 if block is None else block), name
 
 
 def _globals(config: dict[str, Any], extra: list[Spec] = ()) -> list[Spec]:  # type: ignore[assignment]

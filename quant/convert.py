@@ -1,8 +1,9 @@
 """Streaming conversion: HF safetensors (or a float GGUF) -> quantized GGUF, tensor by tensor.
 
-read headers -> adapt names/shapes (quant.adapters) -> recipe types -> plan (tensor infos,
-byte sizes, shards) -> stream each tensor's rows through kernels.quantize into temporary
-files -> verify them with gguf.GGUFReader -> rename to the final names.
+read headers -> adapt names/shapes (quant.adapters) -> types and byte sizes (quant.planner's
+plan_tensor, as `dsq plan` decides them) -> plan (tensor infos, metadata, shards) -> stream
+each tensor's rows through kernels.quantize into temporary files -> verify them with
+gguf.GGUFReader -> rename to the final names.
 
 Memory stays bounded by the largest slab of rows, not the model: sources are read a slab at
 a time (adapters), each slab is quantized and written before the next is read, and files are
@@ -39,8 +40,10 @@ from quant.gguf_file import (
     shard_name,
     split_kvs,
 )
+from quant.hashing import file_sha256
 from quant.imatrix import Imatrix, load_imatrix
 from quant.progress import Cancelled, Progress, Reporter, check_cancelled
+from quant.planner import plan_tensor
 from quant.sources import GGUFSource, HFSource, open_source
 
 FLOAT_TYPES = ("F32", "F16", "BF16")
@@ -161,6 +164,9 @@ class ConversionResult:
 
 @dataclass
 class PlannedTensor:
+    """One tensor of a conversion: the planner's verdict (info: quant.planner.plan_tensor, the
+    decision `dsq plan` makes too), where its rows come from (out) and the file it goes to."""
+
     out: OutTensor
     info: TensorInfo
     file_index: int = 0
@@ -223,31 +229,16 @@ def hf_cache_origin(path: Path) -> "tuple[str | None, str | None]":
     return None, None
 
 
-def _model_facts(arch: str, kv: dict[str, Any], tied: bool):
-    facts_cls = getattr(recipes_mod, "ModelFacts", None)
-    if facts_cls is None:
-        return None
-    return facts_cls(
+def _model_facts(arch: str, kv: dict[str, Any], tied: bool) -> recipes_mod.ModelFacts:
+    """What recipe conditions may ask about, read from the file's own key/values (a GGUF source
+    has no config.json; quant.architectures.model_facts is the config's twin)."""
+    return recipes_mod.ModelFacts(
         arch=arch,
         n_head=kv.get(f"{arch}.attention.head_count"),
         n_head_kv=kv.get(f"{arch}.attention.head_count_kv"),
         n_expert=kv.get(f"{arch}.expert_count", 0) or 0,
         tied_embeddings=tied,
     )
-
-
-def _tensor_type(recipe, name: str, shape: tuple[int, ...], n_layer: int, facts) -> str:
-    if facts is not None:
-        try:
-            return recipe.tensor_type(name, shape, n_layer, facts)
-        except TypeError:
-            pass
-    return recipe.tensor_type(name, shape, n_layer)
-
-
-def _nbytes(qtype: str, shape: tuple[int, ...]) -> int:
-    rows = math.prod(shape[:-1]) if len(shape) > 1 else 1
-    return rows * kernels.row_bytes(qtype, shape[-1])
 
 
 def plan_conversion(
@@ -295,14 +286,12 @@ def plan_conversion(
     facts = _model_facts(arch, kv_values, tied)
     planned: list[PlannedTensor] = []
     for t in outs:
-        qtype = _tensor_type(recipe, t.name, t.shape, n_layer, facts)
-        if t.source_type is not None and not recipes_mod.is_quantizable(t.name, t.shape):
-            qtype = t.source_type  # llama-quantize keeps what it does not quantize
-        if qtype not in kernels.TYPES:
-            raise ConversionError(f"{t.name}: recipe type {qtype} is not supported by the kernels")
-        if imat is not None and qtype not in FLOAT_TYPES:
+        info = plan_tensor(recipe, t.name, t.shape, n_layer, facts, source_type=t.source_type)
+        if info.type not in kernels.TYPES:
+            raise ConversionError(f"{t.name}: recipe type {info.type} is not supported by the kernels")
+        if imat is not None and info.type not in FLOAT_TYPES:
             imat.fits(t.name, t.shape[-1], t.shape[0] if len(t.shape) == 3 else 1)  # a mismatch fails here, not mid-file
-        planned.append(PlannedTensor(t, TensorInfo(t.name, tuple(t.shape), qtype, _nbytes(qtype, t.shape))))
+        planned.append(PlannedTensor(t, info))
 
     type_weights: dict[str, int] = {}
     for p in planned:
@@ -516,11 +505,7 @@ def _cached_tensor(cache: Path, index: int, info: TensorInfo) -> "tuple[Path, di
         sidecar = json.loads(meta.read_text())
     except ValueError:
         return None
-    h = hashlib.sha256()
-    with open(data, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return (data, sidecar) if h.hexdigest() == sidecar.get("sha256") else None
+    return (data, sidecar) if file_sha256(data) == sidecar.get("sha256") else None
 
 
 def _replay_cached(cached: "tuple[Path, dict]", w: GGUFFileWriter, res: TensorResult) -> int:

@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
 from quant import architectures, planner
-from quant.recipes import Recipe
+from quant.recipes import Recipe, block_index
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -267,8 +267,8 @@ def fit(config: dict[str, Any], tensors: list[tuple[str, int]], hardware: Hardwa
 
 def architectures_layer(name: str, n_layer: int) -> "int | None":
     """Which llama.cpp layer a tensor belongs to: its block, n_layer for the head, None for host."""
-    if name.startswith("blk."):
-        return int(name.split(".")[1])
+    if (block := block_index(name)) is not None:
+        return block
     if name.startswith("token_embd"):
         return None
     return n_layer

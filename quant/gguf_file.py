@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import math
 import mmap
 import struct
 from dataclasses import dataclass
@@ -55,7 +56,8 @@ class KV:
 
 @dataclass(frozen=True)
 class TensorInfo:
-    """A planned tensor: shape in PyTorch order (the last dim is ggml's ne[0])."""
+    """A planned tensor: its type and bytes as quant.planner.plan_tensor decided them; shape in
+    PyTorch order (the last dim is ggml's ne[0])."""
 
     name: str
     shape: tuple[int, ...]
@@ -63,11 +65,16 @@ class TensorInfo:
     nbytes: int
 
     @property
+    def n_elements(self) -> int:
+        return math.prod(self.shape)
+
+    @property
     def ggml_type(self) -> gguf.GGMLQuantizationType:
         return gguf.GGMLQuantizationType[self.type]
 
 
 def padded(n: int, align: int = ALIGNMENT) -> int:
+    """n rounded up to the alignment: GGUF pads its header and every tensor's data to it."""
     return (n + align - 1) // align * align
 
 

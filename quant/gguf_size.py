@@ -4,7 +4,7 @@ Layout (gguf-py's GGUFWriter, ggml's gguf.cpp): magic, version, tensor count
 and kv count (24 bytes); each kv is a length-prefixed key, a u32 value type and
 the value (strings length-prefixed with a u64, arrays a u32 item type and a u64
 count first); each tensor info is a length-prefixed name, u32 n_dims, u64
-dims, u32 type and u64 offset; the whole is padded to the alignment (32), and
+dims, u32 type and u64 offset; the whole is padded to the alignment (32, quant.gguf_file), and
 every tensor's data is padded to it too.
 
 The key/values are estimated: the hyper-parameters and general.* keys are
@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-ALIGNMENT = 32
+from quant.gguf_file import padded
 
 #: Tokenizer bytes per vocabulary entry (token string + token type + merges, all
 #: framing included), measured on llama.cpp's vocab GGUFs: deepseek-llm
@@ -33,10 +33,6 @@ TOKENIZER_BYTES_PER_ENTRY: dict[str, float] = {
 
 #: Chat template length when no tokenizer_config.json is given (DeepSeek-V3/R1's is ~3 KB).
 DEFAULT_CHAT_TEMPLATE_BYTES = 3000
-
-
-def pad(n: int, alignment: int = ALIGNMENT) -> int:
-    return (n + alignment - 1) // alignment * alignment
 
 
 def _kv_bytes(key: str, value: Any) -> int:
@@ -155,4 +151,4 @@ def metadata_bytes(
     kv_bytes += tokenizer_bytes(int(config["vocab_size"]), family, tokenizer_json)
     kv_bytes += 8 + len("tokenizer.chat_template") + 4 + 8 + chat_template_bytes(tokenizer_config)
     infos = sum(tensor_info_bytes(name, n_dims) for name, n_dims in tensors)
-    return pad(24 + kv_bytes + infos)
+    return padded(24 + kv_bytes + infos)

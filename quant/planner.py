@@ -6,6 +6,10 @@ llama.cpp: a tensor's bytes are rows x row bytes of its type; every tensor is
 padded to the 32-byte alignment; bits per weight is tensor bytes x 8 / weights
 (as llama.cpp's loader reports it, without the metadata).
 
+Each tensor's type and bytes are decided by :func:`plan_tensor`, the one decision
+conversion (quant.convert.plan_conversion) makes too: what `dsq plan` prints is what
+`dsq quantize` writes.
+
 DQ3_K_M reconstruction against the published DeepSeek-R1 DQ3_K_M
 (281 GiB, 3.59 bpw): our plan gives 299,242,532,832 bytes = 278.69 GiB and
 3.568 bpw (``dsq plan --config quant/configs/DeepSeek-R1.json --recipe DQ3_K_M``),
@@ -25,19 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from quant import architectures, gguf_size
-from quant.recipes import Recipe, get_recipe, row_nbytes
-
-
-@dataclass(frozen=True)
-class PlannedTensor:
-    name: str
-    shape: tuple[int, ...]
-    type: str
-    nbytes: int
-
-    @property
-    def n_elements(self) -> int:
-        return math.prod(self.shape)
+from quant.gguf_file import TensorInfo, padded
+from quant.recipes import ModelFacts, Recipe, get_recipe, is_quantizable, row_nbytes
 
 
 @dataclass(frozen=True)
@@ -46,7 +39,7 @@ class Plan:
     recipe_sha256: str
     arch: str
     n_layer: int
-    tensors: list[PlannedTensor]
+    tensors: list[TensorInfo]
     metadata_bytes: int
 
     @property
@@ -57,7 +50,7 @@ class Plan:
     @property
     def total_bytes(self) -> int:
         """The GGUF file size: metadata plus every tensor padded to the alignment."""
-        return self.metadata_bytes + sum(gguf_size.pad(t.nbytes) for t in self.tensors)
+        return self.metadata_bytes + sum(padded(t.nbytes) for t in self.tensors)
 
     @property
     def n_params(self) -> int:
@@ -103,6 +96,25 @@ def tensor_nbytes(qtype: str, shape: tuple[int, ...]) -> int:
     return math.prod(shape[:-1]) * row_nbytes(qtype, shape[-1])
 
 
+def plan_tensor(
+    recipe: Recipe,
+    name: str,
+    shape: tuple[int, ...],
+    n_layer: int,
+    facts: ModelFacts,
+    *,
+    source_type: "str | None" = None,
+) -> TensorInfo:
+    """One tensor's type and bytes: the single decision `dsq plan` and conversion share.
+
+    The recipe picks the type; a tensor llama.cpp never quantizes keeps its source type when
+    the source is a GGUF (llama-quantize copies it), and the converter's F32 otherwise."""
+    qtype = recipe.tensor_type(name, shape, n_layer, facts)
+    if source_type is not None and not is_quantizable(name, shape):
+        qtype = source_type
+    return TensorInfo(name, tuple(shape), qtype, tensor_nbytes(qtype, shape))
+
+
 def plan(
     config: dict[str, Any],
     recipe: "Recipe | str",
@@ -116,10 +128,7 @@ def plan(
     arch = architectures.gguf_arch(config)
     n_layer = architectures.n_layer(config)
     facts = architectures.model_facts(config)
-    tensors = []
-    for name, shape in architectures.tensor_specs(config):
-        qtype = recipe.tensor_type(name, shape, n_layer, facts)
-        tensors.append(PlannedTensor(name, shape, qtype, tensor_nbytes(qtype, shape)))
+    tensors = [plan_tensor(recipe, name, shape, n_layer, facts) for name, shape in architectures.tensor_specs(config)]
     meta = gguf_size.metadata_bytes(
         arch, config, [(t.name, len(t.shape)) for t in tensors],
         tokenizer_json=tokenizer_json, tokenizer_config=tokenizer_config,

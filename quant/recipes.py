@@ -113,8 +113,8 @@ def is_quantizable(name: str, shape: tuple[int, ...]) -> bool:
     )
 
 
-def layer_index(name: str) -> int | None:
-    """Block index of a GGUF tensor name (``blk.N.``), None outside blocks."""
+def block_index(name: str) -> int | None:
+    """Block (layer) index of a GGUF tensor name (``blk.N.``), None outside blocks."""
     m = _BLK.match(name)
     return int(m.group(1)) if m else None
 
@@ -376,7 +376,7 @@ class Recipe:
     def chosen_type(self, name: str, n_layer: int, model: ModelFacts | None = None) -> str:
         """The type the rules pick for a quantizable tensor, before the row-length fallback."""
         facts = model or ModelFacts()
-        layer = layer_index(name)
+        layer = block_index(name)
         for rule in self.rules:
             if rule.applies(name, layer, n_layer, facts):
                 return rule.type

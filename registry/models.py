@@ -155,10 +155,17 @@ class Recipe(models.Model):
         return recipe, True
 
     def parsed(self):
-        """This recipe as a quant.recipes.Recipe (what the planner and the quantizer use)."""
+        """This recipe as a quant.recipes.Recipe (what the planner and the quantizer use).
+
+        A stored definition that does not parse is an error, never replaced by a built-in of the
+        same name: a variant is made by exactly the recipe its hash names."""
         from quant import recipes as quant_recipes
 
-        return quant_recipes.load_recipe(self.definition)
+        try:
+            return quant_recipes.load_recipe(self.definition)
+        except quant_recipes.RecipeError as exc:
+            raise quant_recipes.RecipeError(
+                f"stored recipe {self.name} v{self.version} (sha256 {self.sha256[:12]}) does not parse: {exc}") from None
 
 
 class JobState(models.TextChoices):

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 
 from pathlib import Path
 
 from quant import configs
 from quant.builtin_recipes import RECIPES
+from quant.recipes import load_recipe
 from registry.models import ArtifactFile, Checkpoint, QuantizationJob, Recipe, Release, Variant
 
 
@@ -18,9 +18,11 @@ def checkpoint(name: str = "tiny-v3", **fields) -> Checkpoint:
 
 
 def recipe(name: str = "Q4_K_M", version: int = 1, definition: "dict | None" = None) -> Recipe:
-    definition = definition or {"name": name, "version": version, "default_type": "Q4_K", "rules": []}
-    sha = hashlib.sha256(json.dumps([definition, version], sort_keys=True).encode()).hexdigest()
-    return Recipe.objects.create(name=name, version=version, sha256=sha, definition=definition)
+    """A recipe row as Recipe.register stores one (the definition with its version, the parsed recipe's
+    hash), at the version asked for: the built-in of that name, else every quantizable tensor Q4_K."""
+    definition = definition or next((r for r in RECIPES if r["name"] == name), {"name": name, "default_type": "Q4_K"})
+    stored = dict(definition, version=version)
+    return Recipe.objects.create(name=name, version=version, sha256=load_recipe(stored).sha256, definition=stored)
 
 
 def quantization_job(ckpt: "Checkpoint | None" = None, rcp: "Recipe | None" = None, **fields) -> QuantizationJob:

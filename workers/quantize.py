@@ -10,7 +10,6 @@ in the worker's main process before it forks.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
+from quant.hashing import file_sha256
 from quant.progress import Cancelled
 from registry import jobs
 from registry.benchmarks import known_suites, request_benchmarks
@@ -91,7 +91,7 @@ def build_variant(checkpoint: Checkpoint, recipe: Recipe, ctx: JobContext, work:
         raise
     ctx.progress(1.0, step="verify")
     for f in result.files:
-        if _sha256(f.path) != f.sha256:
+        if file_sha256(f.path) != f.sha256:
             raise RuntimeError(f"{f.path.name}: sha256 changed after writing")
     ctx.check()
     wait_for_database()  # converting took long: the connection may not have survived (PostgreSQL restarted)
@@ -145,11 +145,3 @@ def weight_error_summary(result, worst: int = 10) -> dict:
         "worst": [{"name": t.name, "type": t.type, "rel_error": t.rel_error}
                   for t in sorted(tensors, key=lambda t: t.rel_error, reverse=True)[:worst]],
     }
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

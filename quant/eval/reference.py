@@ -18,7 +18,6 @@ be reused for every variant of the same checkpoint evaluated on the same text.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from quant.eval.model import EvalSettings, load_model, log_softmax, make_windows
 from quant.eval.perplexity import NllAccumulator, PerplexityResult, target_logprobs
 from quant.progress import Reporter
 from quant.eval.text import text_sha256
+from quant.hashing import file_sha256
 
 FORMAT_VERSION = 1
 DEFAULT_TOP_K = 48
@@ -80,14 +80,6 @@ class ReferenceLogits:
                        top_logprobs=data["top_logprobs"], rest_logprob=data["rest_logprob"],
                        targets=data["targets"], target_logprob=data["target_logprob"],
                        perplexity=PerplexityResult(**meta["perplexity"]))
-
-
-def file_sha256(path: "str | Path", chunk: int = 1 << 24) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def top_k_compact(logprobs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

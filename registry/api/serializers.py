@@ -1,13 +1,13 @@
 """Serializers list their fields explicitly."""
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
+from quant.hashing import file_sha256
 from registry import access
 from registry.benchmarks import check_suites
 from registry.checkpoints import importable
@@ -148,11 +148,7 @@ class QuantizationRequestSerializer(serializers.Serializer):
             except DjangoValidationError as exc:
                 raise serializers.ValidationError({"imatrix": exc.messages}) from None
             if path.is_relative_to(root) and path.is_file():
-                digest = hashlib.sha256()
-                with path.open("rb") as f:
-                    for chunk in iter(lambda: f.read(1 << 20), b""):
-                        digest.update(chunk)
-                data["imatrix_sha256"] = digest.hexdigest()
+                data["imatrix_sha256"] = file_sha256(path)
             elif not data["imatrix_sha256"]:
                 raise serializers.ValidationError(
                     {"imatrix": f"{data['imatrix']} is not under the storage root; give imatrix_sha256 too"})

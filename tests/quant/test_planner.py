@@ -13,8 +13,8 @@ import pytest
 from dsq import cli
 from quant import architectures, gguf_size
 from quant.configs import load_config, names
-from quant.planner import plan
-from quant.recipes import builtin_names
+from quant.planner import plan, plan_tensor
+from quant.recipes import ModelFacts, builtin_names, get_recipe
 
 V3_0324 = load_config("DeepSeek-V3-0324")
 
@@ -26,6 +26,15 @@ PUBLISHED_V3_0324_GB = {"Q8_0": 713.29, "Q6_K": 550.80, "Q5_K_M": 475.40, "Q4_K_
 def test_deepseek_v3_sizes_match_published_files_within_a_tenth_of_a_percent(recipe, published_gb):
     planned = plan(V3_0324, recipe).total_bytes
     assert abs(planned / (published_gb * 1e9) - 1) < 1e-3, planned
+
+
+def test_plan_tensor_keeps_a_gguf_sources_type_only_where_llama_cpp_never_quantizes():
+    recipe, facts = get_recipe("Q4_K_M"), ModelFacts(arch="llama", n_head=4, n_head_kv=4)
+    norm = plan_tensor(recipe, "blk.0.attn_norm.weight", (256,), 2, facts, source_type="F16")
+    assert (norm.type, norm.nbytes) == ("F16", 512)
+    assert plan_tensor(recipe, "blk.0.attn_norm.weight", (256,), 2, facts).type == "F32"  # the converter's
+    q = plan_tensor(recipe, "blk.0.attn_q.weight", (512, 256), 2, facts, source_type="F16")
+    assert (q.type, q.shape, q.nbytes) == ("Q4_K", (512, 256), 512 * 144)  # 256 weights: one 144-byte block
 
 
 def test_deepseek_v3_tensor_list_is_llama_cpps():

@@ -5,6 +5,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
 
+from quant.recipes import RecipeError
 from registry.models import AuditLog, Recipe, Release, Tag, TagMove
 from tests import factories
 from tests.registry.personas import make_approver
@@ -36,6 +37,15 @@ def test_a_stored_recipe_cannot_change():
 def test_an_invalid_recipe_is_refused_with_the_reason():
     with pytest.raises(ValidationError, match="unknown GGML type"):
         Recipe.register({"name": "bad", "default_type": "Q9_Z"})
+
+
+def test_a_stored_recipe_that_does_not_parse_is_an_error_never_the_builtin_of_its_name():
+    # a row as an older parser could have accepted it (its "default" is not a field today's has)
+    stored = Recipe.objects.create(name="Q4_K_M", version=1, sha256="a" * 64,
+                                   definition={"name": "Q4_K_M", "version": 1, "default": "Q4_K"})
+    with pytest.raises(RecipeError, match=r"^stored recipe Q4_K_M v1 \(sha256 aaaaaaaaaaaa\) does not parse: "
+                                          r"unknown field\(s\) \['default'\]"):
+        stored.parsed()
 
 
 def test_release_versions_count_per_checkpoint_and_quant():

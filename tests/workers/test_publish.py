@@ -44,7 +44,7 @@ def test_the_model_card_carries_hub_metadata_and_the_quant(hub, make_release):
         assert line in header
     assert "## DQ3_K_M" in card and "Bits per weight: 3.520" in card
     assert "| wikitext-ppl | 6.02 | 6.31 | +0.29" in card
-    assert '"default_type": "Q4_K"' in card  # the recipe
+    assert json.dumps(release.variant.recipe.definition, indent=2, sort_keys=True) in card  # the recipe, as stored
 
 
 def test_a_second_quant_keeps_the_first_in_the_card(hub, make_release):

@@ -6,7 +6,6 @@ from the finished tensors and produces the same bytes as an uninterrupted run.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -15,10 +14,12 @@ from django.conf import settings as django_settings
 
 from dsq.celery import app
 from dsq.processes import Process, ProcessGroup, celery_worker
+from quant.hashing import file_sha256
 from registry import dispatch, jobs
-from registry.models import JobState, QuantizationJob, Variant
+from registry.models import JobState, QuantizationJob, Recipe, Variant
 from tests import factories
 from tests.faults.processes import database_url, freeze_mid_job, frozen, wait_for
+from workers import tasks
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -48,10 +49,6 @@ def state_of(job) -> QuantizationJob:
     return QuantizationJob.objects.get(pk=job.pk)
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def test_a_worker_quantizes_a_checkpoint_end_to_end(start_worker, tiny_checkpoint, storage):
     proc = start_worker("w1")
     job = make_job(tiny_checkpoint)
@@ -63,7 +60,7 @@ def test_a_worker_quantizes_a_checkpoint_end_to_end(start_worker, tiny_checkpoin
     files = list(variant.files.all())
     assert files and variant.total_bytes == sum(f.size for f in files)
     for f in files:
-        assert sha256(storage / variant.storage_path / f.name) == f.sha256
+        assert file_sha256(storage / variant.storage_path / f.name) == f.sha256
     assert not (storage / "work" / str(job.pk)).exists()
     assert done.progress == 1.0 and "tensor 1/" in done.log_tail
 
@@ -109,3 +106,20 @@ def test_a_killed_worker_loses_its_lease_and_another_resumes_byte_identically(
                             shard_size=django_settings.DSQ_SHARD_BYTES)
     assert resumed == {f.path.name: f.sha256 for f in whole.files}
     assert 0 < cached_at_kill < len(whole.tensors) == total, (cached_at_kill, len(whole.tensors))
+
+
+@pytest.mark.django_db(transaction=True)  # run_job closes connections like a worker
+def test_a_job_whose_stored_recipe_does_not_parse_fails_naming_the_recipe(celery_broker, redis_server, settings,
+                                                                         tmp_path):
+    settings.CELERY_BROKER_URL = redis_server.url  # where the worker advertises itself
+    settings.DSQ_STORAGE_ROOT = tmp_path
+    # a row as an older parser could have accepted it; a built-in of the same name exists
+    stored = Recipe.objects.create(name="Q4_K_M", version=1, sha256="a" * 64,
+                                   definition={"name": "Q4_K_M", "version": 1, "default": "Q4_K"})
+    job = factories.quantization_job(factories.checkpoint(local_path=str(tmp_path / "absent")), stored,
+                                     max_attempts=1)
+
+    assert tasks.quantize(job.pk) == JobState.FAILED
+    row = QuantizationJob.objects.get(pk=job.pk)
+    assert "stored recipe Q4_K_M v1 (sha256 aaaaaaaaaaaa) does not parse: unknown field(s) ['default']" in row.error
+    assert not Variant.objects.exists()

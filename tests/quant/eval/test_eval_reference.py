@@ -1,7 +1,8 @@
 import numpy as np
 
 from quant.eval.model import EvalSettings
-from quant.eval.reference import ReferenceLogits, cached_reference, file_sha256
+from quant.eval.reference import ReferenceLogits, cached_reference
+from quant.hashing import file_sha256
 
 SETTINGS = EvalSettings(n_ctx=64, max_windows=2, threads=2)
 
