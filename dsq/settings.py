@@ -185,7 +185,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "registry.api.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "registry.api.errors.json_exception_handler",
@@ -201,6 +201,10 @@ REST_FRAMEWORK = {
         "quantize": env_rate("DSQ_THROTTLE_QUANTIZE", "60/minute"),
     },
 }
+# The most rows one list page may hold (?limit=); more is a 400.
+DSQ_MAX_PAGE_SIZE = env_int("DSQ_MAX_PAGE_SIZE", 1000)
+if DSQ_MAX_PAGE_SIZE < 1:
+    raise ValueError(f"DSQ_MAX_PAGE_SIZE must be at least 1, got {DSQ_MAX_PAGE_SIZE}")
 # Throttle counters live in this cache: per process by default (so N gunicorn workers allow N× the rate);
 # DSQ_CACHE_URL=redis://… shares them between workers and hosts.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": os.environ["DSQ_CACHE_URL"]}
