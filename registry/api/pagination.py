@@ -10,8 +10,7 @@ from django.conf import settings
 from rest_framework import pagination
 from rest_framework.exceptions import ValidationError
 
-#: Far beyond any table the registry holds, and offset + limit stays inside every database's integer.
-MAX_OFFSET = (1 << 31) - 1
+MAX_OFFSET = 2**63 - 1  # PostgreSQL's and SQLite's OFFSET is a signed 64-bit integer
 
 
 def _bounded(request, name: str, low: int, high: int, default: int) -> int:
@@ -28,7 +27,7 @@ def _bounded(request, name: str, low: int, high: int, default: int) -> int:
 
 
 class LimitOffsetPagination(pagination.LimitOffsetPagination):
-    """limit: 1 to DSQ_MAX_PAGE_SIZE (default PAGE_SIZE); offset: 0 to MAX_OFFSET (default 0)."""
+    """limit: 1 to DSQ_MAX_PAGE_SIZE (settings; default PAGE_SIZE); offset: 0 to MAX_OFFSET (default 0)."""
 
     @property
     def max_limit(self) -> int:  # read per request, so settings changed at run time (tests) apply
