@@ -208,10 +208,13 @@ REST_FRAMEWORK = {
 DSQ_MAX_PAGE_SIZE = env_int("DSQ_MAX_PAGE_SIZE", 1000)
 if DSQ_MAX_PAGE_SIZE < 1:
     raise ValueError(f"DSQ_MAX_PAGE_SIZE must be at least 1, got {DSQ_MAX_PAGE_SIZE}")
-# Throttle counters live in this cache: per process by default (so N gunicorn workers allow N× the rate);
-# DSQ_CACHE_URL=redis://… shares them between workers and hosts.
+# Throttle counters live in this cache, shared by every gunicorn worker (a cache per process would
+# let N workers allow N× each rate): Redis with DSQ_CACHE_URL=redis://… (docker-compose.yml), else
+# the database itself (table dsq_cache, created by every `migrate`: registry/apps.py).
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": os.environ["DSQ_CACHE_URL"]}
-          if os.environ.get("DSQ_CACHE_URL") else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+          if os.environ.get("DSQ_CACHE_URL") else
+          {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "dsq_cache",
+           "OPTIONS": {"MAX_ENTRIES": 100_000}}}  # culling early would forget clients' counts
 SPECTACULAR_SETTINGS = {"TITLE": "dsq registry API", "VERSION": "0.1.0",
                         "DESCRIPTION": "Checkpoints, recipes, quantization jobs, variants and releases."}
 
