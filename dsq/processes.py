@@ -46,8 +46,10 @@ class ProcessGroup:
             try:
                 proc.wait(15)
             except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
+                pass
+            # Whatever is left in the group (a pool or beat child whose parent has gone) goes too.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
         self.procs.clear()
 
     def __enter__(self) -> "ProcessGroup":
