@@ -63,6 +63,8 @@ def environment(workdir: Path, redis_url: str, hub_url: str, hub_token: str) -> 
         "DATABASE_URL": f"sqlite:///{workdir / 'dsq.sqlite3'}",
         "CELERY_BROKER_URL": redis_url,
         "DSQ_STORAGE_ROOT": str(workdir / "storage"),
+        # The demo registers its checkpoint from workdir/models: an import root wherever --workdir is.
+        "DSQ_IMPORT_ROOTS": str(workdir / "models"),
         "HF_ENDPOINT": hub_url,
         "HF_TOKEN": hub_token,
         "HF_HUB_DISABLE_XET": "1",
@@ -225,10 +227,12 @@ def _interrupt(signum, frame) -> None:
 
 
 def run(port: int = 8000, workdir: "Path | None" = None, wait: bool = True) -> int:
-    # Ctrl-C, and a plain `kill`, stop everything the demo started: the children run in their own
-    # sessions (so a terminal's Ctrl-C reaches only us) and ProcessGroup stops them on the way out.
+    # Ctrl-C, a plain `kill`, a closed terminal and an error stop everything the demo started: the
+    # children run in their own sessions (so a terminal's Ctrl-C or hang-up reaches only us) and
+    # ProcessGroup stops them on the way out.
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
     workdir = (workdir or ROOT / "var" / "demo").resolve()
     if workdir.exists():
         shutil.rmtree(workdir)  # each demo starts from nothing, as a new user would

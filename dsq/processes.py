@@ -37,16 +37,16 @@ class Process:
         self.popen.wait(30)
 
     def stop(self, timeout: float = 30) -> None:
-        """SIGTERM, then SIGKILL if it has not ended within `timeout` seconds."""
-        if self.popen.poll() is not None:
-            return
+        """SIGTERM to its process group, then SIGKILL to whatever of the group is left after `timeout` s.
+
+        The group is swept even when its leader has already ended: a Celery pool or beat child whose
+        parent has gone must not outlive it."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                self.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
 
 
 class ProcessGroup:

@@ -213,6 +213,9 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    # JSON only, whatever the Accept header (no browsable HTML API): registry/api/negotiation.py.
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "registry.api.negotiation.JSONContentNegotiation",
     "DEFAULT_PAGINATION_CLASS": "registry.api.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "registry.api.schema.AutoSchema",
@@ -229,10 +232,17 @@ REST_FRAMEWORK = {
         "quantize": env_rate("DSQ_THROTTLE_QUANTIZE", "60/minute"),
     },
 }
-# Throttle counters live in this cache: per process by default (so N gunicorn workers allow N× the rate);
-# DSQ_CACHE_URL=redis://… shares them between workers and hosts.
+# The most rows one list page may hold (?limit=); more is a 400.
+DSQ_MAX_PAGE_SIZE = env_int("DSQ_MAX_PAGE_SIZE", 1000)
+if DSQ_MAX_PAGE_SIZE < 1:
+    raise ValueError(f"DSQ_MAX_PAGE_SIZE must be at least 1, got {DSQ_MAX_PAGE_SIZE}")
+# Throttle counters live in this cache, shared by every gunicorn worker (a cache per process would
+# let N workers allow N× each rate): Redis with DSQ_CACHE_URL=redis://… (docker-compose.yml), else
+# the database itself (table dsq_cache, created by every `migrate`: registry/apps.py).
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": os.environ["DSQ_CACHE_URL"]}
-          if os.environ.get("DSQ_CACHE_URL") else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+          if os.environ.get("DSQ_CACHE_URL") else
+          {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "dsq_cache",
+           "OPTIONS": {"MAX_ENTRIES": 100_000}}}  # culling early would forget clients' counts
 # The schema is a contract (registry/api/schema.py): request bodies list only what a client may send.
 SPECTACULAR_SETTINGS = {"TITLE": "dsq registry API", "VERSION": "0.1.0",
                         "DESCRIPTION": "Checkpoints, recipes, quantization jobs, variants and releases.",

@@ -55,6 +55,15 @@ CTX_PAD = 256
 CACHE_TYPES: dict[str, tuple[int, int]] = {"f32": (4, 1), "f16": (2, 1), "bf16": (2, 1), "q8_0": (34, 32)}
 KV_MODES = ("mla", "full")
 
+# Bounds on a question (GET /api/fit is anonymous, so each must stay cheap and meaningful).
+#: GPUs in one machine: above every llama.cpp backend's device limit (CUDA, CANN, Vulkan 16; SYCL 48).
+MAX_GPUS = 64
+#: Memory of one GPU: 4 TiB, ten times the largest accelerator sold; 1 MiB is the smallest size one can write.
+MAX_GPU_BYTES = 4096 * GiB
+#: Context in tokens: 2**21 (2,097,152) is above every model dsq serves (DeepSeek-V3/R1: 163,840 positions)
+#: and the longest-context open models (1M), so no real question is refused; llama.cpp's n_ctx is a uint32.
+MAX_CONTEXT = 1 << 21
+
 
 @dataclass(frozen=True)
 class Hardware:
@@ -75,7 +84,7 @@ HARDWARE: dict[str, Hardware] = {h.name: h for h in [
     Hardware("8xAscend910B-64GB", 8, 65536 * MiB, "8× Huawei Ascend 910B 64 GB"),
 ]}
 
-_CUSTOM = re.compile(r"custom:(\d+)\s*[x×]\s*(\d+(?:\.\d+)?)\s*(GB|GiB|G|MB|MiB|M)?", re.IGNORECASE)
+_CUSTOM = re.compile(r"custom:(\d{1,9})\s*[x×]\s*(\d{1,9}(?:\.\d{1,6})?)\s*(GB|GiB|G|MB|MiB|M)?", re.IGNORECASE)
 
 
 def parse_hardware(spec: str) -> Hardware:
@@ -88,13 +97,15 @@ def parse_hardware(spec: str) -> Hardware:
             return hw
     m = _CUSTOM.fullmatch(spec.strip())
     if not m:
-        raise ValueError(f"unknown hardware {spec!r}: use one of {', '.join(HARDWARE)} or custom:NxSIZEGB "
+        raise ValueError(f"unknown hardware {spec[:100]!r}: use one of {', '.join(HARDWARE)} or custom:NxSIZEGB "
                          f"(e.g. custom:4x48GB)")
     n, size, unit = int(m.group(1)), float(m.group(2)), (m.group(3) or "GB").upper()
-    if n < 1 or size <= 0:
-        raise ValueError(f"hardware {spec!r}: need at least one GPU with some memory")
-    scale = MiB if unit.startswith("M") else GiB
-    return Hardware(f"custom:{n}x{m.group(2)}{m.group(3) or 'GB'}", n, int(size * scale),
+    gpu_bytes = int(size * (MiB if unit.startswith("M") else GiB))
+    if not 1 <= n <= MAX_GPUS:
+        raise ValueError(f"hardware {spec!r}: from 1 to {MAX_GPUS} GPUs (MAX_GPUS), got {n}")
+    if not MiB <= gpu_bytes <= MAX_GPU_BYTES:
+        raise ValueError(f"hardware {spec!r}: each GPU's memory must be from 1 MiB to {MAX_GPU_BYTES // GiB} GiB")
+    return Hardware(f"custom:{n}x{m.group(2)}{m.group(3) or 'GB'}", n, gpu_bytes,
                     f"{n}× {m.group(2)} {m.group(3) or 'GB'} (custom)")
 
 
@@ -234,12 +245,30 @@ def gpu_of_layer(layer: int, n_layer: int, n_gpu: int) -> int:
     return layer * n_gpu // (n_layer + 1)
 
 
+def check_question(context: int, n_ubatch: int, kv_cache: str, cache_type: str) -> None:
+    """ValueError naming the parameter and its range, for a question outside the bounds above.
+
+    ubatch cannot exceed the context: llama.cpp clamps its batch to n_ctx.
+    """
+    if not 1 <= context <= MAX_CONTEXT:
+        raise ValueError(f"context must be from 1 to {MAX_CONTEXT} tokens (MAX_CONTEXT), got {context}")
+    if not 1 <= n_ubatch <= context:
+        raise ValueError(f"ubatch must be from 1 to the context ({context}), got {n_ubatch}")
+    if kv_cache not in KV_MODES:
+        raise ValueError(f"kv_cache must be one of {', '.join(KV_MODES)}, got {kv_cache[:20]!r}")
+    if cache_type not in CACHE_TYPES:
+        raise ValueError(f"cache_type must be one of {', '.join(CACHE_TYPES)}, got {cache_type[:20]!r}")
+
+
 def fit(config: dict[str, Any], tensors: list[tuple[str, int]], hardware: Hardware, context: int, *,
-        kv_cache: str = "mla", cache_type: str = "f16", n_ubatch: int = DEFAULT_UBATCH,
+        kv_cache: str = "mla", cache_type: str = "f16", n_ubatch: "int | None" = None,
         flash_attn: bool = False) -> Fit:
-    """Place weights, KV cache and compute buffers on the GPUs and give the verdict."""
-    if context < 1:
-        raise ValueError("context must be at least 1 token")
+    """Place weights, KV cache and compute buffers on the GPUs and give the verdict.
+
+    n_ubatch defaults to llama.cpp's 512, or the context if that is shorter.
+    """
+    n_ubatch = min(DEFAULT_UBATCH, context) if n_ubatch is None else n_ubatch
+    check_question(context, n_ubatch, kv_cache, cache_type)
     n_layer = architectures.n_layer(config)
     gpus = [GpuUse(i, reserve_bytes=hardware.reserve_bytes) for i in range(hardware.n_gpu)]
     host = 0

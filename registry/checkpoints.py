@@ -32,17 +32,35 @@ def importable(path_text: str, relative_to: "Path | None" = None) -> Path:
     return resolved
 
 
+#: DeepSeek-V3's config.json is under 2 KB; anything near this is not a config.
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def config_from_path(local_path: str) -> dict:
-    """config.json of a local checkpoint directory (or the file itself)."""
+    """config.json of a local checkpoint directory (or the file itself).
+
+    Whatever lies under an import root may be named here: a weights shard, a FIFO, a huge file.
+    Only a regular file of at most MAX_CONFIG_BYTES is read, and it must be UTF-8 JSON.
+    """
     path = Path(local_path)
     if path.is_dir():
         path = path / "config.json"
     try:
-        return json.loads(path.read_text())
+        if not path.is_file():  # a FIFO or a device would block the request, or never end
+            raise ValidationError(f"{path} is not a regular file")
+        with path.open("rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ValidationError(f"{path} is over {MAX_CONFIG_BYTES} bytes: not a config.json")
+        return json.loads(data.decode("utf-8"))
     except OSError as exc:
         raise ValidationError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ValidationError(f"{path} is not UTF-8 text: not a config.json") from None
     except json.JSONDecodeError as exc:
         raise ValidationError(f"{path} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ValidationError(f"{path} is nested too deeply to be a config.json") from None
 
 
 def without_endpoint(text: str) -> str:

@@ -69,12 +69,10 @@ class Checkpoint(models.Model):
         The parameter count is that of the GGUF file (DeepSeek's multi-token-prediction layer is
         not written), so sizes, bits per weight and fit all use the same denominator.
         """
-        from quant import architectures
+        from quant import architectures, config_check
 
-        if not isinstance(config, dict):
-            raise ValidationError("config must be a JSON object (the checkpoint's config.json)")
         try:
-            arch = architectures.gguf_arch(config)
+            arch = config_check.check(config)  # before tensor_specs: it trusts every count it reads
             specs = architectures.tensor_specs(config)
         except KeyError as exc:
             raise ValidationError(f"config.json is missing {exc.args[0]!r}") from None

@@ -108,6 +108,28 @@ def smollm2_gguf() -> Path:
     return path
 
 
+def smollm2_config(r: "gguf.GGUFReader") -> dict:
+    """config.json of SmolLM2 from its GGUF header, as smollm2_hf writes it."""
+
+    def field(k):
+        return r.fields[k].contents()
+
+    n_head, n_kv = field("llama.attention.head_count"), field("llama.attention.head_count_kv")
+    return {
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_act": "silu",
+        "hidden_size": field("llama.embedding_length"), "intermediate_size": field("llama.feed_forward_length"),
+        "num_hidden_layers": field("llama.block_count"), "num_attention_heads": n_head,
+        "num_key_value_heads": n_kv, "head_dim": field("llama.rope.dimension_count"),
+        "max_position_embeddings": field("llama.context_length"),
+        "rms_norm_eps": float(field("llama.attention.layer_norm_rms_epsilon")),
+        "rope_theta": float(field("llama.rope.freq_base")), "rope_scaling": None,
+        "vocab_size": field("llama.vocab_size"), "tie_word_embeddings": True,
+        "bos_token_id": field("tokenizer.ggml.bos_token_id"), "eos_token_id": field("tokenizer.ggml.eos_token_id"),
+        "pad_token_id": field("tokenizer.ggml.padding_token_id"), "attention_bias": False, "mlp_bias": False,
+        "torch_dtype": "bfloat16",
+    }
+
+
 def smollm2_hf(root: Path) -> Path:
     """SmolLM2-135M-Instruct as a Hugging Face directory (see the module docstring)."""
     key = f"{root}|smollm2"
@@ -148,19 +170,7 @@ def smollm2_hf(root: Path) -> Path:
         tensors[hf] = w.to(torch.bfloat16).contiguous()
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
 
-    cfg = {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_act": "silu",
-        "hidden_size": field("llama.embedding_length"), "intermediate_size": field("llama.feed_forward_length"),
-        "num_hidden_layers": field("llama.block_count"), "num_attention_heads": n_head,
-        "num_key_value_heads": n_kv, "head_dim": field("llama.rope.dimension_count"),
-        "max_position_embeddings": field("llama.context_length"),
-        "rms_norm_eps": float(field("llama.attention.layer_norm_rms_epsilon")),
-        "rope_theta": float(field("llama.rope.freq_base")), "rope_scaling": None,
-        "vocab_size": field("llama.vocab_size"), "tie_word_embeddings": True,
-        "bos_token_id": field("tokenizer.ggml.bos_token_id"), "eos_token_id": field("tokenizer.ggml.eos_token_id"),
-        "pad_token_id": field("tokenizer.ggml.padding_token_id"), "attention_bias": False, "mlp_bias": False,
-        "torch_dtype": "bfloat16",
-    }
+    cfg = smollm2_config(r)
     (out / "config.json").write_text(json.dumps(cfg, indent=2))
 
     tokens = field("tokenizer.ggml.tokens")

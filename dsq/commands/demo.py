@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 help = "run the main job end to end on the embedded default (SQLite), then keep the services up"
@@ -21,3 +22,6 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("\n[demo] stopped", flush=True)
         return 0
+    except RuntimeError as exc:  # an API call refused, a job failed, a service that did not start
+        print(f"[demo] failed: {exc}", file=sys.stderr, flush=True)
+        return 1

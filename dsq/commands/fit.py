@@ -30,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kv-cache", choices=["mla", "full"], default="mla",
                         help="mla: compressed latent cache (llama.cpp with MLA); full: per-head K and V")
     parser.add_argument("--cache-type", choices=["f16", "q8_0"], default="f16", help="KV cache element type")
-    parser.add_argument("--ubatch", type=int, default=512, help="llama.cpp -ub (physical batch), default 512")
+    parser.add_argument("--ubatch", type=int, default=None,
+                        help="llama.cpp -ub (physical batch); default 512, or the context if shorter")
     parser.add_argument("--flash-attn", action="store_true", help="no attention-score buffer (llama.cpp -fa)")
     parser.add_argument("--registry", default=os.environ.get("DSQ_REGISTRY_URL", "http://127.0.0.1:8000"),
                         help="registry base URL for --variant (env DSQ_REGISTRY_URL)")
@@ -67,9 +68,11 @@ def _local(args: argparse.Namespace, hardware: list[str]) -> list[dict[str, Any]
 def _remote(args: argparse.Namespace, hardware: list[str]) -> list[dict[str, Any]]:
     out = []
     for spec in hardware:
-        query = urllib.parse.urlencode({"variant": args.variant, "hardware": spec, "context": args.context,
-                                        "kv_cache": args.kv_cache, "cache_type": args.cache_type,
-                                        "ubatch": args.ubatch, "flash_attn": int(args.flash_attn)})
+        params = {"variant": args.variant, "hardware": spec, "context": args.context, "kv_cache": args.kv_cache,
+                  "cache_type": args.cache_type, "flash_attn": int(args.flash_attn)}
+        if args.ubatch is not None:
+            params["ubatch"] = args.ubatch
+        query = urllib.parse.urlencode(params)
         url = f"{args.registry.rstrip('/')}/api/fit?{query}"
         try:
             with urllib.request.urlopen(url, timeout=30) as response:

@@ -59,3 +59,22 @@ def not_found(request, *args, **kwargs):
     from django.http import JsonResponse
 
     return JsonResponse({"error": f"no API route {request.path}", "status": 404}, status=404)
+
+
+#: What Django's own error views (handler400/403/404/500 in dsq/urls.py) say under /api/: errors raised
+#: outside DRF, such as a Host header not in ALLOWED_HOSTS or a fault no view caught.
+DJANGO_ERRORS = {400: "bad request", 403: "forbidden", 404: "not found",
+                 500: "internal error: the server failed to answer; its log has the details"}
+
+
+def django_error_view(code: int, default):
+    """A handler for dsq/urls.py: a JSON error under /api/, Django's own page (`default`) elsewhere."""
+
+    def view(request, *args, **kwargs):
+        if request.path_info.startswith("/api/"):
+            from django.http import JsonResponse
+
+            return JsonResponse({"error": DJANGO_ERRORS[code], "status": code}, status=code)
+        return default(request, *args, **kwargs)
+
+    return view

@@ -1,43 +1,46 @@
-"""?limit=&offset= on every list, bounded: a value out of range or not a number is a 400, never a guess.
+"""Lists page with ?limit= and ?offset=, both bounded; a value out of range is a 400 naming it.
 
-DRF's LimitOffsetPagination silently replaces a bad value with the default, and passes an offset of any
-size to the database (a 500 from PostgreSQL past 2**63-1). Here both are checked and documented.
+DRF's LimitOffsetPagination hands any integer to the database: an offset or limit above
+2**63-1 fails there (SQLite: "datatype mismatch", a 500), and a garbled value silently becomes
+the default. Here each must be an integer in its declared range, and the schema says so.
 """
 from __future__ import annotations
 
+from django.conf import settings
 from rest_framework import pagination
 from rest_framework.exceptions import ValidationError
 
-MAX_LIMIT = 1000
-MAX_OFFSET = 2**63 - 1  # PostgreSQL's OFFSET is a bigint
+MAX_OFFSET = 2**63 - 1  # PostgreSQL's and SQLite's OFFSET is a signed 64-bit integer
+
+
+def _bounded(request, name: str, low: int, high: int, default: int) -> int:
+    text = request.query_params.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise ValidationError({name: f"expected an integer from {low} to {high}, got {text[:40]!r}"})
+    return value
 
 
 class LimitOffsetPagination(pagination.LimitOffsetPagination):
-    max_limit = MAX_LIMIT
+    """limit: 1 to DSQ_MAX_PAGE_SIZE (settings; default PAGE_SIZE); offset: 0 to MAX_OFFSET (default 0)."""
+
+    @property
+    def max_limit(self) -> int:  # read per request, so settings changed at run time (tests) apply
+        return settings.DSQ_MAX_PAGE_SIZE
 
     def get_limit(self, request) -> int:
-        return self._bounded(request, self.limit_query_param, 1, self.max_limit, self.default_limit)
+        return _bounded(request, self.limit_query_param, 1, self.max_limit, min(self.default_limit, self.max_limit))
 
     def get_offset(self, request) -> int:
-        return self._bounded(request, self.offset_query_param, 0, MAX_OFFSET, 0)
+        return _bounded(request, self.offset_query_param, 0, MAX_OFFSET, 0)
 
-    @staticmethod
-    def _bounded(request, name: str, low: int, high: int, default: int) -> int:
-        text = request.query_params.get(name)
-        if text is None:
-            return default
-        try:
-            value = int(text)
-        except ValueError:
-            raise ValidationError({name: [f"expected an integer from {low} to {high}, got {text[:50]!r}"]}) from None
-        if not low <= value <= high:
-            raise ValidationError({name: [f"must be from {low} to {high}, got {value}"]})
-        return value
-
-    def get_schema_operation_parameters(self, view):
-        parameters = super().get_schema_operation_parameters(view)
-        bounds = {self.limit_query_param: (1, self.max_limit), self.offset_query_param: (0, MAX_OFFSET)}
-        for parameter in parameters:
-            low, high = bounds[parameter["name"]]
-            parameter["schema"].update(minimum=low, maximum=high)
-        return parameters
+    def get_schema_operation_parameters(self, view) -> list[dict]:
+        limit, offset = super().get_schema_operation_parameters(view)
+        limit["schema"].update(minimum=1, maximum=self.max_limit)
+        offset["schema"].update(minimum=0, maximum=MAX_OFFSET)
+        return [limit, offset]

@@ -87,3 +87,25 @@ def test_the_cli_prints_a_table_for_every_profile(capsys):
 def test_the_cli_explains_a_missing_recipe(capsys):
     assert cli.main(["fit", "--config", "DeepSeek-R1"]) == 2
     assert "--recipe" in capsys.readouterr().err
+
+
+def test_custom_hardware_is_bounded():
+    assert fit.parse_hardware(f"custom:{fit.MAX_GPUS}x4096GB").n_gpu == fit.MAX_GPUS
+    for spec, message in [(f"custom:{fit.MAX_GPUS + 1}x80GB", "from 1 to 64 GPUs"), ("custom:0x80GB", "GPUs"),
+                          ("custom:4x4097GB", "memory"), ("custom:4x0.5MB", "memory"),
+                          ("custom:1000000000000x80GB", "unknown hardware")]:
+        with pytest.raises(ValueError, match=message):
+            fit.parse_hardware(spec)
+
+
+@pytest.mark.parametrize("context,ubatch,message", [(0, None, "context"), (fit.MAX_CONTEXT + 1, None, "context"),
+                                                    (10**26, None, "context"), (4096, 0, "ubatch"),
+                                                    (4096, 4097, "ubatch")])
+def test_the_question_is_bounded(context, ubatch, message):
+    with pytest.raises(ValueError, match=message):
+        fit.fit(R1, [], fit.HARDWARE["8xH100-80GB"], context, n_ubatch=ubatch)
+
+
+def test_the_default_ubatch_shrinks_to_a_short_context():
+    short = fit.fit(R1, [], fit.HARDWARE["8xH100-80GB"], 100, flash_attn=True)
+    assert short.gpus[0].compute_bytes == fit.compute_bytes(R1, 100, n_ubatch=100, flash_attn=True)

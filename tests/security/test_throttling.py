@@ -4,8 +4,17 @@ Rates come from DSQ_THROTTLE_ANON / _USER / _QUANTIZE (dsq/settings.py); here th
 """
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
 import pytest
 
+from dsq.localservices import free_port, wait_for_port
+from dsq.processes import ROOT
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -62,3 +71,48 @@ def test_a_bad_rate_in_the_environment_stops_the_process(monkeypatch):
         env_rate("DSQ_THROTTLE_ANON", "600/minute")
     monkeypatch.setenv("DSQ_THROTTLE_ANON", "off")
     assert env_rate("DSQ_THROTTLE_ANON", "600/minute") is None
+
+
+# -- one count for every server process ---------------------------------------------------------------
+
+
+def _serve(port: int, env: dict, log) -> "subprocess.Popen":
+    """One gunicorn server with one worker: two of them stand for two workers behind one socket."""
+    return subprocess.Popen([sys.executable, "-m", "gunicorn", "dsq.wsgi", "--bind", f"127.0.0.1:{port}",
+                             "--workers", "1"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+@pytest.mark.parametrize("cache", ["database", "redis"])
+def test_two_server_processes_share_one_count(cache, tmp_path, request):
+    """Requests alternate between two processes; the rate holds for both together, not per process.
+
+    With a cache per process (the old LocMemCache default) the 4th request was refused only at the 9th.
+    """
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'dsq.sqlite3'}", "DSQ_THROTTLE_ANON": "4/minute",
+           "DSQ_STORAGE_ROOT": str(tmp_path / "storage"), "DJANGO_SETTINGS_MODULE": "dsq.settings",
+           "PYTHONPATH": str(ROOT)}
+    env.pop("DSQ_CACHE_URL", None)
+    if cache == "redis":
+        env["DSQ_CACHE_URL"] = request.getfixturevalue("redis_server").url.replace("/0", "/3")
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
+    ports = [free_port(), free_port()]
+    with open(tmp_path / "gunicorn.log", "ab") as log:
+        servers = [_serve(port, env, log) for port in ports]
+        try:
+            for port, server in zip(ports, servers):
+                wait_for_port(port, 60, server, "gunicorn")
+            codes = [_status(f"http://127.0.0.1:{ports[i % 2]}/api/recipes/") for i in range(8)]
+        finally:
+            for server in servers:
+                os.killpg(server.pid, signal.SIGTERM)
+                server.wait(30)
+    assert codes == [200] * 4 + [429] * 4, (tmp_path / "gunicorn.log").read_text()[-3000:]
