@@ -1,5 +1,9 @@
-"""Container healthchecks: `python -m dsq.healthcheck worker [NAME]` exits 1 unless this worker's
-heartbeat (its `dsq:host:<name>` record in the broker's Redis) is fresh.
+"""Container healthchecks.
+
+`python -m dsq.healthcheck web URL` exits 1 unless URL (the web service's /readyz) answers 200; it sends
+the first of DSQ_ALLOWED_HOSTS as Host, so a deployment that allows only its public name still passes.
+`python -m dsq.healthcheck worker [NAME]` exits 1 unless this worker's heartbeat (its
+`dsq:host:<name>` record in the broker's Redis) is fresh.
 
 Without NAME it looks for DSQ_WORKER_NAME, else for any worker of this host (`<hostname>:<pid>`, the
 name a worker takes by default): inside a container the hostname is the container's own.
@@ -50,10 +54,36 @@ def check_worker(name: "str | None" = None) -> int:
     return 0
 
 
+def host_header() -> str:
+    first = (os.environ.get("DSQ_ALLOWED_HOSTS") or "localhost").split(",")[0].strip()
+    return "localhost" if first in ("", "*") else first.lstrip(".")
+
+
+def check_web(url: str) -> int:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, headers={"Host": host_header()})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            print(f"healthy: {url} answered {response.status}")
+            return 0
+    except urllib.error.HTTPError as exc:
+        print(f"unhealthy: {url} answered {exc.code}: {exc.read()[:500].decode(errors='replace')}", file=sys.stderr)
+    except OSError as exc:
+        print(f"unhealthy: {url} did not answer ({exc})", file=sys.stderr)
+    return 1
+
+
+USAGE = "usage: python -m dsq.healthcheck web URL | worker [NAME]"
+
+
 def main(argv: "list[str] | None" = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 2 and argv[0] == "web":
+        return check_web(argv[1])
     if not argv or argv[0] != "worker" or len(argv) > 2:
-        print("usage: python -m dsq.healthcheck worker [NAME]", file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return 2
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dsq.settings")
     import django

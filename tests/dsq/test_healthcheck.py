@@ -51,3 +51,13 @@ def test_it_is_unhealthy_when_redis_is_unreachable(settings):
 
     settings.CELERY_BROKER_URL = f"redis://127.0.0.1:{free_port()}/0"
     assert healthcheck.check_worker("gpu@node1") == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_web_check_passes_on_a_ready_server_and_fails_on_a_refusal(live_server, broker, settings, tmp_path,
+                                                                        monkeypatch):
+    settings.DSQ_STORAGE_ROOT = tmp_path
+    monkeypatch.setenv("DSQ_ALLOWED_HOSTS", "localhost,127.0.0.1")
+    assert healthcheck.check_web(live_server.url + "/readyz") == 0
+    settings.DSQ_STORAGE_ROOT = tmp_path / "missing"
+    assert healthcheck.check_web(live_server.url + "/readyz") == 1
