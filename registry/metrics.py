@@ -16,6 +16,7 @@ from django.http import HttpResponse
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from registry import fleet
 from registry.models import JobState, QuantizationJob, Release
@@ -59,7 +60,7 @@ class RegistryCollector(Collector):
             for state, started, finished in rows:
                 by_state.setdefault(state, []).append(max(0.0, (finished - started).total_seconds()))
             for state, seconds in sorted(by_state.items()):
-                buckets = [(str(b), sum(s <= b for s in seconds)) for b in DURATION_BUCKETS]
+                buckets = [(floatToGoString(b), sum(s <= b for s in seconds)) for b in DURATION_BUCKETS]
                 buckets.append(("+Inf", len(seconds)))
                 family.add_metric([kind, state], buckets, sum(seconds))
         yield family
