@@ -102,3 +102,34 @@ def is_stuck(job: Job, now: "dt.datetime | None" = None) -> bool:
     last = job.heartbeat_at or job.started_at
     now = now or timezone.now()
     return last is None or now - last > dt.timedelta(minutes=settings.DSQ_STUCK_MINUTES)
+
+
+@dataclass
+class Fleet:
+    """Everything the fleet page shows, read once per request."""
+
+    gpu_hosts: list[Host]
+    cpu_hosts: list[Host]
+    queue_depths: dict[str, int]
+    broker_error: str
+    oldest_waiting: Optional[Job]
+    running: list[Job]
+    stuck: list[Job]
+    unplaced: list[Job]  # running on a worker that no longer advertises itself
+
+
+def snapshot() -> Fleet:
+    running = running_jobs()
+    try:
+        client = redis_client()
+        all_hosts, depths, broker_error = hosts(client), queue_depths(client), ""
+    except Exception as exc:  # the page still shows what the database knows
+        all_hosts, depths, broker_error = [], {}, type(exc).__name__
+    by_worker = {h.worker: h for h in all_hosts}
+    for job in running:
+        if job.worker in by_worker:
+            by_worker[job.worker].jobs.append(job)
+    now = timezone.now()
+    return Fleet([h for h in all_hosts if h.is_gpu], [h for h in all_hosts if not h.is_gpu], depths, broker_error,
+                 oldest_waiting(), running, [j for j in running if is_stuck(j, now)],
+                 [j for j in running if j.worker not in by_worker])
