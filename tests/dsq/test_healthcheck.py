@@ -8,6 +8,7 @@ import time
 import pytest
 
 from dsq import healthcheck
+from tests.faults.conftest import processes, storage  # noqa: F401 (fixtures)
 
 
 @pytest.fixture
@@ -61,3 +62,16 @@ def test_the_web_check_passes_on_a_ready_server_and_fails_on_a_refusal(live_serv
     assert healthcheck.check_web(live_server.url + "/readyz") == 0
     settings.DSQ_STORAGE_ROOT = tmp_path / "missing"
     assert healthcheck.check_web(live_server.url + "/readyz") == 1
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_is_healthy_while_it_runs_and_unhealthy_once_stopped(processes, settings, redis_server):
+    from tests.faults.processes import wait_for
+
+    settings.CELERY_BROKER_URL = redis_server.url
+    settings.DSQ_HEARTBEAT_SECONDS = 1  # as the worker runs (FAST_JOBS_ENV): stale after 10 s
+    worker = processes.worker("w1", beat=False)
+    wait_for("w1 to advertise itself", lambda: healthcheck.check_worker("w1") == 0, 30, worker)
+    worker.stop()
+    wait_for("w1's heartbeat to go stale", lambda: healthcheck.check_worker("w1") == 1, 30)
