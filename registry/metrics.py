@@ -11,6 +11,7 @@ import os
 import time
 
 from django.conf import settings
+from django.db import DatabaseError, connections
 from django.db.models import Count
 from django.http import HttpResponse
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram, generate_latest, multiprocess
@@ -31,10 +32,16 @@ class RegistryCollector(Collector):
     """Gauges computed from the database and the broker's Redis on every scrape."""
 
     def collect(self):
-        yield from self.jobs()
-        yield from self.durations()
-        yield from self.weights_per_second()
-        yield from self.publishing()
+        up = GaugeMetricFamily("dsq_database_up", "Whether the database answered this scrape")
+        try:
+            families = [*self.jobs(), *self.durations(), *self.weights_per_second(), *self.publishing()]
+            up.add_metric([], 1)
+        except DatabaseError:  # the database away: say so, and leave out what only it knows
+            connections["default"].close()
+            families = []
+            up.add_metric([], 0)
+        yield up
+        yield from families
         yield from self.fleet()
 
     def jobs(self):

@@ -113,3 +113,32 @@ def test_request_latency_is_labelled_by_route_pattern_not_path(client, broker):
     routes = {dict(labels)["route"] for name, labels in scrape(client) if name == "dsq_http_request_duration_seconds_count"}
     assert not any(str(job.pk) in r or "999999" in r for r in routes), routes
     assert any(r.startswith("/api/jobs/quantize/") for r in routes), routes
+
+
+def test_with_a_multiprocess_directory_request_latency_is_merged_across_processes(tmp_path):
+    """What gunicorn's workers do in compose: each process records, any one of them answers the sum."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "dsq.settings"}
+    setup = "import django; django.setup(); from django.test import Client; "
+    for _ in range(2):
+        subprocess.run([sys.executable, "-c", setup + "assert Client().get('/healthz').status_code == 200"],
+                       env=env, check=True, timeout=120)
+    code = setup + ("from registry.metrics import metrics_view; from django.test import RequestFactory; "
+                    "print(metrics_view(RequestFactory().get('/metrics')).content.decode())")
+    text = subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120, capture_output=True,
+                          text=True).stdout
+    assert 'dsq_http_request_duration_seconds_count{method="GET",route="/healthz",status="200"} 2.0' in text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_while_postgres_is_down_it_still_answers_and_says_so(client, broker, postgres_server):
+    from tests.registry.test_health import postgres_stopped
+
+    with postgres_stopped(postgres_server):
+        samples = scrape(client)
+    assert value(samples, "dsq_database_up") == 0 and value(samples, "dsq_broker_up") == 1
+    assert not any(name == "dsq_jobs" for name, _ in samples)
+    assert value(scrape(client), "dsq_database_up") == 1
