@@ -57,3 +57,28 @@ def test_json_is_chosen_by_dsq_log_format():
                                  "DJANGO_SETTINGS_MODULE": "dsq.settings"})
     out = json.loads(result.stderr.strip().splitlines()[-1])
     assert out["message"] == "hello" and out["job_id"] == 3 and out["level"] == "WARNING"
+
+
+def test_a_celery_job_task_tags_its_lines_with_the_job_and_the_worker(monkeypatch):
+    from celery import Celery
+
+    from dsq.logging import tag_celery_tasks
+
+    monkeypatch.setenv("DSQ_WORKER_NAME", "gpu@node1")
+    app = Celery("dsq-test", set_as_current=False)
+    app.conf.task_always_eager = True
+    seen = []
+
+    @app.task(name="dsq.quantize")
+    def quantize(job_id: int) -> None:
+        seen.append(line())
+
+    @app.task(name="dsq.reap_expired")
+    def reap() -> None:
+        seen.append(line())
+
+    tag_celery_tasks()
+    quantize.delay(42)
+    reap.delay()
+    assert [(s["job_id"], s["worker"]) for s in seen] == [(42, "gpu@node1"), (None, "gpu@node1")]
+    assert line()["job_id"] is None  # not after the task
