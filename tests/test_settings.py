@@ -39,3 +39,9 @@ def test_a_bad_setting_stops_the_process_with_its_name():
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="dsq.settings", DSQ_LEASE_SECONDS="soon")
     result = subprocess.run([sys.executable, "manage.py", "check"], capture_output=True, text=True, env=env)
     assert result.returncode != 0 and "DSQ_LEASE_SECONDS must be an integer" in result.stderr
+
+
+def test_a_bad_log_format_stops_the_process_with_its_name():
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="dsq.settings", DSQ_LOG_FORMAT="xml")
+    result = subprocess.run([sys.executable, "manage.py", "check"], capture_output=True, text=True, env=env)
+    assert result.returncode != 0 and "DSQ_LOG_FORMAT must be text or json" in result.stderr
