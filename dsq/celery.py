@@ -24,6 +24,10 @@ REAP_EXPIRED = "dsq.reap_expired"
 # Queues: gpu (quantize, evaluate), cpu (plans, imports, housekeeping), publish (Hub uploads).
 QUEUES = ("gpu", "cpu", "publish")
 
+# Redis keys `dsq:host:<worker>` where each worker advertises its host (workers.hosts writes them,
+# the fleet page and /metrics read them).
+HOST_KEY_PREFIX = "dsq:host:"
+
 app = Celery("dsq")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = [Queue(name) for name in QUEUES]
@@ -38,3 +42,8 @@ app.conf.beat_schedule = {
     "reap-expired-leases": {"task": REAP_EXPIRED, "schedule": float(settings.DSQ_REAP_SECONDS)},
 }
 app.autodiscover_tasks(["workers"], related_name="tasks")
+
+# JSON log lines from a job task carry its job id (dsq.logging, DSQ_LOG_FORMAT=json).
+from dsq.logging import tag_celery_tasks  # noqa: E402
+
+tag_celery_tasks()

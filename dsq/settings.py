@@ -256,3 +256,18 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("DSQ_LOG_LEVEL", "INFO")},
 }
+
+# --- Operating: health, metrics, fleet page, structured logs (README "Operating dsq") ---
+# Time every request under its route pattern for /metrics (outermost, so refused requests count too).
+MIDDLEWARE.insert(0, "registry.metrics.RequestLatency")
+# The fleet page and dsq_jobs_stuck flag a running job with no heartbeat for this many minutes.
+DSQ_STUCK_MINUTES = env_int("DSQ_STUCK_MINUTES", 10)
+# DSQ_LOG_FORMAT=json (the compose default) writes JSON lines with job id, worker and host; text otherwise.
+DSQ_LOG_FORMAT = os.environ.get("DSQ_LOG_FORMAT", "text")
+if DSQ_LOG_FORMAT not in ("text", "json"):
+    raise ValueError(f"DSQ_LOG_FORMAT must be text or json, got {DSQ_LOG_FORMAT!r}")
+if DSQ_LOG_FORMAT == "json":
+    LOGGING["formatters"] = {"json": {"()": "dsq.logging.JSONFormatter"}}
+    LOGGING["handlers"]["console"]["formatter"] = "json"
+# Celery workers keep this LOGGING instead of replacing the root logger's handlers with their own.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False

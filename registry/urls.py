@@ -3,4 +3,4 @@ from django.urls import path
 
 from registry import views
 
-urlpatterns = [path("", views.dashboard, name="dashboard")]
+urlpatterns = [path("", views.dashboard, name="dashboard"), path("fleet/", views.fleet, name="fleet")]

@@ -4,9 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from django.conf import settings
 from django.shortcuts import render
 
 from registry import charts, quality
+from registry import fleet as fleet_state
 from registry.models import Checkpoint, QuantizationJob, Release, TagMove, Variant
 
 GiB = 2**30
@@ -68,3 +70,9 @@ def dashboard(request):
     return render(request, "registry/dashboard.html", {
         "rows": rows, "chart": chart, "chart_checkpoint": chosen, "chart_choices": sorted(points),
         "jobs": jobs, "releases": releases, "moves": moves})
+
+
+def fleet(request):
+    """Workers, GPUs, queues, the oldest waiting job and stuck jobs (registry/fleet.py)."""
+    return render(request, "registry/fleet.html", {"fleet": fleet_state.snapshot(),
+                                                   "stuck_minutes": settings.DSQ_STUCK_MINUTES})

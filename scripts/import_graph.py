@@ -32,9 +32,9 @@ FORBIDDEN = {
 }
 
 
-# The project's wiring, which every package may read: counted apart from the rest of dsq (the command
-# line, the demo, the URL root), which sits above the registry.
-WIRING = ("dsq.settings", "dsq.celery")
+# The project's wiring (settings, the Celery app, log formatting), which every package may read:
+# counted apart from the rest of dsq (the command line, the demo, the URL root), which sits above the registry.
+WIRING = ("dsq.settings", "dsq.celery", "dsq.logging")
 
 
 def package_of(module: str) -> str:

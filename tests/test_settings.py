@@ -56,3 +56,9 @@ def test_every_dsq_setting_the_code_reads_is_declared_in_dsq_settings():
             assert not re.search(r"getattr\(\s*settings\s*,", text), f"{path}: getattr(settings, …)"
             read |= set(re.findall(r"settings\.(DSQ_[A-Z0-9_]+)", text))
     assert read and read <= set(vars(declared)), sorted(read - set(vars(declared)))
+
+
+def test_a_bad_log_format_stops_the_process_with_its_name():
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="dsq.settings", DSQ_LOG_FORMAT="xml")
+    result = subprocess.run([sys.executable, "manage.py", "check"], capture_output=True, text=True, env=env)
+    assert result.returncode != 0 and "DSQ_LOG_FORMAT must be text or json" in result.stderr

@@ -18,7 +18,9 @@ from pathlib import Path
 
 from django.conf import settings
 
-KEY_PREFIX = "dsq:host:"
+from dsq.celery import HOST_KEY_PREFIX
+
+KEY_PREFIX = HOST_KEY_PREFIX
 
 
 def worker_name() -> str:

@@ -99,3 +99,30 @@ def test_no_api_response_or_admin_page_echoes_it(published, admin):
         response = browser.get(url)
         assert response.status_code == 200, url
         assert HUB_TOKEN.encode() not in response.content, url
+
+
+def test_the_operating_endpoints_do_not_echo_it(published, settings, tmp_path):
+    """/metrics, /readyz (healthy, and failing with the token as the broker's password), /fleet/."""
+    from dsq.localservices import free_port
+
+    settings.DSQ_STORAGE_ROOT = tmp_path
+    anonymous = Client()
+    for url in ["/healthz", "/readyz", "/metrics", "/fleet/"]:
+        response = anonymous.get(url)
+        assert response.status_code in (200, 503) and HUB_TOKEN.encode() not in response.content, url
+    settings.CELERY_BROKER_URL = f"redis://:{HUB_TOKEN}@127.0.0.1:{free_port()}/0"
+    response = anonymous.get("/readyz")
+    assert response.status_code == 503 and not response.json()["checks"]["broker"]["ok"]
+    assert HUB_TOKEN.encode() not in response.content and HUB_TOKEN[8:].encode() not in response.content
+    assert HUB_TOKEN.encode() not in anonymous.get("/metrics").content
+
+
+def test_the_json_log_lines_do_not_carry_it(published, caplog):
+    from dsq.logging import JSONFormatter
+
+    records = caplog.get_records("setup")
+    lines = [JSONFormatter().format(r) for r in records]
+    assert any("published to" in line for line in lines)
+    assert not any(HUB_TOKEN in line for line in lines)
+    leaked = logging.LogRecord("x", logging.ERROR, __file__, 1, "token was %s", (HUB_TOKEN,), None)
+    assert HUB_TOKEN not in JSONFormatter().format(leaked)  # even when code logs it outright
