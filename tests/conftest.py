@@ -77,3 +77,11 @@ def celery_broker(redis_server):
         yield client
     finally:
         point_celery_at(original)
+
+
+@pytest.fixture
+def broker(settings, celery_broker, redis_server):
+    """celery_broker, with the settings pointed at it too: where workers advertise their hosts and what
+    /readyz, /metrics and the fleet page read."""
+    settings.CELERY_BROKER_URL = redis_server.url
+    return celery_broker

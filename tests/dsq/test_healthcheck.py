@@ -11,15 +11,6 @@ from dsq import healthcheck
 from tests.faults.conftest import processes  # noqa: F401 (fixture)
 
 
-@pytest.fixture
-def broker(settings, redis_server):
-    import redis
-
-    settings.CELERY_BROKER_URL = redis_server.url
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushdb()
-    return client
-
 
 def advertise(client, worker: str, age: float) -> None:
     record = {"device": "cpu", "gpu_free_bytes": None, "gpu_total_bytes": None, "disk_free_bytes": 1 << 30,
@@ -67,11 +58,11 @@ def test_the_web_check_passes_on_a_ready_server_and_fails_on_a_refusal(live_serv
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_real_worker_is_healthy_while_it_runs_and_unhealthy_once_stopped(processes, settings, redis_server):
-    from tests.faults.processes import wait_for
+    from tests.faults.processes import start_worker, wait_for
 
     settings.CELERY_BROKER_URL = redis_server.url
     settings.DSQ_HEARTBEAT_SECONDS = 1  # as the worker runs (FAST_JOBS_ENV): stale after 10 s
-    worker = processes.worker("w1", beat=False)
+    worker = start_worker(processes, "w1", beat=False)
     wait_for("w1 to advertise itself", lambda: healthcheck.check_worker("w1") == 0, 30, worker)
     worker.stop()
     wait_for("w1's heartbeat to go stale", lambda: healthcheck.check_worker("w1") == 1, 30)

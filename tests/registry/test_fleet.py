@@ -15,15 +15,6 @@ from tests import factories
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def broker(settings, redis_server):
-    import redis
-
-    settings.CELERY_BROKER_URL = redis_server.url
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushdb()
-    return client
-
 
 def advertise(client, worker: str, device: str = "cpu", free: "int | None" = None, total: "int | None" = None,
               queues: "list[str] | None" = None) -> None:

@@ -29,11 +29,6 @@ def value(samples, name: str, **labels) -> float:
     return samples[(name, tuple(sorted(labels.items())))]
 
 
-@pytest.fixture
-def broker(settings, celery_broker, redis_server):
-    settings.CELERY_BROKER_URL = redis_server.url
-    return celery_broker
-
 
 def finished_job(ckpt, recipe, seconds: float, worker: str = "gpu-node-1") -> QuantizationJob:
     job = jobs.claim(QuantizationJob, factories.quantization_job(ckpt, recipe).pk, worker)

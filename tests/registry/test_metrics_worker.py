@@ -7,7 +7,7 @@ from django.test import Client
 from registry import dispatch
 from registry.models import Checkpoint, JobState, QuantizationJob
 from tests.faults.conftest import processes, tiny_job  # noqa: F401 (fixtures)
-from tests.faults.processes import wait_for
+from tests.faults.processes import start_worker, wait_for
 from tests.registry.test_metrics import value
 from tests.workers.conftest import tiny_checkpoint  # noqa: F401 (fixture)
 
@@ -30,7 +30,7 @@ def test_metrics_after_a_job_through_a_real_worker(processes, tiny_job, settings
     assert value(before, "dsq_jobs", kind="quantize", state="queued") == 1
     assert ("dsq_job_duration_seconds_count", (("kind", "quantize"), ("state", "succeeded"))) not in before
 
-    worker = processes.worker("w1")
+    worker = start_worker(processes, "w1")
     dispatch.enqueue("quantize", job.pk)
     done = wait_for("the job to finish", lambda: (j := QuantizationJob.objects.get(pk=job.pk)).is_final and j,
                     180, worker)

@@ -13,11 +13,6 @@ from workers import hosts, quantize, tasks
 pytestmark = pytest.mark.django_db(transaction=True)  # the task closes connections like a worker
 
 
-@pytest.fixture
-def broker(celery_broker, redis_server, settings):
-    settings.CELERY_BROKER_URL = redis_server.url
-    return celery_broker
-
 
 def test_a_job_too_big_for_this_host_stays_queued_with_the_reason(broker, monkeypatch, settings, tmp_path):
     settings.DSQ_STORAGE_ROOT = tmp_path
