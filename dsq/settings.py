@@ -248,7 +248,9 @@ SPECTACULAR_SETTINGS = {"TITLE": "dsq registry API", "VERSION": "0.1.0",
                         "DESCRIPTION": "Checkpoints, recipes, quantization jobs, variants and releases.",
                         "COMPONENT_SPLIT_REQUEST": True, "SERVE_INCLUDE_SCHEMA": False,
                         "ENUM_NAME_OVERRIDES": {"JobStateEnum": "registry.models.JobState",
-                                                "ReleaseStateEnum": "registry.models.Release.State"}}
+                                                "ReleaseStateEnum": "registry.models.Release.State"},
+                        "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                                                 "registry.api.schema.query_text_without_nul"]}
 
 LOGGING = {
     "version": 1,

@@ -26,6 +26,15 @@ class AuditLogFilter(django_filters.FilterSet):
         model = AuditLog
         fields = ["actor", "action", "object_type", "object_id", "since", "until"]
 
+    def is_valid(self) -> bool:
+        """An empty ?since= or ?until= is a 400 like any other value that is not a date-time
+        (django-filter would read it as "no bound")."""
+        self.form.errors  # cleans the form; errors added after it stand
+        for name in ("since", "until"):
+            if name in self.data and not str(self.data[name]).strip():
+                self.form.add_error(name, "expected an ISO 8601 date-time, got an empty value")
+        return super().is_valid()
+
 
 class RecipeFilter(django_filters.FilterSet):
     """?builtin=true|false: anything else is a 400 (django-filter's BooleanFilter would ignore it)."""

@@ -333,3 +333,21 @@ class RecipeFieldExtension(OpenApiSerializerFieldExtension):
 
     def map_serializer_field(self, auto_schema, direction):
         return {"type": "string", "description": "A recipe by id, by name (its newest version) or as NAME@vN"}
+
+
+# A NUL byte never reaches a view: registry.api.middleware.RequestGuard answers 400 for one anywhere in the
+# URL (PostgreSQL text cannot hold it). Free-text query parameters say so, or a client reading the schema
+# would take such a value for valid.
+NO_NUL = "^[^\\u0000]*$"
+
+
+def query_text_without_nul(result: dict, generator, request, public) -> dict:
+    """drf-spectacular postprocessing hook: `pattern` NO_NUL on every free-text query parameter."""
+    for path in result.get("paths", {}).values():
+        for operation in path.values():
+            for parameter in operation.get("parameters", []) if isinstance(operation, dict) else []:
+                schema = parameter.get("schema", {})
+                if (parameter.get("in") == "query" and schema.get("type") == "string"
+                        and not {"enum", "pattern", "format"} & set(schema)):
+                    schema["pattern"] = NO_NUL
+    return result
