@@ -81,3 +81,9 @@ def test_it_filters_by_actor_action_object_and_time(approver, history):
 def test_a_bad_time_is_a_400(approver, history):
     response = approver.get(f"{URL}?since=yesterday")
     assert response.status_code == 400 and "since" in response.json()["error"]
+
+
+@pytest.mark.parametrize("query", ["since=", "until=", "until=%20"])
+def test_an_empty_time_is_a_400_not_no_bound(approver, history, query):
+    response = approver.get(f"{URL}?{query}")
+    assert response.status_code == 400 and query.split("=")[0] in response.json()["error"]
