@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build llama.cpp's command-line tools (llama-perplexity, llama-imatrix, llama-quantize)
+# Build llama.cpp's command-line tools (llama-perplexity, llama-imatrix, llama-quantize, llama-server,
+# llama-gguf-split, llama-fit-params)
 # from the llama.cpp source vendored in the llama-cpp-python sdist of the *installed*
 # version, so the tools and our Python bindings run the same ggml code.
 #
@@ -15,7 +16,7 @@ python="${PYTHON:-$repo/.venv/bin/python}"
 tools_dir="${LLAMA_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dsq/llama-tools}"
 jobs="${JOBS:-2}"
 version="${LLAMA_CPP_VERSION:-$("$python" -c 'import importlib.metadata as m; print(m.version("llama-cpp-python"))')}"
-targets=(llama-perplexity llama-imatrix llama-quantize)
+targets=(llama-perplexity llama-imatrix llama-quantize llama-server llama-gguf-split llama-fit-params)
 
 src="$tools_dir/src/llama_cpp_python-$version"
 build="$tools_dir/build-$version-noamx"
@@ -42,6 +43,8 @@ fi
 
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
+# The server's web UI is neither built nor downloaded (no network but PyPI here); without OpenSSL,
+# `llama-server -hf` speaks plain HTTP only: enough for a Hub on the local network or dsq's stand-in.
 # AMX off, as for the Python bindings (scripts/build-llama-wheel.sh says why).
 CFLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" CXXFLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" \
 cmake -S "$src/vendor/llama.cpp" -B "$build" "${generator[@]}" \
@@ -49,7 +52,8 @@ cmake -S "$src/vendor/llama.cpp" -B "$build" "${generator[@]}" \
   -DBUILD_SHARED_LIBS=OFF \
   -DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_VULKAN=OFF -DGGML_BLAS=OFF \
   -DLLAMA_CURL=OFF \
-  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
+  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON \
+  -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF \
   -DCMAKE_RUNTIME_OUTPUT_DIRECTORY="$bin" >&2
 cmake --build "$build" --config Release -j "$jobs" --target "${missing[@]}" >&2
 echo "$bin"
