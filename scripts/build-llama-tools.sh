@@ -32,6 +32,18 @@ if [[ ${#missing[@]} -eq 0 ]]; then
 fi
 
 mkdir -p "$tools_dir/src"
+# One build at a time per cache (parallel test sessions or workers ask at once): the others wait,
+# then find the tools built.
+exec 9>"$tools_dir/.build.lock"
+flock 9
+missing=()
+for t in "${targets[@]}"; do
+  [[ -x "$bin/$t" ]] || missing+=("$t")
+done
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "$bin"
+  exit 0
+fi
 if [[ ! -d "$src/vendor/llama.cpp" ]]; then
   sdist="$tools_dir/src/llama_cpp_python-$version.tar.gz"
   if [[ ! -f "$sdist" ]]; then
