@@ -31,7 +31,7 @@ import triton.language as tl
 NEAREST_INT_MAGIC = 12582912.0
 
 # ggml-quants.c: a group whose largest magnitude is below this is all zeros (float32 1e-15).
-GROUP_MAX_EPS = 1.0000000036274937e-15
+GROUP_MAX_EPS = tl.constexpr(1.0000000036274937e-15)
 
 # Compile options of every launch (see the module docstring): no FMA contraction, no FTZ.
 EXACT_OPTIONS = {"enable_fp_fusion": False, "enable_reflect_ftz": False}
