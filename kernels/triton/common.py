@@ -24,8 +24,14 @@ Imports nothing from kernels.
 """
 from __future__ import annotations
 
+import os
+
 import triton
 import triton.language as tl
+
+# Whether kernels run in Triton's interpreter (numpy on the CPU): it must be set before
+# triton is imported. Wrappers use it to pick tile sizes, never to change the arithmetic.
+INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 
 # 1.5 * 2**23: v + MAGIC leaves round-half-even(v) in the low 23 bits for |v| < 2**22.
 NEAREST_INT_MAGIC = 12582912.0

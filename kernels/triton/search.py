@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.triton.common import GROUP_MAX_EPS, div_rn, first_abs_max_step, nearest_int
+from kernels.triton.common import GROUP_MAX_EPS, div_rn, nearest_int
 
 
 def _table(values: "list[np.float32]", device: torch.device) -> torch.Tensor:
@@ -60,7 +60,10 @@ def qx_sums(xp, wp, mask, iscale, N: tl.constexpr, NMAX: tl.constexpr):
     for i in tl.static_range(N):
         x = tl.load(xp + i, mask=mask, other=0.0)
         w = tl.load(wp + i, mask=mask, other=0.0)
-        l = tl.minimum(tl.maximum(nearest_int(iscale * x), -NMAX), NMAX - 1).to(tl.float32)
+        v = iscale * x  # nearest_int inlined (a device-function call per step is slow to interpret)
+        l = ((v + 12582912.0).to(tl.int32, bitcast=True) & 0x007FFFFF) - 0x00400000
+        l = tl.where(v == v, l, 0)
+        l = tl.minimum(tl.maximum(l, -NMAX), NMAX - 1).to(tl.float32)
         sumlx += (w * x) * l
         suml2 += (w * l) * l
     return sumlx, suml2
@@ -77,7 +80,10 @@ def make_qx_quants(xp, wp, mask, num_ptr, N: tl.constexpr, NMAX: tl.constexpr):
     mx = tl.zeros(xp.shape, tl.float32)
     for i in tl.static_range(N):
         x = tl.load(xp + i, mask=mask, other=0.0)
-        amax, mx = first_abs_max_step(x, amax, mx)
+        ax = tl.abs(x)
+        gt = ax > amax
+        amax = tl.where(gt, ax, amax)
+        mx = tl.where(gt, x, mx)
     live = amax >= GROUP_MAX_EPS
     mx = tl.where(live, mx, 1.0)  # dead lanes: any finite divisor, their result is discarded
     iscale = div_rn(tl.load(num_ptr), mx)
@@ -129,8 +135,14 @@ def qkx_error(xp, wp, av, mask, scale, origin, iscale, the_min, N: tl.constexpr,
     """sum_i w*(diff*diff), diff = scale*L + min - x, L the codes of (origin, iscale), from 0."""
     err = tl.zeros_like(scale)
     for i in tl.static_range(N):
-        x, w = qkx_weight(xp, wp, av, i, mask, W_AV)
-        l = qkx_code(x, origin, iscale, NMAX).to(tl.float32)
+        x = tl.load(xp + i, mask=mask, other=0.0)
+        if W_AV:
+            w = av + tl.abs(x)
+        else:
+            w = tl.load(wp + i, mask=mask, other=0.0)
+        v = iscale * (x - origin)
+        l = ((v + 12582912.0).to(tl.int32, bitcast=True) & 0x007FFFFF) - 0x00400000
+        l = tl.minimum(tl.maximum(tl.where(v == v, l, 0), 0), NMAX).to(tl.float32)
         diff = scale * l + the_min - x
         err += w * (diff * diff)
     return err
@@ -145,13 +157,21 @@ def make_qkx(xp, wp, av, mask, num_ptr, N: tl.constexpr, NMAX: tl.constexpr, NST
     which is qkx3's max <= min since min <= 0 and min <= max). num_ptr: qkx_numerators.
     W_AV: weights av + |x| (av per lane) instead of loading them from wp.
     """
-    x, w = qkx_weight(xp, wp, av, 0, mask, W_AV)
+    x = tl.load(xp, mask=mask, other=0.0)
+    if W_AV:
+        w = av + tl.abs(x)
+    else:
+        w = tl.load(wp, mask=mask, other=0.0)
     mn = x
     mx = x
     sum_w = w
     sum_x = sum_w * x
     for i in tl.static_range(1, N):
-        x, w = qkx_weight(xp, wp, av, i, mask, W_AV)
+        x = tl.load(xp + i, mask=mask, other=0.0)
+        if W_AV:
+            w = av + tl.abs(x)
+        else:
+            w = tl.load(wp + i, mask=mask, other=0.0)
         mn = tl.where(x < mn, x, mn)
         mx = tl.where(x > mx, x, mx)
         sum_w += w
@@ -170,8 +190,14 @@ def make_qkx(xp, wp, av, mask, num_ptr, N: tl.constexpr, NMAX: tl.constexpr, NST
         sum_l2 = tl.zeros_like(isc)
         sum_xl = tl.zeros_like(isc)
         for i in tl.static_range(N):
-            x, w = qkx_weight(xp, wp, av, i, mask, W_AV)
-            l = qkx_code(x, cur_min, isc, NMAX).to(tl.float32)
+            x = tl.load(xp + i, mask=mask, other=0.0)
+            if W_AV:
+                w = av + tl.abs(x)
+            else:
+                w = tl.load(wp + i, mask=mask, other=0.0)
+            v = isc * (x - cur_min)
+            l = ((v + 12582912.0).to(tl.int32, bitcast=True) & 0x007FFFFF) - 0x00400000
+            l = tl.minimum(tl.maximum(tl.where(v == v, l, 0), 0), NMAX).to(tl.float32)
             wl = w * l
             sum_l += wl
             sum_l2 += wl * l
@@ -216,10 +242,13 @@ def make_qp_quants(v, qw, jj, num_ptr, K: tl.constexpr, NMAX: tl.constexpr):
     """ggml's make_qp_quants(K, nmax, x, L, qw) per row of v [B, K] -> (scale [B], L int32 [B, K]).
 
     L holds what C's uint8 L holds (negative codes wrap to 256 + l). num_ptr: qp_numerators.
+    Column j of a tile is taken with a max over a mask (exact, signed zeros kept); the
+    helpers are written inline because the interpreter pays for every device-function call.
     """
+    NEG: tl.constexpr = float("-inf")
     mx = tl.zeros([v.shape[0]], tl.float32)
     for j in tl.static_range(K):
-        xj = col_f(v, jj, j)
+        xj = tl.max(tl.where(jj == j, v, NEG), axis=1)
         mx = tl.where(mx > xj, mx, xj)  # MAX(max, x[i])
     zero = mx < GROUP_MAX_EPS
     mx = tl.where(zero, 1.0, mx)
@@ -227,9 +256,11 @@ def make_qp_quants(v, qw, jj, num_ptr, K: tl.constexpr, NMAX: tl.constexpr):
     scale = div_rn(1.0, iscale)
     best = tl.zeros_like(mx)
     for j in tl.static_range(K):
-        xj = col_f(v, jj, j)
-        wj = col_f(qw, jj, j)
-        lj = (nearest_int(iscale * xj) & 0xFF).to(tl.float32)
+        xj = tl.max(tl.where(jj == j, v, NEG), axis=1)
+        wj = tl.max(tl.where(jj == j, qw, NEG), axis=1)
+        t = iscale * xj
+        lj = ((t + 12582912.0).to(tl.int32, bitcast=True) & 0x007FFFFF) - 0x00400000
+        lj = (tl.where(t == t, lj, 0) & 0xFF).to(tl.float32)  # C stores it in uint8
         diff = xj - scale * lj
         best += (wj * diff) * diff
     best_isc = iscale
@@ -238,9 +269,11 @@ def make_qp_quants(v, qw, jj, num_ptr, K: tl.constexpr, NMAX: tl.constexpr):
         sc = div_rn(1.0, isc)
         mse = tl.zeros_like(mx)
         for j in tl.static_range(K):
-            xj = col_f(v, jj, j)
-            wj = col_f(qw, jj, j)
-            lj = tl.minimum(nearest_int(isc * xj), NMAX).to(tl.float32)
+            xj = tl.max(tl.where(jj == j, v, NEG), axis=1)
+            wj = tl.max(tl.where(jj == j, qw, NEG), axis=1)
+            t = isc * xj
+            lj = ((t + 12582912.0).to(tl.int32, bitcast=True) & 0x007FFFFF) - 0x00400000
+            lj = tl.minimum(tl.where(t == t, lj, 0), NMAX).to(tl.float32)
             diff = xj - sc * lj
             mse += (wj * diff) * diff
         better = mse < best
@@ -250,9 +283,11 @@ def make_qp_quants(v, qw, jj, num_ptr, K: tl.constexpr, NMAX: tl.constexpr):
     suml2 = tl.zeros_like(mx)
     L = tl.zeros(v.shape, tl.int32)
     for j in tl.static_range(K):
-        xj = col_f(v, jj, j)
-        wj = col_f(qw, jj, j)
-        l = tl.minimum(nearest_int(best_isc * xj), NMAX)
+        xj = tl.max(tl.where(jj == j, v, NEG), axis=1)
+        wj = tl.max(tl.where(jj == j, qw, NEG), axis=1)
+        t = best_isc * xj
+        l = ((t + 12582912.0).to(tl.int32, bitcast=True) & 0x007FFFFF) - 0x00400000
+        l = tl.minimum(tl.where(t == t, l, 0), NMAX)
         L = tl.where(jj == j, (l & 0xFF)[:, None], L)
         lf = l.to(tl.float32)
         sumlx += (wj * xj) * lf
@@ -260,14 +295,16 @@ def make_qp_quants(v, qw, jj, num_ptr, K: tl.constexpr, NMAX: tl.constexpr):
     # C stops after a pass without change; a further pass would change nothing either.
     for _ in tl.static_range(5):
         for j in tl.static_range(K):
-            xj = col_f(v, jj, j)
-            wj = col_f(qw, jj, j)
-            Lj = col_i(L, jj, j)
+            xj = tl.max(tl.where(jj == j, v, NEG), axis=1)
+            wj = tl.max(tl.where(jj == j, qw, NEG), axis=1)
+            Lj = tl.sum(tl.where(jj == j, L, 0), axis=1)
             Lf = Lj.to(tl.float32)
             slx = sumlx - (wj * xj) * Lf
             sl2 = suml2 - (wj * Lf) * Lf
             ok = (slx > 0) & (sl2 > 0)
-            new_l = tl.minimum(nearest_int(div_rn(xj * sl2, slx)), NMAX)
+            t = tl.math.div_rn(xj * sl2, slx)
+            new_l = ((t + 12582912.0).to(tl.int32, bitcast=True) & 0x007FFFFF) - 0x00400000
+            new_l = tl.minimum(tl.where(t == t, new_l, 0), NMAX)
             ok = ok & (new_l != Lj)
             nf = new_l.to(tl.float32)
             slx = slx + (wj * xj) * nf
