@@ -43,9 +43,23 @@ GROUP_MAX_EPS = tl.constexpr(1.0000000036274937e-15)
 EXACT_OPTIONS = {"enable_fp_fusion": False, "enable_reflect_ftz": False}
 
 
+def _supported(options: dict) -> dict:
+    """The options this triton's CUDA backend knows (an older one rejects unknown launch keywords)."""
+    try:
+        from triton.backends.nvidia.compiler import CUDAOptions
+
+        fields = CUDAOptions.__dataclass_fields__
+    except Exception:  # no CUDA backend (interpreter-only install): the options are ignored anyway
+        return options
+    return {k: v for k, v in options.items() if k in fields}
+
+
+_OPTIONS = _supported(EXACT_OPTIONS)
+
+
 def launch(kernel, grid, *args, **meta) -> None:
     """kernel[grid](*args, **meta) compiled for C's float32 semantics (EXACT_OPTIONS)."""
-    kernel[grid](*args, **EXACT_OPTIONS, **meta)
+    kernel[grid](*args, **_OPTIONS, **meta)
 
 
 @triton.jit

@@ -264,7 +264,7 @@ def make_qp_quants(v, qw, jj, num_ptr, K: tl.constexpr, NMAX: tl.constexpr):
         diff = xj - scale * lj
         best += (wj * diff) * diff
     best_isc = iscale
-    for k in tl.static_range(8):
+    for k in range(8):  # runtime loops here and below: less code to compile, same arithmetic
         isc = div_rn(tl.load(num_ptr + k), mx)
         sc = div_rn(1.0, isc)
         mse = tl.zeros_like(mx)
@@ -293,7 +293,7 @@ def make_qp_quants(v, qw, jj, num_ptr, K: tl.constexpr, NMAX: tl.constexpr):
         sumlx += (wj * xj) * lf
         suml2 += (wj * lf) * lf
     # C stops after a pass without change; a further pass would change nothing either.
-    for _ in tl.static_range(5):
+    for _ in range(5):
         for j in tl.static_range(K):
             xj = tl.max(tl.where(jj == j, v, NEG), axis=1)
             wj = tl.max(tl.where(jj == j, qw, NEG), axis=1)
