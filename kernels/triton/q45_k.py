@@ -39,13 +39,13 @@ def _imatrix_weights_kernel(x_ptr, im_ptr, w_ptr, sw_ptr, nsb, blocks_per_row, B
     xp = x_ptr + s * 256
     qp = im_ptr + (s % blocks_per_row) * 256
     sum_x2 = tl.zeros([BS], tl.float32)
-    for l in tl.static_range(256):
+    for l in range(256):
         v = tl.load(xp + l, mask=mask, other=0.0)
         sum_x2 += v * v
     sigma2 = div_rn(2.0 * sum_x2, 256.0)
-    for j in tl.static_range(8):
+    for j in range(8):
         sumw = tl.zeros([BS], tl.float32)
-        for l in tl.static_range(32):
+        for l in range(32):
             v = tl.load(xp + 32 * j + l, mask=mask, other=0.0)
             w = tl.load(qp + 32 * j + l, mask=mask, other=0.0) * sqrt_rn(sigma2 + v * v)
             tl.store(w_ptr + s * 256 + 32 * j + l, w, mask=mask)
@@ -74,7 +74,7 @@ def _q45_k_kernel(
         )
     else:
         sum_x2 = tl.zeros([BS, 8], tl.float32)
-        for l in tl.static_range(32):
+        for l in range(32):
             v = tl.load(xp + l, mask=mask, other=0.0)
             sum_x2 += v * v
         av = sqrt_rn(div_rn(sum_x2, 32.0))
@@ -129,7 +129,7 @@ def _q45_k_kernel(
         qs = op[:, None] + 48 + 32 * c  # [BS, 4]
     else:
         qs = op[:, None] + 16 + 32 * c
-    for i in tl.static_range(32):
+    for i in range(32):
         x = tl.load(xp + i, mask=mask, other=0.0)
         # the two nearest_int calls written inline (the interpreter pays for each device call)
         t = iscale * (x - origin)

@@ -1,8 +1,12 @@
 """The scale searches of ggml-quants.c as Triton device functions, one group per lane.
 
+Position loops are runtime loops (``range``), not unrolled: the search bodies are long and
+unrolling 32 positions times two passes made compiling one kernel take minutes; the
+order of operations is the same either way.
+
 Each function works on a tile of groups at once (any shape: [BLOCK] blocks, or
 [BLOCK, 8] sub-blocks of super-blocks); ``xp`` points at position 0 of every group,
-whose n weights follow contiguously. Positions are walked with ``tl.static_range`` and
+whose n weights follow contiguously. Positions are walked one after another and
 every sum runs in C's order from C's start value, so one lane does exactly what one
 call of the C function does (kernels/search/ has the same searches in PyTorch).
 
@@ -57,7 +61,7 @@ def qx_sums(xp, wp, mask, iscale, N: tl.constexpr, NMAX: tl.constexpr):
     """sumlx, suml2 of one trial scale: ``l = clamp(nearest_int(iscale*x))``, from 0."""
     sumlx = tl.zeros_like(iscale)
     suml2 = tl.zeros_like(iscale)
-    for i in tl.static_range(N):
+    for i in range(N):
         x = tl.load(xp + i, mask=mask, other=0.0)
         w = tl.load(wp + i, mask=mask, other=0.0)
         v = iscale * x  # nearest_int inlined (a device-function call per step is slow to interpret)
@@ -78,7 +82,7 @@ def make_qx_quants(xp, wp, mask, num_ptr, N: tl.constexpr, NMAX: tl.constexpr):
     """
     amax = tl.zeros(xp.shape, tl.float32)
     mx = tl.zeros(xp.shape, tl.float32)
-    for i in tl.static_range(N):
+    for i in range(N):
         x = tl.load(xp + i, mask=mask, other=0.0)
         ax = tl.abs(x)
         gt = ax > amax
@@ -134,7 +138,7 @@ def qkx_code(x, origin, iscale, NMAX: tl.constexpr):
 def qkx_error(xp, wp, av, mask, scale, origin, iscale, the_min, N: tl.constexpr, NMAX: tl.constexpr, W_AV: tl.constexpr):
     """sum_i w*(diff*diff), diff = scale*L + min - x, L the codes of (origin, iscale), from 0."""
     err = tl.zeros_like(scale)
-    for i in tl.static_range(N):
+    for i in range(N):
         x = tl.load(xp + i, mask=mask, other=0.0)
         if W_AV:
             w = av + tl.abs(x)
@@ -166,7 +170,7 @@ def make_qkx(xp, wp, av, mask, num_ptr, N: tl.constexpr, NMAX: tl.constexpr, NST
     mx = x
     sum_w = w
     sum_x = sum_w * x
-    for i in tl.static_range(1, N):
+    for i in range(1, N):
         x = tl.load(xp + i, mask=mask, other=0.0)
         if W_AV:
             w = av + tl.abs(x)
@@ -189,7 +193,7 @@ def make_qkx(xp, wp, av, mask, num_ptr, N: tl.constexpr, NMAX: tl.constexpr, NST
         sum_l = tl.zeros_like(isc)
         sum_l2 = tl.zeros_like(isc)
         sum_xl = tl.zeros_like(isc)
-        for i in tl.static_range(N):
+        for i in range(N):
             x = tl.load(xp + i, mask=mask, other=0.0)
             if W_AV:
                 w = av + tl.abs(x)
