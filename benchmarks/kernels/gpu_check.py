@@ -106,7 +106,7 @@ def backend_of(name: str) -> str:
 def _warm(name: str, with_imatrix: bool) -> float:
     """Run (so compile) the CUDA codec of one type on a small tensor; seconds taken. In a worker process."""
     t0 = time.monotonic()
-    x = torch.randn(8, 4096, device="cuda")
+    x = torch.randn(16, 4096, device="cuda")  # sizes divisible by 16, as the checked ones (same specialisation)
     im = torch.rand(4096, device="cuda") if with_imatrix else None
     kernels.quantize(x, name, im)
     torch.cuda.synchronize()
@@ -125,7 +125,9 @@ def prewarm(types: "list[str]", timeout_s: float) -> None:
     t0 = time.monotonic()
     workers = max(1, min(len(jobs), (os.cpu_count() or 2) - 1))
     pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-    futures = {pool.submit(_warm, t, im): (t, im) for t, im in jobs}
+    from benchmarks.kernels import gpu_check  # by module name: picklable for the spawned workers under -m
+
+    futures = {pool.submit(gpu_check._warm, t, im): (t, im) for t, im in jobs}
     done, pending = concurrent.futures.wait(futures, timeout=timeout_s)
     for f in done:
         t, im = futures[f]
