@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import threading
 
 import gguf
@@ -28,6 +29,28 @@ _WARMED: "set[str]" = set()
 
 # torch.set_num_threads is process-wide: one threaded quantize at a time owns it.
 _THREADS_LOCK = threading.Lock()
+
+
+# Which backend quantizes: "auto" (the default) takes the Triton codec for CUDA tensors when
+# triton imports and the type has one (kernels.triton.TRITON_CODECS), the PyTorch reference
+# otherwise; "triton" takes it for tensors on any device (CPU tensors need TRITON_INTERPRET=1,
+# set before triton is imported: the tests); "torch" never does.
+BACKEND_ENV = "DSQ_KERNELS_BACKEND"
+BACKENDS = ("auto", "triton", "torch")
+
+
+def _triton_codec(name: str, x: torch.Tensor):
+    """The Triton quantizer for type name and tensor x under BACKEND_ENV, or None for the reference."""
+    backend = os.environ.get(BACKEND_ENV, "auto").strip().lower() or "auto"
+    if backend not in BACKENDS:
+        raise ValueError(f"{BACKEND_ENV}={backend!r}: expected one of {', '.join(BACKENDS)}")
+    if backend == "torch" or (backend == "auto" and x.device.type != "cuda"):
+        return None
+    from kernels import triton as triton_codecs  # lazily: CPU-only machines may lack triton
+
+    if name not in triton_codecs.TRITON_CODECS or not triton_codecs.available():
+        return None
+    return triton_codecs.codec(name)
 
 
 def _rows_per_chunk(n_per_row: int) -> int:
@@ -80,6 +103,14 @@ def quantize(
         imatrix = imatrix.to(device=x.device, dtype=torch.float32).contiguous()
         if not torch.isfinite(imatrix).all():
             raise ValueError("imatrix contains NaN or Inf")
+    tri = _triton_codec(t.name, x)
+    if tri is not None:
+        # one launch per tensor (a few with an imatrix): no chunks, the input cast on its device
+        x32 = x.to(torch.float32).contiguous()
+        if not _all_finite(x32):
+            bad = (~torch.isfinite(x32)).any(dim=1).nonzero()[0, 0].item()
+            raise ValueError(f"input contains NaN or Inf (first in row {bad})")
+        return tri(x32, imatrix)
     codec = CODECS[t.name]
     fn = codec.quantize
     out = torch.empty((rows, nbytes), dtype=torch.uint8, device=x.device)

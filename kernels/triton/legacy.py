@@ -17,14 +17,17 @@ import triton
 import triton.language as tl
 
 from kernels.triton.common import (
+    INTERPRETED,
     div_rn, first_abs_max_step, fp16_bits, launch, roundf_small, sqrt_rn, store_u16, trunc_i32,
 )
 from kernels.triton.search import make_qkx, make_qx_quants, qkx_code, qkx_numerators, qx_code, qx_numerators
 
 QK = 32
-BLOCK = 128  # blocks per program
-ROWS_PER_PROGRAM = 32  # rows per program of the sigma2 sum
-WEIGHTS_PER_PROGRAM = 1024
+# Blocks per program (one lane each) on a GPU; interpreted, one big tile, since the
+# interpreter's cost is per operation whatever the tile's size.
+BLOCK = 4096 if INTERPRETED else 128
+ROWS_PER_PROGRAM = 256 if INTERPRETED else 32  # rows per program of the sigma2 sum
+WEIGHTS_PER_PROGRAM = 1 << 16 if INTERPRETED else 1024
 
 
 @triton.jit

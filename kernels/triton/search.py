@@ -1,8 +1,12 @@
 """The scale searches of ggml-quants.c as Triton device functions, one group per lane.
 
+Position loops are runtime loops (``range``), not unrolled: the search bodies are long and
+unrolling 32 positions times two passes made compiling one kernel take minutes; the
+order of operations is the same either way.
+
 Each function works on a tile of groups at once (any shape: [BLOCK] blocks, or
 [BLOCK, 8] sub-blocks of super-blocks); ``xp`` points at position 0 of every group,
-whose n weights follow contiguously. Positions are walked with ``tl.static_range`` and
+whose n weights follow contiguously. Positions are walked one after another and
 every sum runs in C's order from C's start value, so one lane does exactly what one
 call of the C function does (kernels/search/ has the same searches in PyTorch).
 
@@ -21,7 +25,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.triton.common import GROUP_MAX_EPS, div_rn, first_abs_max_step, nearest_int
+from kernels.triton.common import GROUP_MAX_EPS, div_rn, nearest_int
 
 
 def _table(values: "list[np.float32]", device: torch.device) -> torch.Tensor:
@@ -57,10 +61,13 @@ def qx_sums(xp, wp, mask, iscale, N: tl.constexpr, NMAX: tl.constexpr):
     """sumlx, suml2 of one trial scale: ``l = clamp(nearest_int(iscale*x))``, from 0."""
     sumlx = tl.zeros_like(iscale)
     suml2 = tl.zeros_like(iscale)
-    for i in tl.static_range(N):
+    for i in range(N):
         x = tl.load(xp + i, mask=mask, other=0.0)
         w = tl.load(wp + i, mask=mask, other=0.0)
-        l = tl.minimum(tl.maximum(nearest_int(iscale * x), -NMAX), NMAX - 1).to(tl.float32)
+        v = iscale * x  # nearest_int inlined (a device-function call per step is slow to interpret)
+        l = ((v + 12582912.0).to(tl.int32, bitcast=True) & 0x007FFFFF) - 0x00400000
+        l = tl.where(v == v, l, 0)
+        l = tl.minimum(tl.maximum(l, -NMAX), NMAX - 1).to(tl.float32)
         sumlx += (w * x) * l
         suml2 += (w * l) * l
     return sumlx, suml2
@@ -75,9 +82,12 @@ def make_qx_quants(xp, wp, mask, num_ptr, N: tl.constexpr, NMAX: tl.constexpr):
     """
     amax = tl.zeros(xp.shape, tl.float32)
     mx = tl.zeros(xp.shape, tl.float32)
-    for i in tl.static_range(N):
+    for i in range(N):
         x = tl.load(xp + i, mask=mask, other=0.0)
-        amax, mx = first_abs_max_step(x, amax, mx)
+        ax = tl.abs(x)
+        gt = ax > amax
+        amax = tl.where(gt, ax, amax)
+        mx = tl.where(gt, x, mx)
     live = amax >= GROUP_MAX_EPS
     mx = tl.where(live, mx, 1.0)  # dead lanes: any finite divisor, their result is discarded
     iscale = div_rn(tl.load(num_ptr), mx)
@@ -128,9 +138,15 @@ def qkx_code(x, origin, iscale, NMAX: tl.constexpr):
 def qkx_error(xp, wp, av, mask, scale, origin, iscale, the_min, N: tl.constexpr, NMAX: tl.constexpr, W_AV: tl.constexpr):
     """sum_i w*(diff*diff), diff = scale*L + min - x, L the codes of (origin, iscale), from 0."""
     err = tl.zeros_like(scale)
-    for i in tl.static_range(N):
-        x, w = qkx_weight(xp, wp, av, i, mask, W_AV)
-        l = qkx_code(x, origin, iscale, NMAX).to(tl.float32)
+    for i in range(N):
+        x = tl.load(xp + i, mask=mask, other=0.0)
+        if W_AV:
+            w = av + tl.abs(x)
+        else:
+            w = tl.load(wp + i, mask=mask, other=0.0)
+        v = iscale * (x - origin)
+        l = ((v + 12582912.0).to(tl.int32, bitcast=True) & 0x007FFFFF) - 0x00400000
+        l = tl.minimum(tl.maximum(tl.where(v == v, l, 0), 0), NMAX).to(tl.float32)
         diff = scale * l + the_min - x
         err += w * (diff * diff)
     return err
@@ -145,13 +161,21 @@ def make_qkx(xp, wp, av, mask, num_ptr, N: tl.constexpr, NMAX: tl.constexpr, NST
     which is qkx3's max <= min since min <= 0 and min <= max). num_ptr: qkx_numerators.
     W_AV: weights av + |x| (av per lane) instead of loading them from wp.
     """
-    x, w = qkx_weight(xp, wp, av, 0, mask, W_AV)
+    x = tl.load(xp, mask=mask, other=0.0)
+    if W_AV:
+        w = av + tl.abs(x)
+    else:
+        w = tl.load(wp, mask=mask, other=0.0)
     mn = x
     mx = x
     sum_w = w
     sum_x = sum_w * x
-    for i in tl.static_range(1, N):
-        x, w = qkx_weight(xp, wp, av, i, mask, W_AV)
+    for i in range(1, N):
+        x = tl.load(xp + i, mask=mask, other=0.0)
+        if W_AV:
+            w = av + tl.abs(x)
+        else:
+            w = tl.load(wp + i, mask=mask, other=0.0)
         mn = tl.where(x < mn, x, mn)
         mx = tl.where(x > mx, x, mx)
         sum_w += w
@@ -169,9 +193,15 @@ def make_qkx(xp, wp, av, mask, num_ptr, N: tl.constexpr, NMAX: tl.constexpr, NST
         sum_l = tl.zeros_like(isc)
         sum_l2 = tl.zeros_like(isc)
         sum_xl = tl.zeros_like(isc)
-        for i in tl.static_range(N):
-            x, w = qkx_weight(xp, wp, av, i, mask, W_AV)
-            l = qkx_code(x, cur_min, isc, NMAX).to(tl.float32)
+        for i in range(N):
+            x = tl.load(xp + i, mask=mask, other=0.0)
+            if W_AV:
+                w = av + tl.abs(x)
+            else:
+                w = tl.load(wp + i, mask=mask, other=0.0)
+            v = isc * (x - cur_min)
+            l = ((v + 12582912.0).to(tl.int32, bitcast=True) & 0x007FFFFF) - 0x00400000
+            l = tl.minimum(tl.maximum(tl.where(v == v, l, 0), 0), NMAX).to(tl.float32)
             wl = w * l
             sum_l += wl
             sum_l2 += wl * l
@@ -216,10 +246,13 @@ def make_qp_quants(v, qw, jj, num_ptr, K: tl.constexpr, NMAX: tl.constexpr):
     """ggml's make_qp_quants(K, nmax, x, L, qw) per row of v [B, K] -> (scale [B], L int32 [B, K]).
 
     L holds what C's uint8 L holds (negative codes wrap to 256 + l). num_ptr: qp_numerators.
+    Column j of a tile is taken with a max over a mask (exact, signed zeros kept); the
+    helpers are written inline because the interpreter pays for every device-function call.
     """
+    NEG: tl.constexpr = float("-inf")
     mx = tl.zeros([v.shape[0]], tl.float32)
     for j in tl.static_range(K):
-        xj = col_f(v, jj, j)
+        xj = tl.max(tl.where(jj == j, v, NEG), axis=1)
         mx = tl.where(mx > xj, mx, xj)  # MAX(max, x[i])
     zero = mx < GROUP_MAX_EPS
     mx = tl.where(zero, 1.0, mx)
@@ -227,20 +260,24 @@ def make_qp_quants(v, qw, jj, num_ptr, K: tl.constexpr, NMAX: tl.constexpr):
     scale = div_rn(1.0, iscale)
     best = tl.zeros_like(mx)
     for j in tl.static_range(K):
-        xj = col_f(v, jj, j)
-        wj = col_f(qw, jj, j)
-        lj = (nearest_int(iscale * xj) & 0xFF).to(tl.float32)
+        xj = tl.max(tl.where(jj == j, v, NEG), axis=1)
+        wj = tl.max(tl.where(jj == j, qw, NEG), axis=1)
+        t = iscale * xj
+        lj = ((t + 12582912.0).to(tl.int32, bitcast=True) & 0x007FFFFF) - 0x00400000
+        lj = (tl.where(t == t, lj, 0) & 0xFF).to(tl.float32)  # C stores it in uint8
         diff = xj - scale * lj
         best += (wj * diff) * diff
     best_isc = iscale
-    for k in tl.static_range(8):
+    for k in range(8):  # runtime loops here and below: less code to compile, same arithmetic
         isc = div_rn(tl.load(num_ptr + k), mx)
         sc = div_rn(1.0, isc)
         mse = tl.zeros_like(mx)
         for j in tl.static_range(K):
-            xj = col_f(v, jj, j)
-            wj = col_f(qw, jj, j)
-            lj = tl.minimum(nearest_int(isc * xj), NMAX).to(tl.float32)
+            xj = tl.max(tl.where(jj == j, v, NEG), axis=1)
+            wj = tl.max(tl.where(jj == j, qw, NEG), axis=1)
+            t = isc * xj
+            lj = ((t + 12582912.0).to(tl.int32, bitcast=True) & 0x007FFFFF) - 0x00400000
+            lj = tl.minimum(tl.where(t == t, lj, 0), NMAX).to(tl.float32)
             diff = xj - sc * lj
             mse += (wj * diff) * diff
         better = mse < best
@@ -250,24 +287,28 @@ def make_qp_quants(v, qw, jj, num_ptr, K: tl.constexpr, NMAX: tl.constexpr):
     suml2 = tl.zeros_like(mx)
     L = tl.zeros(v.shape, tl.int32)
     for j in tl.static_range(K):
-        xj = col_f(v, jj, j)
-        wj = col_f(qw, jj, j)
-        l = tl.minimum(nearest_int(best_isc * xj), NMAX)
+        xj = tl.max(tl.where(jj == j, v, NEG), axis=1)
+        wj = tl.max(tl.where(jj == j, qw, NEG), axis=1)
+        t = best_isc * xj
+        l = ((t + 12582912.0).to(tl.int32, bitcast=True) & 0x007FFFFF) - 0x00400000
+        l = tl.minimum(tl.where(t == t, l, 0), NMAX)
         L = tl.where(jj == j, (l & 0xFF)[:, None], L)
         lf = l.to(tl.float32)
         sumlx += (wj * xj) * lf
         suml2 += (wj * lf) * lf
     # C stops after a pass without change; a further pass would change nothing either.
-    for _ in tl.static_range(5):
+    for _ in range(5):
         for j in tl.static_range(K):
-            xj = col_f(v, jj, j)
-            wj = col_f(qw, jj, j)
-            Lj = col_i(L, jj, j)
+            xj = tl.max(tl.where(jj == j, v, NEG), axis=1)
+            wj = tl.max(tl.where(jj == j, qw, NEG), axis=1)
+            Lj = tl.sum(tl.where(jj == j, L, 0), axis=1)
             Lf = Lj.to(tl.float32)
             slx = sumlx - (wj * xj) * Lf
             sl2 = suml2 - (wj * Lf) * Lf
             ok = (slx > 0) & (sl2 > 0)
-            new_l = tl.minimum(nearest_int(div_rn(xj * sl2, slx)), NMAX)
+            t = tl.math.div_rn(xj * sl2, slx)
+            new_l = ((t + 12582912.0).to(tl.int32, bitcast=True) & 0x007FFFFF) - 0x00400000
+            new_l = tl.minimum(tl.where(t == t, new_l, 0), NMAX)
             ok = ok & (new_l != Lj)
             nf = new_l.to(tl.float32)
             slx = slx + (wj * xj) * nf
