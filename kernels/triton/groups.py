@@ -10,12 +10,14 @@ differently), every position stays in registers, and no lane talks to another.
 Packing bytes needs the other view, [G, n], where integers may be summed in any order;
 ``stack`` turns the tuple into it, ``column`` reads one position back out.
 
-Imports nothing from kernels.
+Imports kernels.triton.common only.
 """
 from __future__ import annotations
 
 import triton
 import triton.language as tl
+
+from kernels.triton.common import INTERPRETED
 
 # Under the interpreter a program costs its op count in Python overhead (about a
 # millisecond an op), whatever its size: one program takes up to this many super-blocks.
@@ -25,7 +27,7 @@ INTERPRETER_SUPERBLOCKS = 256
 def program_superblocks(n_sb: int, on_gpu: int) -> int:
     """Super-blocks per program: ``on_gpu`` when compiled; under TRITON_INTERPRET=1 as few
     programs as possible (a power of two covering n_sb, at most INTERPRETER_SUPERBLOCKS)."""
-    if not triton.knobs.runtime.interpret:
+    if not INTERPRETED:
         return on_gpu
     return min(INTERPRETER_SUPERBLOCKS, max(on_gpu, triton.next_power_of_2(n_sb)))
 
