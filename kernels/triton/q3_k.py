@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.triton.common import GROUP_MAX_EPS, div_rn, fp16_bits, fp16_round, launch, nearest_int, sqrt_rn, store_u16
+from kernels.triton.common import div_rn, fp16_bits, fp16_round, launch, nearest_int, sqrt_rn, store_u16
 from kernels.triton.groups import load_positions, program_superblocks, stack, unstack
 from kernels.triton.q3 import make_q3_quants
 from kernels.triton.qx import make_qx_quants, qx_codes
