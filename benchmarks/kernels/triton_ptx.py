@@ -26,7 +26,7 @@ import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from kernels.triton import legacy, q45_k  # noqa: E402
+from kernels.triton import legacy, q2_k, q3_k, q6_k, q45_k  # noqa: E402
 from kernels.triton.common import EXACT_OPTIONS  # noqa: E402
 
 F, U8, I = "*fp32", "*u8", "i32"
@@ -58,6 +58,17 @@ VARIANTS += [
     ("Q5_K", q45_k._q45_k_kernel, _K, dict(NMAX=31, NSTEP=15, IMATRIX=False, Q5=True, TS=176, BS=q45_k.BS)),
     ("Q4_K imatrix", q45_k._q45_k_kernel, _K, dict(NMAX=15, NSTEP=36, IMATRIX=True, Q5=False, TS=144, BS=q45_k.BS)),
     ("Q5_K imatrix", q45_k._q45_k_kernel, _K, dict(NMAX=31, NSTEP=36, IMATRIX=True, Q5=True, TS=176, BS=q45_k.BS)),
+]
+# Q6_K, Q3_K, Q2_K: one lane per sub-block, its 16 weights in registers (kernels.triton.groups)
+_SUB = dict(x_ptr=F, qw_ptr=F, out_ptr=U8, n_sb=I, sb_per_row=I)
+_Q2 = dict(x_ptr=F, qw_ptr=F, num_ptr=F, qp_num_ptr=F, out_ptr=U8, n_sb=I, sb_per_row=I)
+VARIANTS += [
+    ("Q6_K", q6_k._q6_k_kernel, _SUB, dict(HAS_QW=False, SB=q6_k.SB)),
+    ("Q6_K imatrix", q6_k._q6_k_kernel, _SUB, dict(HAS_QW=True, SB=q6_k.SB)),
+    ("Q3_K", q3_k._q3_k_kernel, _SUB, dict(HAS_QW=False, SB=q3_k.SB)),
+    ("Q3_K imatrix", q3_k._q3_k_kernel, _SUB, dict(HAS_QW=True, SB=q3_k.SB)),
+    ("Q2_K", q2_k._q2_k_kernel, _Q2, dict(HAS_QW=False, SB=q2_k.SB)),
+    ("Q2_K imatrix", q2_k._q2_k_kernel, _Q2, dict(HAS_QW=True, SB=q2_k.SB)),
 ]
 
 # PTX opcodes (prefixes) that would make results differ from C's float32 arithmetic

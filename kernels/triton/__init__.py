@@ -25,6 +25,9 @@ TRITON_CODECS: dict[str, str] = {
     "Q5_1": "kernels.triton.legacy:quantize_q5_1",
     "Q4_K": "kernels.triton.q45_k:quantize_q4_k",
     "Q5_K": "kernels.triton.q45_k:quantize_q5_k",
+    "Q6_K": "kernels.triton.q6_k:quantize_q6_k",
+    "Q3_K": "kernels.triton.q3_k:quantize_q3_k",
+    "Q2_K": "kernels.triton.q2_k:quantize_q2_k",
 }
 
 Codec = Callable[[torch.Tensor, "torch.Tensor | None"], torch.Tensor]
