@@ -176,6 +176,11 @@ def main_job(base: str, tokens: dict, workdir: Path, procs: ProcessGroup) -> dic
         rita.post(f"/api/releases/{release['id']}/approve/", {"reason": "my own"})
     except RuntimeError as exc:
         say(f"{REQUESTER} cannot approve it herself: {str(exc).split('→')[1].strip()[:70]}…")
+    evidence = alice.get(f"/api/releases/{release['id']}/evidence/")
+    say(f"{APPROVER} reads the evidence: {evidence_line(evidence['drop'])}")
+    verdict = evidence["verdict"]
+    say(f"release policy ({verdict['policy']}): {'passes' if verdict['passed'] else 'FAILS'} — "
+        + "; ".join(c["message"] for c in verdict["checks"]))
     alice.post(f"/api/releases/{release['id']}/approve/", {"reason": "KLD and size look right"})
     say(f"{APPROVER} approved it; publishing to the Hub")
     published = wait_until("the release to be published",
@@ -198,6 +203,18 @@ def main_job(base: str, tokens: dict, workdir: Path, procs: ProcessGroup) -> dic
     report = rita.get(f"/api/checkpoints/{CHECKPOINT}/comparison/")
     return {"report": report, "seconds": {"quantize": t_quant, "benchmark": t_bench,
                                           "total": time.monotonic() - t0}}
+
+
+def evidence_line(drop: dict) -> str:
+    """The variant against its reference, as the review page shows it (registry.figures)."""
+    from registry.figures import plus_minus, sig
+
+    t = drop["tier1"]
+    if t is None:
+        return "no quality results"
+    return (f"vs {drop['reference']}: PPL {plus_minus(t['ppl'], t['ppl_uncertainty'])} against "
+            f"{plus_minus(t['reference_ppl'], t['reference_ppl_uncertainty'])} (ratio {t['ppl_ratio']:.4f}), "
+            f"KLD mean {sig(t['kld_mean'])} / p99 {sig(t['kld_p99'])}, top-1 {t['top1_percent']:.2f} %")
 
 
 def run_with_llama_cpp(path: Path) -> str:

@@ -11,7 +11,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from registry import models, publishing, quality
+from registry import models, publishing, review
 from registry.access import can_read_audit_log
 from registry.models import is_approver
 
@@ -121,6 +121,11 @@ class VariantAdmin(ReadOnlyAdmin):
 
 class DecisionForm(forms.Form):
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), required=False)
+    override = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), required=False,
+        label="Override justification",
+        help_text="Only to approve a candidate that fails its release policy: why it should be released anyway "
+                  "(audited, and shown on the release, the dashboard and the model card).")
 
 
 @admin.register(models.Release)
@@ -147,7 +152,7 @@ class ReleaseAdmin(ReadOnlyAdmin):
         return [review] + super().get_urls()
 
     def review_view(self, request, pk: int):
-        """Size, bits per weight and the drop against the baseline, then approve or reject with a reason."""
+        """The evidence (registry.review: drop, policy verdict, types, siblings, fit), then approve or reject."""
         release = get_object_or_404(models.Release.objects.select_related(
             "variant__checkpoint", "variant__recipe", "requested_by", "decided_by"), pk=pk)
         if not (is_approver(request.user) or request.user.has_perm("registry.view_release")):
@@ -157,7 +162,7 @@ class ReleaseAdmin(ReadOnlyAdmin):
             reason = form.cleaned_data["reason"]
             try:
                 if "_approve" in request.POST:
-                    publishing.approve(release, request.user, reason)
+                    publishing.approve(release, request.user, reason, form.cleaned_data["override"])
                 elif "_reject" in request.POST:
                     release.reject(request.user, reason)
                 messages.success(request, f"{release} is {release.state}")
@@ -165,10 +170,9 @@ class ReleaseAdmin(ReadOnlyAdmin):
             except (ValidationError, PermissionDenied) as exc:
                 messages.error(request, "; ".join(getattr(exc, "messages", None) or [str(exc)]))
         variant = release.variant
-        report = quality.comparison(variant.checkpoint)
         context = dict(
             self.admin_site.each_context(request), title=f"Review {release}", release=release, variant=variant,
-            files=variant.files.all(), report=report, row=quality.drop_of(variant, report), form=form,
+            files=variant.files.all(), evidence=review.of(release), form=form,
             can_decide=is_approver(request.user) and release.requested_by_id != request.user.pk
             and release.state == models.Release.State.CANDIDATE,
             size_gib=variant.total_bytes / 2**30, opts=self.model._meta)

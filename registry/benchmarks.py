@@ -7,12 +7,15 @@ Other suite names are task suites (quant/eval/suites), run through lm-evaluation
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from registry import dispatch
+from registry.evidence import BenchmarkResult, Quality, Score, TierOne
 from registry.models import AuditLog, BenchmarkJob, Checkpoint, JobState, Variant
+from registry.quality import variant_label
 
 QUALITY = "quality"
 # Above this many weights the unquantized reference does not fit one host: Q8_0 stands in.
@@ -48,7 +51,7 @@ def request_benchmarks(variant: Variant, suites: "list[str]", user=None) -> list
     check_suites(suites)
     out = []
     for suite in dict.fromkeys(suites):
-        if suite in (variant.quality or {}).get("suites", {}):
+        if suite in Quality.from_json(variant.quality).suites:
             continue
         key = request_key(variant, suite)
         live = BenchmarkJob.objects.filter(request_key=key, state__in=[JobState.QUEUED, JobState.RUNNING]).first()
@@ -67,20 +70,39 @@ def request_benchmarks(variant: Variant, suites: "list[str]", user=None) -> list
     return out
 
 
-def quality_summary(result: dict, reference_label: str) -> dict:
-    """The flat fields the drop report reads (registry.quality), from a tier-1 evaluation result."""
-    return {"ppl": result["perplexity"]["ppl"], "ppl_uncertainty": result["perplexity"].get("uncertainty"),
-            "ppl_ratio": result["ppl_ratio"], "kld_mean": result["kld_mean"], "kld_p99": result["kld_p99"],
-            "kld_max": result["kld_max"], "top1_percent": 100.0 * result["top1_agreement"],
-            "rms_dp_percent": 100.0 * result["rms_dp"], "reference": reference_label}
-
-
-def record_quality(variant: Variant, suite: str, result: dict, summary: "dict | None" = None) -> None:
-    """Store a suite's full result under quality["suites"] and its summary at the top level."""
+def _update(variant: Variant, change) -> Quality:
+    """Read, change and store a variant's Quality under a row lock (two suites may finish together)."""
     with transaction.atomic():
         v = Variant.objects.select_for_update().get(pk=variant.pk)
-        quality = dict(v.quality or {})
-        quality["suites"] = {**quality.get("suites", {}), suite: result}
-        quality.update(summary or {})
-        v.quality = quality
+        quality = change(Quality.from_json(v.quality))
+        v.quality = quality.to_json()
         v.save(update_fields=["quality"])
+    variant.quality = v.quality
+    return quality
+
+
+def _with_suite(quality: Quality, suite: str) -> tuple[str, ...]:
+    return quality.suites if suite in quality.suites else (*quality.suites, suite)
+
+
+def record_tier1(variant: Variant, reference: Variant, result: dict, suite: str = QUALITY,
+                 reference_ppl_uncertainty: "float | None" = None) -> BenchmarkResult:
+    """Store a tier-1 measurement (quant.eval.kld.VariantQuality.as_dict()) of `variant` against `reference`,
+    and mark the reference as the baseline with its own PPL. Returns what the benchmark job keeps."""
+    tier1 = TierOne.from_evaluation(result, reference_ppl_uncertainty)
+    label = variant_label(reference)
+    _update(variant, lambda q: replace(q, reference=label, reference_variant=reference.pk, tier1=tier1,
+                                       suites=_with_suite(q, suite)))
+    if reference.pk != variant.pk:
+        own = TierOne.of_reference(tier1.reference_ppl, tier1.reference_ppl_uncertainty, tier1.n_positions)
+        _update(reference, lambda q: replace(q, reference=label, reference_variant=reference.pk, baseline=True,
+                                             tier1=q.tier1 if q.baseline and q.tier1 else own))
+    return BenchmarkResult(suite=suite, reference=label, tier1=tier1, detail=result)
+
+
+def record_scores(variant: Variant, suite: str, result: dict) -> BenchmarkResult:
+    """Store a task suite's scores (quant.eval.harness.SuiteResult.as_dict()): mean ± std over runs."""
+    scores = {s["benchmark"]: Score(float(s["mean"]), s.get("std"), tuple(float(x) for x in s.get("runs") or ()))
+              for s in result["scores"]}
+    _update(variant, lambda q: replace(q, scores={**q.scores, **scores}, suites=_with_suite(q, suite)))
+    return BenchmarkResult(suite=suite, scores=scores, detail=result)

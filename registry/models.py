@@ -54,6 +54,10 @@ class Checkpoint(models.Model):
     source_dtype = models.CharField(max_length=8, choices=Dtype.choices, default=Dtype.BF16)
     config = models.JSONField(default=dict, help_text="The checkpoint's config.json")
     local_path = models.CharField(max_length=1000, blank=True, help_text="Where its safetensors/GGUF files are")
+    release_policy = models.JSONField(
+        default=dict, blank=True,
+        help_text="Overrides of its family's release policy, key by key (registry/release_policy.py); "
+                  "set through registry.release_policy.set_for")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -357,6 +361,10 @@ class Release(models.Model):
                                    related_name="+")
     decided_at = models.DateTimeField(null=True, blank=True)
     decision_reason = models.TextField(blank=True)
+    policy_verdict = models.JSONField(default=dict, blank=True,
+                                      help_text="The release policy's verdict at approval (registry.release_policy)")
+    policy_override = models.TextField(blank=True, help_text="The approver's justification for approving a "
+                                                             "candidate that failed its release policy")
     hub_repo = models.CharField(max_length=200, blank=True)
     hub_commit = models.CharField(max_length=64, blank=True)
     hub_tag = models.CharField(max_length=200, blank=True)
@@ -402,29 +410,46 @@ class Release(models.Model):
             AuditLog.record(user, "release.request", release, variant=variant.pk, version=release.version)
         return release
 
-    def _decide(self, user, reason: str, state: str) -> None:
+    def check_decider(self, user) -> None:
+        """Who may decide: an approver who did not request it, on a candidate (PermissionDenied or ValidationError)."""
         if not is_approver(user):
             raise PermissionDenied("only approvers can approve or reject releases")
         if self.requested_by_id == getattr(user, "pk", None):
             raise PermissionDenied("the requester of a release cannot approve or reject it")
         if self.state != Release.State.CANDIDATE:
             raise ValidationError(f"release {self} is already {self.state}")
+
+    def _decide(self, user, reason: str, state: str, **evidence) -> None:
+        self.check_decider(user)
         check_text_size("reason", reason)
         self.state, self.decided_by, self.decided_at, self.decision_reason = state, user, timezone.now(), reason
-        self.save(update_fields=["state", "decided_by", "decided_at", "decision_reason"])
+        for name, value in evidence.items():
+            setattr(self, name, value)
+        self.save(update_fields=["state", "decided_by", "decided_at", "decision_reason", *evidence])
 
-    def approve(self, user, reason: str = "") -> None:
+    def approve(self, user, reason: str = "", *, verdict: "dict | None" = None, override: str = "") -> None:
         """Approve a candidate: it gets its immutable version tag and becomes `latest`.
 
-        Sending it to the Hub is registry.publishing.approve's (models never reach the queue)."""
+        The release policy (registry.release_policy) is checked by registry.publishing.approve, which passes
+        its verdict and, for a candidate that failed it, the approver's written justification (audited
+        apart as release.policy_override). Sending it to the Hub is publishing's too (models never reach
+        the queue)."""
+        check_text_size("override", override)
         with transaction.atomic():
             locked = Release.objects.select_for_update().get(pk=self.pk)
-            locked._decide(user, reason, Release.State.APPROVED)
+            locked._decide(user, reason, Release.State.APPROVED, policy_verdict=verdict or {},
+                           policy_override=override)
             checkpoint, quant = self.variant.checkpoint, self.variant.recipe.name
             Tag.objects.create(checkpoint=checkpoint, quant=quant, name=self.label, kind=Tag.Kind.VERSION,
                                release=locked, updated_by=user)
             Tag.channel(checkpoint, quant, "latest").move(locked, user)
-            AuditLog.record(user, "release.approve", locked, reason=reason)
+            AuditLog.record(user, "release.approve", locked, reason=reason,
+                            policy=("not checked" if not verdict else "passed" if verdict.get("passed")
+                                    else "overridden"))
+            if override:
+                AuditLog.record(user, "release.policy_override", locked, justification=override,
+                                failures=[c["message"] for c in (verdict or {}).get("checks", []) if not c["passed"]],
+                                policy=(verdict or {}).get("policy", ""))
         self.refresh_from_db()
 
     def reject(self, user, reason: str) -> None:
@@ -459,7 +484,7 @@ class Release(models.Model):
 
     # What a version means: fixed at approval (what was reviewed), and where it went once published.
     FROZEN_WHEN_APPROVED = ("variant_id", "version", "requested_by_id", "decided_by_id", "decided_at",
-                            "decision_reason")
+                            "decision_reason", "policy_verdict", "policy_override")
     FROZEN_WHEN_PUBLISHED = ("hub_repo", "hub_commit", "hub_tag", "published_at")
 
     def save(self, *args, **kwargs):

@@ -12,16 +12,29 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from registry import dispatch
+from registry import dispatch, release_policy
 from registry.models import Release
 
 
-def approve(release: Release, user, reason: str = "") -> None:
-    """Approve a candidate (Release.approve) and, with DSQ_PUBLISH_ON_APPROVAL, send it to the Hub after commit."""
+def approve(release: Release, user, reason: str = "", override: str = "") -> release_policy.Verdict:
+    """Approve a candidate that satisfies its release policy (Release.approve) and, with
+    DSQ_PUBLISH_ON_APPROVAL, send it to the Hub after commit.
+
+    A candidate lacking the evidence its policy requires, or over one of its limits, is refused
+    (release_policy.PolicyRefusal, with every failed line) unless the approver writes a justification in
+    `override`: then it is approved, and the justification is stored on the release and audited. Who may
+    decide is checked first, so the requester is refused as such whatever the evidence.
+    """
+    release.check_decider(user)
+    verdict = release_policy.evaluate(release.variant)
+    override = override.strip()
+    if not verdict.passed and not override:
+        raise release_policy.PolicyRefusal(release, verdict)
     with transaction.atomic():
-        release.approve(user, reason)
+        release.approve(user, reason, verdict=verdict.to_json(), override="" if verdict.passed else override)
         if settings.DSQ_PUBLISH_ON_APPROVAL:
             dispatch.publish_on_commit(release.pk)
+    return verdict
 
 
 def publish(release: Release) -> None:

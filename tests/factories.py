@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 
 from pathlib import Path
 
@@ -63,3 +64,58 @@ def variant(ckpt: "Checkpoint | None" = None, rcp: "Recipe | None" = None, *, st
 
 def release(v: "Variant | None" = None, *, by, **fields) -> Release:
     return Release.request(v or variant(), by, **fields)
+
+
+def measured(v: Variant, reference: Variant, *, ppl: float = 5.4, reference_ppl: float = 5.1,
+             ppl_uncertainty: float = 0.12, reference_ppl_uncertainty: float = 0.11, kld_mean: float = 0.05,
+             kld_p99: float = 0.42, top1: float = 0.91, n_positions: int = 2032) -> Variant:
+    """Tier-1 evidence as the benchmark worker records it: quant.eval's VariantQuality of `v` against
+    `reference`, through registry.benchmarks.record_tier1 (the one writer of Variant.quality)."""
+    from quant.eval.kld import VariantQuality
+    from quant.eval.perplexity import PerplexityResult
+    from registry.benchmarks import record_tier1
+
+    result = VariantQuality(
+        perplexity=PerplexityResult(ppl, ppl_uncertainty, math.log(ppl), n_positions, 8, []),
+        reference_ppl=reference_ppl, ppl_ratio=ppl / reference_ppl, kld_mean=kld_mean,
+        kld_mean_uncertainty=kld_mean / 20, kld_median=kld_mean / 2, kld_p99=kld_p99, kld_max=2 * kld_p99,
+        top1_agreement=top1, rms_dp=0.04, n_positions=n_positions)
+    record_tier1(v, reference, result.as_dict(), reference_ppl_uncertainty=reference_ppl_uncertainty)
+    v.refresh_from_db()
+    reference.refresh_from_db()
+    return v
+
+
+def scored(v: Variant, runs: "dict[str, list[float]]", suite: str = "deepseek-paper") -> Variant:
+    """Task-suite scores as the benchmark worker records them: quant.eval.harness's SuiteResult (runs in
+    percent, one per repeat) through registry.benchmarks.record_scores."""
+    from quant.eval.harness import BenchmarkScore, SuiteResult
+    from registry.benchmarks import record_scores
+
+    result = SuiteResult(suite, [BenchmarkScore(name, None, "acc", tuple(r)) for name, r in runs.items()])
+    record_scores(v, suite, result.as_dict())
+    v.refresh_from_db()
+    return v
+
+
+def reference_and_candidate(ckpt: "Checkpoint | None" = None, quant: str = "DQ3_K_M", **measures) -> "tuple[Variant, Variant]":
+    """The checkpoint's F16 reference and a variant of `quant` measured against it (within the default policy
+    unless `measures` say otherwise)."""
+    ckpt = ckpt or checkpoint()
+    ref = variant(ckpt, recipe("F16"), bits_per_weight=16.0, total_bytes=4000)
+    v = variant(ckpt, recipe(quant), bits_per_weight=3.59, total_bytes=900)
+    measured(v, ref, **measures)
+    return ref, v
+
+
+def plan_of_conversion(tensors: "list[tuple[str, tuple[int, ...], str, int]]", recipe_name: str = "custom") -> dict:
+    """Variant.plan as the quantize worker stores it: registry.evidence.Plan of a quant.convert.ConversionResult
+    with these (name, shape, type, bytes) tensors."""
+    from quant.convert import ConversionResult, TensorResult
+    from registry.evidence import Plan
+
+    result = ConversionResult(files=[], tensors=[TensorResult(n, s, t, b, 0) for n, s, t, b in tensors],
+                              recipe_name=recipe_name, recipe_sha256="0" * 64, arch="deepseek2",
+                              n_params=sum(math.prod(s) for _, s, _, _ in tensors),
+                              total_bytes=sum(b for *_, b in tensors), seconds=0.0)
+    return Plan.from_conversion(result).to_json()

@@ -1,8 +1,9 @@
-"""The benchmark job: measure a variant, store the result in Variant.quality.
+"""The benchmark job: measure a variant, store the result in Variant.quality (registry.evidence shapes).
 
 Tier 1 (suite "quality"): perplexity and KL divergence of the variant's GGUF against the
 checkpoint's reference variant (built here first when missing). Tier 2 (any other suite): a
 named task suite (quant/eval/suites) through lm-evaluation-harness against a llama.cpp server.
+Both are written through registry.benchmarks (record_tier1, record_scores), the one writer of those shapes.
 """
 from __future__ import annotations
 
@@ -13,9 +14,8 @@ from pathlib import Path
 
 from django.conf import settings
 
-from registry.benchmarks import QUALITY, quality_summary, record_quality, reference_recipe_name
+from registry.benchmarks import QUALITY, record_scores, record_tier1, reference_recipe_name
 from registry.models import BenchmarkJob, Checkpoint, Recipe, Variant
-from registry.quality import variant_label
 from workers import storage
 from workers.context import JobContext, PermanentError
 from workers.quantize import build_variant
@@ -63,21 +63,15 @@ def quality(job: BenchmarkJob, ctx: JobContext) -> dict:
     ref = cached_reference(storage.first_file(reference), text, storage.storage_root() / "references", eval_settings,
                            reporter=ctx)
     result = evaluate_variant(storage.first_file(variant), text, ref, eval_settings, reporter=ctx).as_dict()
-    label = variant_label(reference)
-    record_quality(variant, job.suite, result, quality_summary(result, label))
-    if not (reference.quality or {}).get("baseline"):
-        # The reference against itself: its PPL, no divergence. The drop table measures from it.
-        record_quality(reference, job.suite, {"ppl": result["reference_ppl"]},
-                       {"ppl": result["reference_ppl"], "kld_mean": 0.0, "top1_percent": 100.0, "baseline": True,
-                        "reference": label})
-    return {"result": result}
+    stored = record_tier1(variant, reference, result, job.suite, reference_ppl_uncertainty=ref.perplexity.uncertainty)
+    return {"result": stored.to_json()}
 
 
 def task_suite(job: BenchmarkJob, ctx: JobContext) -> dict:
     """Tier 2: a named task suite (quant/eval/suites) through lm-evaluation-harness against the variant.
 
     The model is served by llama-cpp-python's OpenAI-compatible server on loopback, or by an external
-    llama-server (job.options["server_url"], e.g. a multi-GPU host). Scores go to Variant.quality["scores"].
+    llama-server (job.options["server_url"], e.g. a multi-GPU host). Scores go to Variant.quality.scores.
     options: limit (questions per task), offline (no dataset downloads; default on), n_ctx, n_gpu_layers.
     """
     from quant.eval.harness import run_suite
@@ -104,7 +98,4 @@ def task_suite(job: BenchmarkJob, ctx: JobContext) -> dict:
                                offline=bool(opts.get("offline", True)), reporter=ctx)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    scores = {**(job.variant.quality or {}).get("scores", {}),
-              **{s.benchmark: {"mean": s.mean, "std": s.std} for s in result.scores}}
-    record_quality(job.variant, job.suite, result.as_dict(), {"scores": scores})
-    return {"result": result.as_dict()}
+    return {"result": record_scores(job.variant, job.suite, result.as_dict()).to_json()}

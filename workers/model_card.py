@@ -2,8 +2,10 @@
 
 The YAML header carries what the Hub uses to link a quantization to its base model
 (`base_model`, `base_model_relation: quantized`, `library_name: gguf`, `quantized_by`, tags).
-The body lists, for each published quant, its release, size, bits per weight, the recipe and
-the quality drop against the reference. Built only from registry rows: no secret can reach it.
+The body lists, for each published quant, its release, size, bits per weight, the quality drop
+against the reference metric by metric (registry.quality.drop), the release policy's verdict (and any
+override, with its justification), the recipe and its tensor types; then, for a checkpoint in the study,
+the study's published rows, labelled as such. Built only from registry rows: no secret can reach it.
 """
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ import json
 
 from django.conf import settings
 
-from registry import hub
+from quant.eval import report as eval_report
+from registry import figures, hub, quality, release_policy
+from registry.evidence import plan_of
 from registry.models import Release
 
 
@@ -23,33 +27,44 @@ def _fmt_bytes(n: int) -> str:
     return f"{n} B"
 
 
-def _number(x) -> str:
-    return f"{x:.4g}" if isinstance(x, (int, float)) and not isinstance(x, bool) else str(x)
-
-
-def drop_table(quality: dict) -> list[str]:
-    """Rows `| benchmark | reference | this quant | drop |` from Variant.quality.
-
-    A benchmark entry is either a number or a dict with `value` and optionally `reference`
-    (then the drop is shown as value − reference and relative change).
-    """
-    if not quality:
+def quality_table(drop: quality.Drop) -> list[str]:
+    """`| metric | reference | this quant | drop |`, one row per measured metric (registry.quality.Drop)."""
+    if not drop.measured:
         return ["_No benchmark results yet._"]
-    rows = ["| benchmark | reference | this quant | drop |", "|---|---|---|---|"]
-    for name in sorted(quality):
-        entry = quality[name]
-        if isinstance(entry, dict):
-            value, ref = entry.get("value"), entry.get("reference")
-            if value is None:
-                value = ", ".join(f"{k}={_number(v)}" for k, v in sorted(entry.items())
-                                  if isinstance(v, (int, float, str)))
-        else:
-            value, ref = entry, None
-        drop = ""
-        if isinstance(value, (int, float)) and isinstance(ref, (int, float)):
-            drop = f"{value - ref:+.4g}" + (f" ({(value - ref) / ref:+.2%})" if ref else "")
-        rows.append(f"| {name} | {_number(ref) if ref is not None else ''} | {_number(value)} | {drop} |")
+    rows = ["| metric | reference | this quant | drop |", "|---|---|---|---|"]
+    t = drop.tier1
+    if t is not None:
+        rows += [
+            f"| Perplexity | {figures.plus_minus(t.reference_ppl, t.reference_ppl_uncertainty)} | "
+            f"{figures.plus_minus(t.ppl, t.ppl_uncertainty)} | PPL ratio {t.ppl_ratio:.4f} "
+            f"({figures.percent(100.0 * (t.ppl_ratio - 1.0), signed=True)}) |",
+            f"| KLD mean | 0 | {figures.plus_minus(t.kld_mean, t.kld_mean_uncertainty)} | {figures.sig(t.kld_mean)} |",
+        ]
+        if t.kld_p99 is not None:
+            rows.append(f"| KLD p99 | 0 | {figures.sig(t.kld_p99)} | {figures.sig(t.kld_p99)} |")
+        rows.append(f"| Top-1 agreement | 100 % | {figures.percent(t.top1_percent)} | "
+                    f"{100.0 - t.top1_percent:.2f} points of tokens differ |")
+    for s in drop.scores:
+        if s.reference is None:
+            rows.append(f"| {s.benchmark} | — (no reference score) | {figures.plus_minus(s.mean, s.std, 2)} | — |")
+            continue
+        rows.append(f"| {s.benchmark} | {figures.plus_minus(s.reference_mean, s.reference_std, 2)} ({s.reference}) | "
+                    f"{figures.plus_minus(s.mean, s.std, 2)} | {figures.plus_minus(s.drop_points, s.drop_std, 2)} points "
+                    f"({figures.percent(s.drop_percent)}) |")
     return rows
+
+
+def policy_lines(release: Release) -> list[str]:
+    """The release policy's verdict stored at approval, line by line, and any override with its justification."""
+    verdict = release_policy.Verdict.from_json(release.policy_verdict)
+    if verdict is None:
+        return ["Release policy: not checked (approved before release policies existed)."]
+    lines = [f"Release policy ({verdict.policy}): **{'passed' if verdict.passed else 'failed'}**", ""]
+    lines += [f"- {'✓' if c.passed else '✗'} {c.message}" for c in verdict.checks]
+    if release.policy_override:
+        lines += ["", f"**Approved with an override of the release policy** by {release.decided_by}: "
+                      f"{release.policy_override}"]
+    return lines
 
 
 def quant_section(release: Release) -> list[str]:
@@ -68,9 +83,38 @@ def quant_section(release: Release) -> list[str]:
         "",
     ]
     lines += [f"- `{hub.path_in_repo(v, f.name)}` — {f.size} bytes, sha256 `{f.sha256}`" for f in files]
-    lines += ["", "Quality against the reference:", "", *drop_table(v.quality), "",
+    drop = quality.drop(v, release_policy.policy_for(v.checkpoint).accuracy_reference)
+    against = "this quant is the reference" if drop.baseline else f"against {drop.reference}" if drop.reference else ""
+    lines += ["", f"Quality{' (' + against + ')' if against else ''}:", "", *quality_table(drop), "",
+              *policy_lines(release), "",
+              f"Recipe {v.recipe.name} v{v.recipe.version}: tensor types (weights per type)", "",
+              *type_table(v), "",
               "<details><summary>Recipe</summary>", "", "```json", recipe, "```", "", "</details>", ""]
     return lines
+
+
+def type_table(variant) -> list[str]:
+    shares = plan_of(variant).type_breakdown()
+    if not shares:
+        return ["_No tensor plan stored._"]
+    rows = ["| type | tensors | weights | share |", "|---|---:|---:|---:|"]
+    rows += [f"| {r.type} | {r.tensors} | {r.weights if r.weights is not None else '—'} | "
+             f"{figures.percent(r.weight_percent)} |" for r in shares]
+    return rows
+
+
+def published_section(checkpoint) -> list[str]:
+    """The study's published rows for a checkpoint in it, labelled as published figures (not ours)."""
+    table = quality.study_table(checkpoint)
+    if table is None:
+        return []
+    data = eval_report.published_tables()[table]
+    report = eval_report.Report(checkpoint=table, baseline=data["baseline"],
+                                benchmarks=eval_report.published_benchmarks(), rows=eval_report.published_rows(table))
+    return ["## Published results of the study", "",
+            f"Figures published by {eval_report.PUBLISHED_LABEL.removeprefix('published (').rstrip(')')} for "
+            f"{table}, against its baseline {data['baseline']}: **published figures, not measured by dsq**.", "",
+            report.to_markdown(), ""]
 
 
 def render_card(release: Release, repo_id: str) -> str:
@@ -83,9 +127,10 @@ def render_card(release: Release, repo_id: str) -> str:
                  .select_related("variant__recipe").order_by("version"))
     for r in [*published, release]:
         latest[r.variant.quant_name] = r
+    # The Hub links a quantization to its base model by these two keys; a relation without a base is dangling.
+    base = {"base_model": checkpoint.hf_repo, "base_model_relation": "quantized"} if checkpoint.hf_repo else {}
     data = ModelCardData(
-        base_model=checkpoint.hf_repo or None,
-        base_model_relation="quantized",
+        **base,
         library_name="gguf",
         quantized_by=settings.DSQ_QUANTIZED_BY,
         tags=["gguf", "quantized", checkpoint.family.lower(), checkpoint.architecture],
@@ -101,6 +146,10 @@ def render_card(release: Release, repo_id: str) -> str:
         f"    llama-server -hf {hub.quant_ref(repo_id, release.variant.quant_name)}",
         "",
     ]
+    if not checkpoint.hf_repo:
+        body += [f"Base model: the local checkpoint {checkpoint.name}"
+                 f"{' at revision ' + checkpoint.revision if checkpoint.revision else ''} (not on the Hub).", ""]
     for name in sorted(latest):
         body += quant_section(latest[name])
+    body += published_section(checkpoint)
     return f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body)

@@ -21,6 +21,7 @@ from quant.hashing import file_sha256
 from quant.progress import Cancelled
 from registry import jobs
 from registry.benchmarks import known_suites, request_benchmarks
+from registry.evidence import Plan
 from registry.models import ArtifactFile, Checkpoint, QuantizationJob, Recipe, Variant
 from workers import storage
 from workers.context import JobContext, wait_for_database
@@ -122,8 +123,7 @@ def register(checkpoint: Checkpoint, recipe: Recipe, imatrix_sha256: str, tag: s
             variant.storage_path = str(relative)
             variant.total_bytes = sum(f.size for f in result.files)
             variant.bits_per_weight = result.bits_per_weight
-            variant.plan = {"recipe": result.recipe_name, "recipe_sha256": result.recipe_sha256, "arch": result.arch,
-                            "n_params": result.n_params, "types": result.types(), "seconds": result.seconds}
+            variant.plan = Plan.from_conversion(result).to_json()
             variant.weight_error = weight_error_summary(result)
             variant.save()
         except BaseException:

@@ -142,6 +142,12 @@ def published_path() -> Path:
     return Path(os.environ.get("DSQ_PAPER_RESULTS", DEFAULT_PUBLISHED_PATH))
 
 
+def published_tables(path: "str | Path | None" = None) -> dict:
+    """The study's tables by checkpoint ({} where the published figures are not on this machine)."""
+    source = Path(path or published_path())
+    return json.loads(source.read_text())["tables"] if source.is_file() else {}
+
+
 def published_rows(checkpoint: str, path: "str | Path | None" = None) -> list[ReportRow]:
     """The study's rows for a checkpoint ("DeepSeek-R1", …), labelled as published figures.
 

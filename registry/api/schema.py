@@ -53,6 +53,12 @@ class ErrorSerializer(serializers.Serializer):
                                    help_text="Per-field messages of an invalid body or query (400 only).")
 
 
+class PolicyRefusalSerializer(ErrorSerializer):
+    """An approval refused by the release policy (409): the error, and the verdict with every failed line."""
+
+    verdict = api.VerdictSerializer(required=False)
+
+
 class AutoSchema(openapi.AutoSchema):
     """drf-spectacular's AutoSchema, plus errors, public reads and withheld fields (see the module docstring)."""
 
@@ -299,7 +305,16 @@ benchmark_jobs = extend_schema_view(
 releases = extend_schema_view(
     create=extend_schema(request=api.ReleaseRequestSerializer, responses={201: api.ReleaseSerializer},
                          description="Propose the next version of a ready variant for review."),
-    approve=extend_schema(request=api.DecisionSerializer, responses={200: api.ReleaseSerializer}),
+    approve=extend_schema(request=api.ApprovalSerializer, responses={
+        200: api.ReleaseSerializer,
+        409: OpenApiResponse(PolicyRefusalSerializer, description="The candidate fails its release policy and no "
+                             "override justification was given (the verdict says why).")},
+        description="Approve a candidate (an approver who did not request it). Refused with 409 and the verdict "
+                    "when it lacks the evidence its release policy requires or exceeds a limit, unless `override` "
+                    "holds a written justification."),
+    evidence=extend_schema(responses={200: api.EvidenceSerializer},
+                           description="The drop against the reference, the policy verdict line by line, the "
+                                       "tensor types, sibling variants and the fit on each GPU profile."),
     reject=extend_schema(request=api.DecisionSerializer, responses={200: api.ReleaseSerializer}),
     publish=extend_schema(request=None, responses={
         202: OpenApiResponse(api.ReleaseSerializer, description="The upload to the Hub is scheduled."),

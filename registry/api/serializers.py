@@ -5,12 +5,14 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from quant.hashing import file_sha256
 from registry import access
 from registry.benchmarks import check_suites
 from registry.checkpoints import importable
+from registry.evidence import BenchmarkResult, Quality
 from registry.models import (ArtifactFile, AuditLog, BenchmarkJob, Checkpoint, QuantizationJob, Recipe, Release, Tag,
                              TagMove, Variant)
 
@@ -78,6 +80,70 @@ class RecipeSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "version", "sha256", "definition", "builtin", "created_at"]
 
 
+class TierOneSerializer(serializers.Serializer):
+    """registry.evidence.TierOne: PPL and KLD against the reference, on the same text."""
+
+    ppl = serializers.FloatField()
+    ppl_uncertainty = serializers.FloatField(allow_null=True)
+    reference_ppl = serializers.FloatField()
+    reference_ppl_uncertainty = serializers.FloatField(allow_null=True)
+    ppl_ratio = serializers.FloatField()
+    kld_mean = serializers.FloatField()
+    kld_mean_uncertainty = serializers.FloatField(allow_null=True)
+    kld_p99 = serializers.FloatField(allow_null=True)
+    kld_max = serializers.FloatField(allow_null=True)
+    top1_percent = serializers.FloatField()
+    rms_dp_percent = serializers.FloatField(allow_null=True)
+    n_positions = serializers.IntegerField()
+
+
+class ScoreSerializer(serializers.Serializer):
+    """registry.evidence.Score: a task score in percent, mean ± std over the runs."""
+
+    mean = serializers.FloatField()
+    std = serializers.FloatField(allow_null=True)
+    runs = serializers.ListField(child=serializers.FloatField())
+
+
+class QualitySerializer(serializers.Serializer):
+    """registry.evidence.Quality (Variant.quality), version 1."""
+
+    version = serializers.IntegerField()
+    reference = serializers.CharField(help_text="The variant drops are measured against; empty until measured")
+    reference_variant = serializers.IntegerField(allow_null=True)
+    baseline = serializers.BooleanField(help_text="This variant is its checkpoint's reference")
+    tier1 = TierOneSerializer(allow_null=True)
+    scores = serializers.DictField(child=ScoreSerializer(), help_text="benchmark → score, percent")
+    suites = serializers.ListField(child=serializers.CharField(), help_text="The suites measured")
+
+
+@extend_schema_field(QualitySerializer)
+class QualityField(serializers.Field):
+    """Variant.quality, read through registry.evidence.Quality (so the API shows exactly that shape)."""
+
+    def to_representation(self, value):
+        return Quality.from_json(value).to_json()
+
+
+class BenchmarkResultSerializer(serializers.Serializer):
+    """registry.evidence.BenchmarkResult (BenchmarkJob.result), version 1."""
+
+    version = serializers.IntegerField()
+    suite = serializers.CharField()
+    reference = serializers.CharField()
+    tier1 = TierOneSerializer(allow_null=True)
+    scores = serializers.DictField(child=ScoreSerializer())
+    detail = serializers.DictField(help_text="quant.eval's full result (VariantQuality or SuiteResult)")
+
+
+@extend_schema_field(BenchmarkResultSerializer(allow_null=True))
+class BenchmarkResultField(serializers.Field):
+    """BenchmarkJob.result through registry.evidence.BenchmarkResult; null until the job succeeded."""
+
+    def to_representation(self, value):
+        return BenchmarkResult.from_json(value).to_json() if value else None
+
+
 JOB_FIELDS = ["id", "state", "queue", "progress", "step", "eta_seconds", "worker", "attempts", "max_attempts",
               "cancel_requested", "error", "log_tail", "created_at", "started_at", "finished_at"]
 
@@ -99,6 +165,8 @@ class QuantizationJobSerializer(JobDetailsMixin, serializers.ModelSerializer):
 
 
 class BenchmarkJobSerializer(JobDetailsMixin, serializers.ModelSerializer):
+    result = BenchmarkResultField(read_only=True)
+
     class Meta:
         model = BenchmarkJob
         fields = JOB_FIELDS + ["variant", "suite", "options", "result"]
@@ -168,6 +236,7 @@ class VariantSerializer(serializers.ModelSerializer):
     recipe = serializers.StringRelatedField()
     quant = serializers.CharField(source="recipe.name", read_only=True)
     files = ArtifactFileSerializer(many=True, read_only=True)
+    quality = QualityField(read_only=True)
 
     class Meta:
         model = Variant
@@ -175,17 +244,120 @@ class VariantSerializer(serializers.ModelSerializer):
                   "weight_error", "quality", "files", "created_at"]
 
 
+class PolicyCheckSerializer(serializers.Serializer):
+    """registry.release_policy.Check: one line of a verdict."""
+
+    name = serializers.CharField(help_text="suite:<name>, ppl_ratio, kld_mean, kld_p99, top1_percent or "
+                                           "accuracy:<benchmark>")
+    passed = serializers.BooleanField()
+    measured = serializers.FloatField(allow_null=True)
+    limit = serializers.FloatField(allow_null=True)
+    message = serializers.CharField()
+
+
+class VerdictSerializer(serializers.Serializer):
+    """registry.release_policy.Verdict: the release policy applied to a variant's evidence."""
+
+    version = serializers.IntegerField()
+    policy = serializers.CharField(help_text="Which layers made the policy: default, family, checkpoint")
+    reference = serializers.CharField(help_text="What tier-1 figures are measured against")
+    passed = serializers.BooleanField()
+    checks = PolicyCheckSerializer(many=True)
+
+
+@extend_schema_field(VerdictSerializer(allow_null=True))
+class StoredVerdictField(serializers.Field):
+    """Release.policy_verdict: the verdict stored at approval; null before (see /evidence/ for now)."""
+
+    def to_representation(self, value):
+        return VerdictSerializer(value).data if value else None
+
+
 class ReleaseSerializer(serializers.ModelSerializer):
     requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     checkpoint = serializers.CharField(source="variant.checkpoint.name", read_only=True)
     quant = serializers.CharField(source="variant.recipe.name", read_only=True)
+    policy_verdict = StoredVerdictField(read_only=True)
 
     class Meta:
         model = Release
         fields = ["id", "variant", "checkpoint", "quant", "version", "label", "state", "notes", "requested_by",
-                  "decided_by", "decided_at", "decision_reason", "hub_repo", "hub_commit", "hub_tag",
-                  "published_at", "created_at"]
+                  "decided_by", "decided_at", "decision_reason", "policy_verdict", "policy_override", "hub_repo",
+                  "hub_commit", "hub_tag", "published_at", "created_at"]
+
+
+class ScoreDropSerializer(serializers.Serializer):
+    """registry.quality.ScoreDrop: a task score beside the reference's, percent."""
+
+    benchmark = serializers.CharField()
+    mean = serializers.FloatField()
+    std = serializers.FloatField(allow_null=True)
+    reference = serializers.CharField(allow_null=True)
+    reference_mean = serializers.FloatField(allow_null=True)
+    reference_std = serializers.FloatField(allow_null=True)
+    drop_points = serializers.FloatField(allow_null=True, help_text="reference − this: positive is worse")
+    drop_std = serializers.FloatField(allow_null=True)
+    drop_percent = serializers.FloatField(allow_null=True)
+
+
+class DropSerializer(serializers.Serializer):
+    """registry.quality.Drop: the variant against its reference."""
+
+    variant = serializers.CharField()
+    reference = serializers.CharField(help_text="Empty until the quality suite measured it")
+    reference_variant = serializers.IntegerField(allow_null=True)
+    baseline = serializers.BooleanField(help_text="The variant is the reference itself")
+    tier1 = TierOneSerializer(allow_null=True)
+    scores = ScoreDropSerializer(many=True)
+
+
+class TypeShareSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    tensors = serializers.IntegerField()
+    weights = serializers.IntegerField(allow_null=True)
+    bytes = serializers.IntegerField(allow_null=True)
+    weight_percent = serializers.FloatField(allow_null=True)
+
+
+class SiblingSerializer(serializers.Serializer):
+    variant = serializers.IntegerField()
+    label = serializers.CharField()
+    quant = serializers.CharField()
+    size_bytes = serializers.IntegerField()
+    bits_per_weight = serializers.FloatField()
+    tier1 = TierOneSerializer(allow_null=True)
+    average_score = serializers.FloatField(allow_null=True)
+    is_this = serializers.BooleanField()
+    is_reference = serializers.BooleanField()
+    released = serializers.CharField(allow_null=True)
+
+
+class FitLineSerializer(serializers.Serializer):
+    hardware = serializers.CharField()
+    label = serializers.CharField()
+    context = serializers.IntegerField()
+    fits = serializers.BooleanField()
+    per_gpu_bytes = serializers.IntegerField()
+    gpu_bytes = serializers.IntegerField()
+    headroom_bytes = serializers.IntegerField()
+
+
+class EvidenceSerializer(serializers.Serializer):
+    """registry.review.Evidence: what an approver decides on."""
+
+    release = serializers.IntegerField()
+    variant = serializers.IntegerField()
+    size_bytes = serializers.IntegerField()
+    bits_per_weight = serializers.FloatField()
+    drop = DropSerializer()
+    verdict = VerdictSerializer()
+    verdict_when = serializers.ChoiceField(["at approval", "now"])
+    override = serializers.CharField(help_text="The approver's justification when the policy was overridden")
+    types = TypeShareSerializer(many=True)
+    siblings = SiblingSerializer(many=True)
+    fit = FitLineSerializer(many=True)
+    fit_error = serializers.CharField()
 
 
 class ReleaseRequestSerializer(serializers.Serializer):
@@ -195,6 +367,13 @@ class ReleaseRequestSerializer(serializers.Serializer):
 
 class DecisionSerializer(serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class ApprovalSerializer(DecisionSerializer):
+    override = serializers.CharField(
+        required=False, allow_blank=True, default="",
+        help_text="Approve only: a written justification for approving a candidate that fails its release "
+                  "policy (stored on the release, audited, shown on the card); ignored when it passes")
 
 
 class TagMoveSerializer(serializers.ModelSerializer):

@@ -25,10 +25,12 @@ def staff_client(user: User) -> Client:
 @pytest.fixture
 def candidate():
     ckpt = factories.checkpoint("deepseek-r1")
-    factories.variant(ckpt, factories.recipe("Q8_0"), bits_per_weight=8.5,
-                      quality={"ppl": 5.1, "scores": {"mmlu": 80.0}})
-    v = factories.variant(ckpt, factories.recipe("DQ3_K_M"), bits_per_weight=3.59, total_bytes=281 * 2**30,
-                          quality={"ppl": 5.4, "kld_mean": 0.05, "scores": {"mmlu": 78.0}})
+    q8 = factories.variant(ckpt, factories.recipe("Q8_0"), bits_per_weight=8.5, total_bytes=665 * 2**30)
+    v = factories.variant(ckpt, factories.recipe("DQ3_K_M"), bits_per_weight=3.59, total_bytes=281 * 2**30)
+    factories.measured(v, q8, ppl=1795.6516107147536, ppl_uncertainty=98.3, reference_ppl=1729.9,
+                       reference_ppl_uncertainty=94.1, kld_mean=0.0123, kld_p99=0.0871, top1=0.931)
+    factories.scored(q8, {"mmlu": [80.0]})
+    factories.scored(v, {"mmlu": [78.0]})
     return factories.release(v, by=User.objects.create_user("rita"))
 
 
@@ -37,6 +39,52 @@ def test_the_review_page_shows_size_bpw_and_drop(candidate):
     html = page.content.decode()
     assert page.status_code == 200
     assert "281.00 GiB" in html and "3.590" in html and "2.50 %" in html and 'name="_approve"' in html
+
+
+def test_the_review_page_shows_the_real_drop_against_the_reference(candidate):
+    html = staff_client(make_approver("alice")).get(f"/admin/registry/release/{candidate.pk}/review/").content.decode()
+    q8 = candidate.variant.checkpoint.variants.get(recipe__name="Q8_0")
+    assert f"against Q8_0 #{q8.pk}" in html and ">baseline<" not in html
+    assert "1796 ± 98" in html and "1730 ± 94" in html and "1795.65161" not in html  # PPL with its ±
+    assert "PPL ratio 1.038" in html and "0.01230" in html and "0.08710" in html and "93.10 %" in html
+    assert "2.00 points (2.50 %)" in html  # the task score against the reference's
+    assert 'id="verdict" class="passed"' in html and "mean KLD vs Q8_0" in html
+
+
+def test_the_review_page_shows_types_siblings_and_fit():
+    r1 = factories.deepseek_checkpoint()
+    q8 = factories.variant(r1, factories.builtin_recipe("Q8_0"), bits_per_weight=8.5, total_bytes=713 * 10**9)
+    v = factories.variant(r1, factories.builtin_recipe("DQ3_K_M"), bits_per_weight=3.57, total_bytes=299 * 10**9,
+                          plan=factories.plan_of_conversion([("blk.3.ffn_down_exps.weight", (256, 2048, 7168), "Q6_K", 10),
+                                                             ("blk.5.ffn_down_exps.weight", (256, 2048, 7168), "Q3_K", 10)]))
+    factories.measured(v, q8)
+    release = factories.release(v, by=User.objects.create_user("rita"))
+    html = staff_client(make_approver("alice")).get(f"/admin/registry/release/{release.pk}/review/").content.decode()
+    types = html[html.index('id="types"'):]
+    assert "<td>Q6_K</td><td>1</td><td>3758096384</td><td>50.00 %</td>" in types
+    siblings = html[html.index('id="siblings"'):]
+    assert f'data-variant="{q8.pk}"' in siblings and "(reference)" in siblings and 'class="this"' in siblings
+    fit = html[html.index('id="fit"'):]
+    assert "8× NVIDIA H100 80 GB" in fit and "fits" in fit
+    assert "no results of the &#x27;deepseek-paper&#x27; suite" in html  # 671B: task suites required
+
+
+def test_the_review_page_refuses_an_approval_without_evidence_and_says_why():
+    v = factories.variant(factories.checkpoint("tiny-v3"), factories.recipe("Q2_K"))
+    release = factories.release(v, by=User.objects.create_user("rita"))
+    client = staff_client(make_approver("alice"))
+    response = client.post(f"/admin/registry/release/{release.pk}/review/", {"reason": "ok", "_approve": "1"},
+                           follow=True)
+    html = response.content.decode()
+    assert "fails its release policy" in html and "no results of the &#x27;quality&#x27; suite" in html
+    assert Release.objects.get(pk=release.pk).state == Release.State.CANDIDATE
+    client.post(f"/admin/registry/release/{release.pk}/review/",
+                {"reason": "ok", "override": "a smoke release for the staging Hub", "_approve": "1"})
+    release.refresh_from_db()
+    assert release.state == Release.State.APPROVED and release.policy_override == "a smoke release for the staging Hub"
+    page = client.get(f"/admin/registry/release/{release.pk}/review/").content.decode()
+    assert 'id="override">a smoke release for the staging Hub' in page
+    assert "a smoke release for the staging Hub" in Client().get("/").content.decode()  # the dashboard shows it
 
 
 def test_an_approver_approves_from_the_review_page(candidate):

@@ -47,8 +47,10 @@ def populated():
                ("Q2_K", 2.9, 228, 5.90, 0.090, 74.0)]
     variants = {}
     for name, bpw, gib, ppl, kld, mmlu in results:
-        variants[name] = factories.variant(r1, factories.recipe(name), bits_per_weight=bpw, total_bytes=gib * 2**30,
-                                           quality={"ppl": ppl, "kld_mean": kld, "scores": {"mmlu": mmlu}})
+        variants[name] = factories.variant(r1, factories.recipe(name), bits_per_weight=bpw, total_bytes=gib * 2**30)
+        if name != "Q8_0":
+            factories.measured(variants[name], variants["Q8_0"], ppl=ppl, reference_ppl=5.10, kld_mean=kld)
+        factories.scored(variants[name], {"mmlu": [mmlu]})
     release = factories.release(variants["DQ3_K_M"], by=rita, notes="the study's mix")
     release.approve(alice, "KLD within budget")
     factories.release(variants["Q2_K"], by=rita).reject(alice, "accuracy drop too large")

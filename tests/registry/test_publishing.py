@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def candidate():
-    variant = factories.variant(factories.checkpoint("deepseek-r1"), factories.recipe("DQ3_K_M"))
+    _, variant = factories.reference_and_candidate(factories.checkpoint("deepseek-r1"))
     return factories.release(variant, by=User.objects.create_user("rita"))
 
 

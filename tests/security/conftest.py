@@ -23,10 +23,14 @@ def fresh_throttles():
 
 @pytest.fixture
 def released(storage, settings):
-    """deepseek-r1:DQ3_K_M with v1 approved (tags v1, latest) by carol, requested by rita; a file on disk."""
+    """deepseek-r1:DQ3_K_M with v1 approved (tags v1, latest) by carol, requested by rita; a file on disk; its
+    quality measured against an F16 reference variant."""
     settings.DSQ_PUBLISH_ON_APPROVAL = False
-    variant = factories.variant(factories.checkpoint("deepseek-r1"), factories.recipe("DQ3_K_M"), storage=storage,
+    ckpt = factories.checkpoint("deepseek-r1")
+    variant = factories.variant(ckpt, factories.recipe("DQ3_K_M"), storage=storage,
                                 files={"deepseek-r1-DQ3_K_M.gguf": SHARD})
+    # Measured against its reference (which has no files), so approvals satisfy the release policy.
+    factories.measured(variant, factories.variant(ckpt, factories.recipe("F16"), bits_per_weight=16.0))
     release = factories.release(variant, by=User.objects.create_user("rita-2"))
     release.approve(make_approver("carol"))
     release.refresh_from_db()

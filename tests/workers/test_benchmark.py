@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from registry.bootstrap import bootstrap
+from registry.evidence import BenchmarkResult, quality_of
 from registry.models import BenchmarkJob, Checkpoint, JobState, Recipe, Variant
 from registry.quality import comparison
 from registry.quantizations import request_quantization
+from tests import factories
 from workers import tasks
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -41,11 +43,17 @@ def test_a_requested_suite_measures_the_variant_against_the_reference(tiny_check
     assert tasks.benchmark(bench.pk) == JobState.SUCCEEDED, BenchmarkJob.objects.get(pk=bench.pk).error
     reference = Variant.objects.get(checkpoint=ckpt, recipe__name="F16")
     assert reference.status == Variant.Status.READY and reference.files.count() == 1
-    quality = Variant.objects.get(pk=variant.pk).quality
-    assert quality["reference"] == f"F16 #{reference.pk}"
-    assert quality["kld_mean"] > 0 and 0 < quality["top1_percent"] <= 100 and quality["ppl"] > 1
-    assert quality["suites"]["quality"]["n_positions"] > 0
-    assert Variant.objects.get(pk=reference.pk).quality["baseline"] is True
+    quality = quality_of(Variant.objects.get(pk=variant.pk))
+    assert (quality.reference, quality.reference_variant, quality.suites) == (f"F16 #{reference.pk}", reference.pk,
+                                                                              ("quality",))
+    t = quality.tier1
+    assert t.kld_mean > 0 and t.kld_p99 >= t.kld_mean and 0 < t.top1_percent <= 100 and t.ppl > 1
+    assert t.ppl_uncertainty > 0 and t.reference_ppl_uncertainty > 0 and t.n_positions > 0
+    assert t.ppl_ratio == pytest.approx(t.ppl / t.reference_ppl)
+    base = quality_of(Variant.objects.get(pk=reference.pk))
+    assert base.baseline is True and base.tier1.ppl == t.reference_ppl and base.tier1.kld_mean == 0
+    result = BenchmarkResult.from_json(BenchmarkJob.objects.get(pk=bench.pk).result)
+    assert result.tier1 == t and result.reference == f"F16 #{reference.pk}" and result.detail["n_positions"] > 0
 
     report = comparison(ckpt)
     assert report.baseline == f"F16 #{reference.pk}"
@@ -59,8 +67,10 @@ def test_asking_again_for_a_measured_suite_queues_nothing(tiny_checkpoint, stora
     ckpt = Checkpoint.objects.create(name="tiny-v3", family="DeepSeek-V3", architecture="deepseek2",
                                      local_path=str(tiny_checkpoint))
     variant = Variant.objects.create(checkpoint=ckpt, recipe=Recipe.objects.get(name="Q4_K_M"),
-                                     status=Variant.Status.READY,
-                                     quality={"kld_mean": 0.01, "suites": {"quality": {"kld_mean": 0.01}}})
+                                     status=Variant.Status.READY)
+    reference = Variant.objects.create(checkpoint=ckpt, recipe=Recipe.objects.get(name="F16"),
+                                       status=Variant.Status.READY)
+    factories.measured(variant, reference, kld_mean=0.01)
     assert request_benchmarks(variant, ["quality"]) == []
     first = request_benchmarks(variant, ["deepseek-paper"])
     again = request_benchmarks(variant, ["deepseek-paper"])
@@ -87,8 +97,9 @@ def test_a_task_suite_runs_through_lm_eval_against_the_variant(storage, celery_b
     BenchmarkJob.objects.filter(pk=job.pk).update(options={"limit": 4, "n_ctx": 512})
 
     assert tasks.benchmark(job.pk) == JobState.SUCCEEDED, BenchmarkJob.objects.get(pk=job.pk).error
-    quality = Variant.objects.get(pk=variant.pk).quality
-    score = quality["scores"]["Smoke QA"]
-    assert 0.0 <= score["mean"] <= 100.0 and score["std"] == 0.0  # greedy decoding repeats exactly
-    assert quality["suites"]["smoke"]["scores"][0]["runs"] == [score["mean"]] * 2
+    quality = quality_of(Variant.objects.get(pk=variant.pk))
+    score = quality.scores["Smoke QA"]
+    assert 0.0 <= score.mean <= 100.0 and score.std == 0.0  # greedy decoding repeats exactly
+    assert score.runs == (score.mean,) * 2 and quality.suites == ("smoke",)
+    assert BenchmarkResult.from_json(BenchmarkJob.objects.get(pk=job.pk).result).scores["Smoke QA"] == score
     assert not (storage / "work" / f"benchmark-{job.pk}").exists()

@@ -43,7 +43,7 @@ def test_the_model_card_carries_hub_metadata_and_the_quant(hub, make_release):
                  "library_name: gguf", "quantized_by: dsq"):
         assert line in header
     assert "## DQ3_K_M" in card and "Bits per weight: 3.520" in card
-    assert "| wikitext-ppl | 6.02 | 6.31 | +0.29" in card
+    assert "| Perplexity | 6.02 ± 0.11 | 6.31 ± 0.12 | PPL ratio 1.0482 (+4.82 %) |" in card
     assert json.dumps(release.variant.recipe.definition, indent=2, sort_keys=True) in card  # the recipe, as stored
 
 

@@ -63,6 +63,16 @@ def test_a_worker_quantizes_a_checkpoint_end_to_end(start_worker, tiny_checkpoin
         assert file_sha256(storage / variant.storage_path / f.name) == f.sha256
     assert not (storage / "work" / str(job.pk)).exists()
     assert done.progress == 1.0 and "tensor 1/" in done.log_tail
+    # The stored plan is the files' tensors (what the fit view and the review page read).
+    from gguf import GGUFReader
+
+    from registry.evidence import plan_of
+
+    in_files = {t.name: (t.tensor_type.name, int(t.n_bytes)) for f in files
+                for t in GGUFReader(storage / variant.storage_path / f.name).tensors}
+    plan = plan_of(variant)
+    assert {t.name: (t.type, t.bytes) for t in plan.tensors} == in_files
+    assert plan.recipe == "Q4_K_M" and sum(s.weights for s in plan.type_breakdown()) == plan.n_params
 
 
 def test_a_cancelled_job_stops_and_leaves_no_files(start_worker, slow_checkpoint, storage):

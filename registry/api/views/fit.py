@@ -9,8 +9,7 @@ from rest_framework.response import Response
 
 from quant import config_check
 from quant import fit as quant_fit
-from quant import recipes as quant_recipes
-from registry import pulls
+from registry import pulls, review
 from registry.api import schema
 from registry.models import Checkpoint, Recipe, Variant
 
@@ -22,17 +21,6 @@ def _variant(value: str) -> Variant:
         return pulls.resolve(pulls.parse_ref(value)).variant
     except ValueError as exc:
         raise ValidationError({"variant": str(exc)}) from None
-
-
-def _tensors(variant: Variant) -> list[tuple[str, int]]:
-    """Per-tensor bytes: the variant's stored plan, else the recipe's plan, else its size spread by parameters."""
-    planned = (variant.plan or {}).get("tensors")
-    if planned:
-        return [(t["name"], int(t["bytes"])) for t in planned]
-    try:
-        return quant_fit.tensor_bytes(variant.checkpoint.config, variant.recipe.parsed())
-    except (quant_recipes.RecipeError, KeyError, ValueError):
-        return quant_fit.tensor_bytes_from_total(variant.checkpoint.config, variant.total_bytes)
 
 
 def _int(params, name: str, default: "int | None") -> "int | None":
@@ -86,7 +74,7 @@ def fit(request):
     if p.get("variant"):
         variant = _variant(p["variant"])
         config, label, model = _checked(variant.checkpoint), variant.recipe.name, variant.checkpoint.name
-        tensors = _tensors(variant)
+        tensors = review.tensor_bytes(variant)
     elif p.get("checkpoint") and p.get("recipe"):
         checkpoint = get_object_or_404(Checkpoint, name=p["checkpoint"])
         recipe = Recipe.objects.filter(name__iexact=p["recipe"]).order_by("-version").first()

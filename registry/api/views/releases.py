@@ -6,7 +6,8 @@ from rest_framework.decorators import action, api_view, permission_classes
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
-from registry import publishing, pulls
+from registry import publishing, pulls, release_policy
+from registry import review as evidence
 from registry.api import schema, serializers
 from registry.api.filters import ReleaseFilter
 from registry.api.errors import error
@@ -28,13 +29,23 @@ class ReleaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         return Response(self.get_serializer(release).data, status=status.HTTP_201_CREATED)
 
     @action(detail=True, methods=["post"], permission_classes=[IsApprover],
-            serializer_class=serializers.DecisionSerializer)
+            serializer_class=serializers.ApprovalSerializer)
     def approve(self, request, pk=None):
         release = self.get_object()
         data = self.get_serializer(data=request.data)
         data.is_valid(raise_exception=True)
-        publishing.approve(release, request.user, data.validated_data.get("reason", ""))
+        try:
+            publishing.approve(release, request.user, data.validated_data.get("reason", ""),
+                               data.validated_data.get("override", ""))
+        except release_policy.PolicyRefusal as refusal:
+            return Response({"error": refusal.messages[0], "status": status.HTTP_409_CONFLICT,
+                             "verdict": refusal.verdict.to_json()}, status=status.HTTP_409_CONFLICT)
         return Response(serializers.ReleaseSerializer(release).data)
+
+    @action(detail=True, methods=["get"], serializer_class=serializers.EvidenceSerializer)
+    def evidence(self, request, pk=None):
+        """What the approver decides on: the drop against the reference, the policy verdict, the siblings."""
+        return Response(self.get_serializer(evidence.of(self.get_object())).data)
 
     @action(detail=True, methods=["post"], permission_classes=[IsApprover],
             serializer_class=serializers.DecisionSerializer)

@@ -64,10 +64,11 @@ def test_anonymous_cannot_register(anonymous):
 
 def test_it_compares_variants_against_the_baseline(anonymous):
     ckpt = factories.checkpoint("deepseek-r1")
-    factories.variant(ckpt, factories.recipe("Q8_0"), bits_per_weight=8.5,
-                      quality={"ppl": 5.10, "kld_mean": 0.001, "scores": {"mmlu": {"mean": 80.0}}})
-    factories.variant(ckpt, factories.recipe("DQ3_K_M"), bits_per_weight=3.59,
-                      quality={"ppl": 5.40, "kld_mean": 0.05, "scores": {"mmlu": {"mean": 78.0}}})
+    q8 = factories.variant(ckpt, factories.recipe("Q8_0"), bits_per_weight=8.5)
+    dq3 = factories.variant(ckpt, factories.recipe("DQ3_K_M"), bits_per_weight=3.59)
+    factories.measured(dq3, q8, ppl=5.40, reference_ppl=5.10, kld_mean=0.05)
+    factories.scored(q8, {"mmlu": [80.0]})
+    factories.scored(dq3, {"mmlu": [78.0]})
     body = anonymous.get("/api/checkpoints/deepseek-r1/comparison/").json()
     assert body["baseline"].startswith("Q8_0")
     rows = {r["variant"].split()[0]: r for r in body["rows"]}

@@ -34,8 +34,8 @@ def test_it_fits_a_registered_variant_by_id_with_its_recipe(anonymous, r1):
 
 
 def test_it_uses_a_stored_plan_when_the_variant_has_one(anonymous, r1):
-    plan = {"tensors": [{"name": "token_embd.weight", "bytes": 10}, {"name": "blk.0.attn_norm.weight", "bytes": 7}]}
-    v = factories.variant(r1, factories.recipe("custom"), plan=plan)
+    v = factories.variant(r1, factories.recipe("custom"), plan=factories.plan_of_conversion(
+        [("token_embd.weight", (5,), "F16", 10), ("blk.0.attn_norm.weight", (7,), "I8", 7)]))
     body = anonymous.get("/api/fit", {"variant": v.pk, "hardware": "custom:2x24GB"}).json()
     assert body["weights_bytes"] == 17 and body["host_weights_bytes"] == 10
     assert body["gpus"][0]["weights_bytes"] == 7

@@ -12,7 +12,8 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def variant():
-    return factories.variant(factories.checkpoint("deepseek-r1"), factories.recipe("DQ3_K_M"))
+    """A DQ3_K_M measured against its F16 reference, within the default release policy."""
+    return factories.reference_and_candidate(factories.checkpoint("deepseek-r1"))[1]
 
 
 @pytest.fixture
@@ -145,3 +146,44 @@ def test_decision_reasons_are_capped(approver, candidate, settings, action):
     response = approver.post(f"/api/releases/{candidate.pk}/{action}/", {"reason": "y" * 101}, format="json")
     assert response.status_code == 400 and "reason is 101 characters long" in response.json()["error"]
     assert Release.objects.get(pk=candidate.pk).state == "candidate"
+
+
+@pytest.fixture
+def unmeasured(requester):
+    v = factories.variant(factories.checkpoint("deepseek-v3", family="DeepSeek-V3"), factories.recipe("Q2_K"))
+    return factories.release(v, by=requester.user)
+
+
+def test_it_refuses_to_approve_a_candidate_without_evidence_as_json(approver, unmeasured):
+    response = approver.post(f"/api/releases/{unmeasured.pk}/approve/", {"reason": "ship it"}, format="json")
+    assert response.status_code == 409 and response["Content-Type"] == "application/json"
+    body = response.json()
+    assert body["status"] == 409 and "fails its release policy" in body["error"]
+    assert "no results of the 'quality' suite, which the policy requires" in body["error"]
+    assert body["verdict"]["passed"] is False
+    assert {c["name"] for c in body["verdict"]["checks"] if not c["passed"]} == {"suite:quality", "ppl_ratio",
+                                                                                 "kld_mean"}
+    assert Release.objects.get(pk=unmeasured.pk).state == Release.State.CANDIDATE
+
+
+def test_an_override_with_a_justification_approves_and_shows_on_the_release(approver, anonymous, unmeasured):
+    response = approver.post(f"/api/releases/{unmeasured.pk}/approve/",
+                             {"reason": "ok", "override": "measured by hand on the staging host"}, format="json")
+    assert response.status_code == 200, response.json()
+    shown = anonymous.get(f"/api/releases/{unmeasured.pk}/").json()
+    assert shown["policy_override"] == "measured by hand on the staging host"
+    assert shown["policy_verdict"]["passed"] is False
+    assert AuditLog.objects.filter(action="release.policy_override", actor="alice").exists()
+
+
+def test_the_evidence_shows_the_drop_against_the_reference_and_the_verdict(anonymous, candidate):
+    body = anonymous.get(f"/api/releases/{candidate.pk}/evidence/").json()
+    drop = body["drop"]
+    assert drop["baseline"] is False and drop["reference"].startswith("F16 #")
+    t = drop["tier1"]
+    assert (t["ppl"], t["ppl_uncertainty"], t["reference_ppl"]) == (5.4, 0.12, 5.1)
+    assert t["ppl_ratio"] == pytest.approx(5.4 / 5.1) and (t["kld_mean"], t["kld_p99"], t["top1_percent"]) == (
+        0.05, 0.42, 91.0)
+    assert body["verdict"]["passed"] is True and body["verdict_when"] == "now"
+    assert [s["quant"] for s in body["siblings"]] == ["F16", "DQ3_K_M"]
+    assert [s["is_this"] for s in body["siblings"]] == [False, True]

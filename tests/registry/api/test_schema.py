@@ -43,6 +43,7 @@ def test_it_documents_the_error_body_for_every_operation(schema):
 def test_it_lists_only_writable_fields_in_request_bodies(schema):
     assert set(component(schema, "ReleaseRequestRequest")["properties"]) == {"variant", "notes"}
     assert set(component(schema, "DecisionRequest")["properties"]) == {"reason"}
+    assert set(component(schema, "ApprovalRequest")["properties"]) == {"reason", "override"}
     created = component(schema, "CheckpointCreateRequest")["properties"]
     assert not {"id", "architecture", "parameter_count", "created_at"} & set(created)
 
@@ -52,6 +53,9 @@ def test_it_documents_the_status_codes_that_are_not_200(schema):
     created = paths["/api/releases/"]["post"]["responses"]
     assert "201" in created and "200" not in created
     assert "202" in paths["/api/releases/{id}/publish/"]["post"]["responses"]
+    refused = paths["/api/releases/{id}/approve/"]["post"]["responses"]["409"]
+    assert "verdict" in component(schema, refused["content"]["application/json"]["schema"]["$ref"].split("/")[-1])[
+        "properties"]
     assert {"200", "201"} <= set(paths["/api/quantizations/"]["post"]["responses"])
     for action in ("cancel", "retry"):
         assert "409" in paths[f"/api/jobs/quantize/{{id}}/{action}/"]["post"]["responses"]
