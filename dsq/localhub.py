@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlencode, urlparse
 
+from registry.hub import hub_order  # the order the Hub lists a tree in (llama.cpp's -hf depends on it)
+
 
 def git_blob_sha1(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
@@ -35,30 +37,6 @@ def git_blob_sha1(data: bytes) -> str:
 def lfs_pointer(sha256: str, size: int) -> bytes:
     """The small text file git stores in place of an LFS object (its blob sha1 is the tree's `oid`)."""
     return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
-
-
-def git_order(paths) -> list[tuple[str, bool]]:
-    """Every folder and file under `paths` as (path, is_folder), in the order the Hub lists a tree
-    recursively: git's, depth first, names compared as bytes with a folder's name read as "name/".
-
-    The order matters: llama.cpp's `-hf REPO:QUANT` takes the first file that matches."""
-    root: dict = {}
-    for p in paths:
-        node = root
-        *folders, name = p.split("/")
-        for f in folders:
-            node = node.setdefault(f, {})
-        node[name] = None
-
-    def visit(node: dict, prefix: str):
-        for name in sorted(node, key=lambda n: (n + "/" if node[n] is not None else n).encode()):
-            if node[name] is None:
-                yield prefix + name, False
-            else:
-                yield prefix + name, True
-                yield from visit(node[name], prefix + name + "/")
-
-    return list(visit(root, ""))
 
 
 @dataclass
@@ -139,7 +117,7 @@ class HubState:
         if under and not inside:
             return None
         out = []
-        for rel, is_folder in git_order(inside):
+        for rel, is_folder in hub_order(inside):
             if not recursive and "/" in rel:
                 continue
             path = prefix + rel
@@ -369,7 +347,7 @@ class Handler(BaseHTTPRequestHandler):
                 return _error(self, 404, f"Invalid rev id: {rev}", "RevisionNotFound")
             blobs = query.get("blobs", ["false"])[0].lower() == "true"
             siblings = []
-            for p, _ in git_order(commit.files):
+            for p, _ in hub_order(commit.files):
                 if p in commit.files:
                     sibling = {"rfilename": p}
                     if blobs:
