@@ -167,3 +167,19 @@ def test_a_range_request_on_storage_answers_206(hub):
     with urllib.request.urlopen(urllib.request.Request(url, headers={"Range": "bytes=10-"})) as resp:
         assert resp.status == 206 and resp.headers["ETag"] == f'"{sha}"'
         assert resp.read() == V1["Q4_K_M/m-Q4_K_M.gguf"][10:]
+
+
+def test_dsq_pull_resumes_a_hub_file_through_the_redirect(hub, tmp_path):
+    from dsq.pull import RemoteFile, download
+
+    data = V1["Q4_K_M/m-Q4_K_M.gguf"]
+    url = f"{hub.url}/{REPO}/resolve/{hub.commits_by_tag['v1']}/Q4_K_M/m-Q4_K_M.gguf"
+    (tmp_path / "m.gguf.part").write_bytes(data[:1000])  # an earlier pull stopped here
+    f = RemoteFile("m.gguf", len(data), hashlib.sha256(data).hexdigest(), url)
+    before = len(hub.requests)
+    assert download(f, tmp_path / "m.gguf", "http://registry.invalid", "registry-token") == len(data) - 1000
+    assert (tmp_path / "m.gguf").read_bytes() == data
+    asked = hub.requests[before:]
+    assert [(p.split("/")[1], h.get("range")) for m, p, h in asked] == [(REPO.split("/")[0], "bytes=1000-"),
+                                                                       ("cdn", "bytes=1000-")]
+    assert all("authorization" not in h for m, p, h in asked)  # the registry's token stays with the registry
