@@ -183,3 +183,34 @@ def test_dsq_pull_resumes_a_hub_file_through_the_redirect(hub, tmp_path):
     assert [(p.split("/")[1], h.get("range")) for m, p, h in asked] == [(REPO.split("/")[0], "bytes=1000-"),
                                                                        ("cdn", "bytes=1000-")]
     assert all("authorization" not in h for m, p, h in asked)  # the registry's token stays with the registry
+
+
+def test_it_answers_the_calls_llama_cpps_hf_download_makes(hub):
+    """The HTTP calls of llama.cpp's `-hf` (vendored common/hf-cache.cpp and download.cpp), made with
+    urllib the same way; the binary itself runs in tests/registry/test_hub.py."""
+    import json
+    import urllib.request
+
+    from registry.hub import llama_cpp_choice
+
+    endpoint = hub.url + "/"  # MODEL_ENDPOINT, with the slash llama.cpp appends
+
+    def get_json(url):
+        with urllib.request.urlopen(urllib.request.Request(url, headers={"Accept": "application/json"})) as r:
+            return json.load(r)
+
+    branches = get_json(f"{endpoint}api/models/{REPO}/refs")["branches"]
+    commit = next(b["targetCommit"] for b in branches if b["name"] == "main")
+    assert len(commit) == 40 and int(commit, 16) >= 0
+    tree = get_json(f"{endpoint}api/models/{REPO}/tree/{commit}?recursive=true")
+    files = {e["path"]: e for e in tree if e["type"] == "file"}  # one page: llama.cpp follows no Link header
+    assert set(files) == set(V1) | set(V2)
+    chosen = llama_cpp_choice(list(files), "DQ3_K_M")
+    assert chosen == "dynamic/DQ3_K_M/m-DQ3_K_M-00001-of-00002.gguf"
+    assert files[chosen]["lfs"]["oid"] == hashlib.sha256(V1[chosen]).hexdigest()  # its blob's name in the cache
+    url = f"{endpoint}{REPO}/resolve/{commit}/{chosen}"
+    with urllib.request.urlopen(urllib.request.Request(url, method="HEAD")) as head:  # redirects followed
+        assert head.status == 200 and head.headers["ETag"] and head.headers["Accept-Ranges"] == "bytes"
+        assert int(head.headers["Content-Length"]) == len(V1[chosen])
+    with urllib.request.urlopen(url) as resp:
+        assert resp.read() == V1[chosen]
