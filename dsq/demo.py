@@ -5,8 +5,10 @@ Hub-compatible server; builds a tiny DeepSeek-V3-architecture checkpoint; and th
 the REST API only, as two users would: registers the checkpoint, requests Q4_K_M and DQ3_K_M
 with the quality benchmark, watches the worker quantize and evaluate them, proposes a release
 (rita), approves it (alice, a second user), waits for it to be published to the Hub, moves
-the `stable` channel to it, pulls it back by tag, verifies it and runs it with llama.cpp,
-and prints the drop table. Services stay up for exploring until Ctrl-C.
+the `stable` channel to it, pulls it back by tag, verifies it and runs it with llama.cpp, then
+has llama.cpp's own `llama-server -hf REPO:DQ3_K_M` pull it from the Hub stand-in and serve it (when
+`make llama-tools` has built llama-server), and prints the drop table. Services stay up for
+exploring until Ctrl-C.
 """
 from __future__ import annotations
 
@@ -140,7 +142,7 @@ def wait_until(what: str, predicate, procs: ProcessGroup, timeout: float = 300):
     raise RuntimeError(f"timed out waiting for {what}")
 
 
-def main_job(base: str, tokens: dict, workdir: Path, procs: ProcessGroup) -> dict:
+def main_job(base: str, tokens: dict, workdir: Path, procs: ProcessGroup, hub_url: str) -> dict:
     """The whole flow through the API; returns what the summary prints."""
     from quant.tiny import make_tiny
 
@@ -200,6 +202,7 @@ def main_job(base: str, tokens: dict, workdir: Path, procs: ProcessGroup) -> dic
     say(f"pulled again: {len(again.skipped)} file(s) already in place, nothing downloaded")
     text = run_with_llama_cpp(pulled.files[0])
     say(f"llama.cpp loads the pulled file and generates: {text!r}")
+    serve_from_the_hub(published["hub_repo"], "DQ3_K_M", hub_url, pulled.files, workdir)
     report = rita.get(f"/api/checkpoints/{CHECKPOINT}/comparison/")
     return {"report": report, "seconds": {"quantize": t_quant, "benchmark": t_bench,
                                           "total": time.monotonic() - t0}}
@@ -223,6 +226,27 @@ def run_with_llama_cpp(path: Path) -> str:
     llm = llama_cpp.Llama(str(path), n_ctx=128, verbose=False, seed=0)
     out = llm("The quick brown fox", max_tokens=8, temperature=0.0)
     return out["choices"][0]["text"]
+
+
+def serve_from_the_hub(repo: str, quant: str, hub_url: str, released: list[Path], workdir: Path) -> None:
+    """What a user of the Hub runs: `llama-server -hf REPO:QUANT`, pointed at the stand-in; checks it
+    loaded the released file (the one just pulled and verified by sha256)."""
+    from dsq.llama_server import complete, find_tool, serve_from_hub, tools_dir
+
+    binary = find_tool("llama-server")
+    ref = f"{repo}:{quant}"
+    if binary is None:
+        say(f"llama-server -hf {ref}: skipped, llama-server is not built in {tools_dir()} "
+            "(`make llama-tools` builds llama.cpp's tools from the vendored source once; tens of minutes on 2 cores)")
+        return
+    say(f"llama-server -hf {ref} (MODEL_ENDPOINT={hub_url}): pulling from the Hub stand-in")
+    with serve_from_hub(binary, ref, hub_url, workdir / "llama-cache", workdir / "logs" / "llama-server.log") as served:
+        loaded = served.model_path
+        if loaded.read_bytes() != released[0].read_bytes():
+            raise RuntimeError(f"llama-server -hf {ref} loaded {loaded}, which is not the released {released[0].name}")
+        text = complete(served.url, "The quick brown fox")
+        snapshot = loaded.as_posix().split("/snapshots/", 1)[-1].split("/", 1)[-1]
+        say(f"llama-server loaded {snapshot} (the released file, byte for byte) and generates: {text!r}")
 
 
 def drop_table(report: dict) -> str:
@@ -268,7 +292,7 @@ def run(port: int = 8000, workdir: "Path | None" = None, wait: bool = True) -> i
             procs.start("worker", celery_worker("gpu,cpu,publish", "demo-worker@%h",
                                                       beat=workdir / "celerybeat-schedule"))
             say(f"registry on {base}, worker and beat started (logs in {workdir / 'logs'})")
-            outcome = main_job(base, tokens, workdir, procs)
+            outcome = main_job(base, tokens, workdir, procs, hub.url)
             print()
             print(drop_table(outcome["report"]))
             print()

@@ -4,9 +4,14 @@ If a service cannot start the run fails with the reason; nothing is silently ski
 """
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from dsq import localservices
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +36,15 @@ def django_db_modify_db_settings(postgres_server):
     # A wrapper made earlier (for the SQLite default) would keep its engine: drop it.
     connections["default"].close()
     del connections["default"]
+
+
+@pytest.fixture(scope="session")
+def llama_tools() -> Path:
+    """Directory with llama.cpp's tools built from the vendored source: llama-perplexity, llama-imatrix,
+    llama-quantize, llama-server, llama-gguf-split, llama-fit-params (built once, tens of minutes)."""
+    out = subprocess.run([str(REPO / "scripts" / "build-llama-tools.sh")], check=True,
+                         capture_output=True, text=True)
+    return Path(out.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture

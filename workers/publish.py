@@ -157,6 +157,7 @@ def upload(api, repo_id: str, release: Release) -> str:
     max_attempts = settings.DSQ_PUBLISH_ATTEMPTS
     for attempt in range(1, max_attempts + 1):
         head = with_retries("read head", lambda: api.repo_info(repo_id, revision="main")).sha
+        check_llama_cpp_choice(api, repo_id, head, [path for _, path in files])
         card = render_card(release, repo_id)
         ops = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(local)) for local, path in files]
         ops.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card.encode()))
@@ -176,6 +177,16 @@ def upload(api, repo_id: str, release: Release) -> str:
                         repo_id, status_of(exc), attempt, max_attempts - 1, wait)
             time.sleep(wait)
     raise AssertionError("unreachable")
+
+
+def check_llama_cpp_choice(api, repo_id: str, head: str, new_paths: list[str]) -> None:
+    """Refuse a commit after which `llama-server -hf REPO:QUANT` would load another quant's file
+    for some quant that resolved to its own before (registry.hub says why this can happen)."""
+    existing = with_retries("list files", lambda: api.list_repo_files(repo_id, revision=head))
+    before = set(hub.llama_cpp_clashes(existing))
+    after = [c for c in hub.llama_cpp_clashes(sorted(set(existing) | set(new_paths))) if c not in before]
+    if after:
+        raise PublishError(f"publishing to {repo_id} would break llama.cpp's choice of file: {'; '.join(after)}")
 
 
 def ensure_tag(api, repo_id: str, tag: str, commit: str) -> None:

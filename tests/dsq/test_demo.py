@@ -51,10 +51,12 @@ def test_a_demo_that_fails_stops_every_process_it_started(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_whole_demo_runs_in_a_workdir_of_ones_choosing(tmp_path):
-    result, marker = run_demo(tmp_path / "elsewhere", 1800)
+def test_the_whole_demo_runs_in_a_workdir_of_ones_choosing(tmp_path, llama_tools):
+    result, marker = run_demo(tmp_path / "elsewhere", 1800, LLAMA_TOOLS_DIR=str(llama_tools.parents[1]))
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert "done in" in result.stdout
+    # It ends with llama.cpp's own -hf pull from the Hub stand-in, loading the released file.
+    assert "llama-server loaded dynamic/DQ3_K_M/tiny-deepseek-v3-DQ3_K_M.gguf (the released file" in result.stdout
     assert (tmp_path / "elsewhere" / "pulled").is_dir() and processes_marked(marker) == []
 
 

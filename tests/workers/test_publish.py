@@ -26,7 +26,7 @@ def test_it_publishes_an_approved_release_as_one_commit_and_a_tag(hub, make_rele
     assert repo.tags["DQ3_K_M-v2"] == result.commit == repo.branches["main"]
     assert len(repo.commits) == 2  # the repo's initial commit and the release's one commit
     for f in release.variant.files.all():
-        data = hub.file_bytes(REPO, "DQ3_K_M-v2", f"DQ3_K_M/{f.name}")
+        data = hub.file_bytes(REPO, "DQ3_K_M-v2", f"dynamic/DQ3_K_M/{f.name}")
         assert data is not None and hashlib.sha256(data).hexdigest() == f.sha256
     release.refresh_from_db()
     assert (release.state, release.hub_repo, release.hub_commit, release.hub_tag) == (
@@ -54,7 +54,7 @@ def test_a_second_quant_keeps_the_first_in_the_card(hub, make_release):
     result = publish.publish_release(second.pk)
     card = hub.file_bytes(REPO, result.commit, "README.md").decode()
     assert "## DQ3_K_M" in card and "## DQ2_K" in card
-    assert hub.file_bytes(REPO, "DQ2_K-v1", f"DQ3_K_M/{first.variant.files.first().name}") is not None
+    assert hub.file_bytes(REPO, "DQ2_K-v1", f"dynamic/DQ3_K_M/{first.variant.files.first().name}") is not None
 
 
 def test_publishing_twice_publishes_nothing_new(hub, make_release):
@@ -107,7 +107,7 @@ def test_a_failed_publish_leaves_nothing_half_published(hub, make_release):
         publish.publish_release(release.pk)
     repo = hub.repos[REPO]
     assert len(repo.commits) == 1 and not repo.tags  # LFS blobs may be uploaded; no file is visible
-    assert hub.file_bytes(REPO, "main", f"DQ3_K_M/{release.variant.files.first().name}") is None
+    assert hub.file_bytes(REPO, "main", f"dynamic/DQ3_K_M/{release.variant.files.first().name}") is None
     release.refresh_from_db()
     assert release.state == Release.State.APPROVED and release.hub_commit == ""
 
@@ -137,6 +137,31 @@ def test_published_files_resolve_by_tag_with_the_client(hub, make_release, tmp_p
     release = make_release()
     result = publish.publish_release(release.pk)
     f = release.variant.files.first()
-    path = hf_hub_download(REPO, f"DQ3_K_M/{f.name}", revision=result.tag, endpoint=hub.url,
+    path = hf_hub_download(REPO, f"dynamic/DQ3_K_M/{f.name}", revision=result.tag, endpoint=hub.url,
                            token=HUB_TOKEN, cache_dir=tmp_path / "cache")
     assert hashlib.sha256(open(path, "rb").read()).hexdigest() == f.sha256
+
+
+def test_it_lays_out_quants_so_llama_cpp_finds_each_ones_own_file(hub, make_release):
+    from huggingface_hub import HfApi
+
+    first = make_release("Q3_K_M", shards=1)
+    publish.publish_release(first.pk)
+    second = make_release("DQ3_K_M", checkpoint=first.variant.checkpoint)
+    publish.publish_release(second.pk)
+    files = HfApi(endpoint=hub.url, token=False).list_repo_files(REPO)
+    assert files == ["Q3_K_M/deepseek-r1-Q3_K_M-00001-of-00001.gguf", "README.md",
+                     "dynamic/DQ3_K_M/deepseek-r1-DQ3_K_M-00001-of-00002.gguf",
+                     "dynamic/DQ3_K_M/deepseek-r1-DQ3_K_M-00002-of-00002.gguf"]
+
+
+def test_a_release_that_would_send_llama_cpp_to_another_quants_file_is_refused(hub, make_release):
+    f16 = make_release("F16", shards=1)
+    publish.publish_release(f16.pk)
+    head = hub.head(REPO)
+    bf16 = make_release("BF16", shards=1, checkpoint=f16.variant.checkpoint)
+    with pytest.raises(publish.PublishError, match=r"`llama-server -hf REPO:F16` would load BF16/"):
+        publish.publish_release(bf16.pk)
+    assert hub.head(REPO) == head  # nothing committed
+    bf16.refresh_from_db()
+    assert bf16.state == Release.State.APPROVED

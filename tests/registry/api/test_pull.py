@@ -48,7 +48,7 @@ def test_a_published_release_resolves_to_the_hub_pinned_to_its_commit(anonymous,
     body = anonymous.get("/api/pull/deepseek-r1:dq3_k_m@latest").json()
     assert body["source"] == "hub" and body["hub"]["commit"] == "c0ffee" * 6 + "abcd"
     assert body["files"][0]["url"] == ("https://hub.example/dsq/DeepSeek-R1-GGUF/resolve/" + "c0ffee" * 6 + "abcd/"
-                                       "DQ3_K_M/DeepSeek-R1-DQ3_K_M-00001-of-00002.gguf")
+                                       "dynamic/DQ3_K_M/DeepSeek-R1-DQ3_K_M-00001-of-00002.gguf")
     assert body["commands"]["llama_cli_hub"] == "llama-cli -hf dsq/DeepSeek-R1-GGUF:DQ3_K_M"
     assert body["commands"]["ollama"] == "ollama run hf.co/dsq/DeepSeek-R1-GGUF:DQ3_K_M"
 
