@@ -47,6 +47,13 @@ def path_in_repo(variant, name: str) -> str:
     return f"{quant_folder(variant.quant_name)}/{name}"
 
 
+def published_path(release, name: str) -> str:
+    """Where a published release's file is: the folder recorded when it was published (releases
+    published before the `dynamic/` layout keep `<QUANT>/`), else today's layout."""
+    folder = release.hub_folder or quant_folder(release.variant.quant_name)
+    return f"{folder}/{name}"
+
+
 def hub_order(paths) -> list[tuple[str, bool]]:
     """Every folder and file under `paths` as (path, is_folder), in the order the Hub lists a tree
     recursively: git's, depth first, names compared as bytes with a folder's name read as "name/"."""

@@ -368,6 +368,9 @@ class Release(models.Model):
     hub_repo = models.CharField(max_length=200, blank=True)
     hub_commit = models.CharField(max_length=64, blank=True)
     hub_tag = models.CharField(max_length=200, blank=True)
+    hub_folder = models.CharField(max_length=200, blank=True,
+                                  help_text="The folder of the Hub repo the files went to (registry.hub): "
+                                            "kept, so a later layout never breaks pulls of this release")
     published_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -461,15 +464,15 @@ class Release(models.Model):
             AuditLog.record(user, "release.reject", locked, reason=reason)
         self.refresh_from_db()
 
-    def mark_published(self, hub_repo: str, hub_commit: str, hub_tag: str = "") -> None:
-        """Record the Hub commit an approved release was uploaded to (called by the publisher).
+    def mark_published(self, hub_repo: str, hub_commit: str, hub_tag: str = "", hub_folder: str = "") -> None:
+        """Record the Hub commit (and folder) an approved release was uploaded to (called by the publisher).
 
         Idempotent for the same commit; a published release never points at another commit.
         """
         with transaction.atomic():
             changed = Release.objects.filter(pk=self.pk, state=Release.State.APPROVED).update(
                 state=Release.State.PUBLISHED, hub_repo=hub_repo, hub_commit=hub_commit, hub_tag=hub_tag,
-                published_at=timezone.now())
+                hub_folder=hub_folder, published_at=timezone.now())
             if changed == 1:
                 AuditLog.record(None, "release.published", self, hub_repo=hub_repo, hub_commit=hub_commit,
                                 hub_tag=hub_tag)

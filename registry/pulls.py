@@ -59,7 +59,7 @@ def manifest(ref: Ref, release: Release, request) -> dict[str, Any]:
     entries = []
     for f in files:
         local = request.build_absolute_uri(reverse("file-download", args=[variant.pk, f.name]))
-        path = hub.path_in_repo(variant, f.name)
+        path = hub.published_path(release, f.name)
         remote = hub.file_url(release.hub_repo, release.hub_commit, path, base) if base else ""
         entries.append({"name": f.name, "size": f.size, "sha256": f.sha256,
                         "url": remote or local, "registry_url": local})

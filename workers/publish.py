@@ -203,4 +203,4 @@ def ensure_tag(api, repo_id: str, tag: str, commit: str) -> None:
 
 
 def record(release: Release, repo_id: str, commit: str, tag: str) -> None:
-    release.mark_published(repo_id, commit, tag)
+    release.mark_published(repo_id, commit, tag, hub.quant_folder(release.variant.quant_name))

@@ -53,6 +53,14 @@ def test_a_published_release_resolves_to_the_hub_pinned_to_its_commit(anonymous,
     assert body["commands"]["ollama"] == "ollama run hf.co/dsq/DeepSeek-R1-GGUF:DQ3_K_M"
 
 
+def test_a_release_keeps_the_folder_it_was_published_to(anonymous, approved, settings):
+    """A release published before the `dynamic/` layout (migration 0008 records `<QUANT>`) still pulls."""
+    settings.HF_ENDPOINT = "https://hub.example"
+    approved.mark_published("dsq/DeepSeek-R1-GGUF", "c0ffee" * 6 + "abcd", "DQ3_K_M-v1", hub_folder="DQ3_K_M")
+    body = anonymous.get("/api/pull/deepseek-r1:DQ3_K_M").json()
+    assert body["files"][0]["url"].endswith("abcd/DQ3_K_M/DeepSeek-R1-DQ3_K_M-00001-of-00002.gguf")
+
+
 def test_unknown_tags_and_bad_refs_are_json_errors(anonymous, approved):
     missing = anonymous.get("/api/pull/deepseek-r1:DQ3_K_M@stable")
     assert missing.status_code == 404 and "no tag deepseek-r1:DQ3_K_M@stable" in missing.json()["error"]
