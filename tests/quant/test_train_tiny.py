@@ -73,12 +73,14 @@ def test_it_predicts_the_validation_text_far_better_than_unigram(trained, config
 
 
 def test_it_converts_and_llama_cpp_computes_our_logits(trained, tmp_path):
-    """F16 GGUF through dsq's converter; llama.cpp's logits equal our forward's to F16 rounding."""
+    """F32 GGUF through dsq's converter, F32 KV cache: llama.cpp's logits equal our forward's to float32
+    rounding (with F16 weights or the default F16 cache, near-tied expert choices flip at a few
+    per cent of positions; the perplexities still agree to 0.03 %, docs/tiny-moe-training.json)."""
     import llama_cpp
 
     from quant.convert import convert
 
-    out = convert(TRAINED_DIR, tmp_path, "F16", name="tiny-moe", stats=False).files[0].path
+    out = convert(TRAINED_DIR, tmp_path, "F32", name="tiny-moe", stats=False).files[0].path
     reader = gguf.GGUFReader(str(out))
     kv = {f.name: f.contents() for f in reader.fields.values() if not f.name.startswith("tokenizer.")}
     assert kv["general.architecture"] == "deepseek2"
@@ -86,7 +88,8 @@ def test_it_converts_and_llama_cpp_computes_our_logits(trained, tmp_path):
     assert kv["deepseek2.leading_dense_block_count"] == 1 and kv["deepseek2.expert_gating_func"] == 2  # sigmoid
     assert any(t.name == "blk.1.exp_probs_b.bias" for t in reader.tensors)
 
-    llm = llama_cpp.Llama(str(out), n_ctx=64, n_batch=64, n_threads=1, logits_all=True, verbose=False)
+    llm = llama_cpp.Llama(str(out), n_ctx=64, n_batch=64, n_threads=1, logits_all=True, verbose=False,
+                          type_k=0, type_v=0)  # GGML_TYPE_F32
     try:
         tokens = llm.tokenize(corpus()[1][:2000].encode(), add_bos=True)[:64]
         llm.eval(tokens)
@@ -95,7 +98,7 @@ def test_it_converts_and_llama_cpp_computes_our_logits(trained, tmp_path):
         llm.close()
     with torch.no_grad():
         ours = trained(torch.tensor(tokens)[None])[0].double().numpy()
-    assert np.abs(ours - theirs).max() < 0.05, np.abs(ours - theirs).max(-1)
+    assert np.abs(ours - theirs).max() < 5e-3, np.abs(ours - theirs).max(-1)
 
 
 SMALL = TinySpec(vocab_size=300, hidden_size=64, intermediate_size=128, moe_intermediate_size=32,
