@@ -9,8 +9,7 @@ from rest_framework.response import Response
 
 from quant import config_check
 from quant import fit as quant_fit
-from quant import recipes as quant_recipes
-from registry import pulls
+from registry import placement, pulls
 from registry.api import schema
 from registry.models import Checkpoint, Recipe, Variant
 
@@ -25,14 +24,7 @@ def _variant(value: str) -> Variant:
 
 
 def _tensors(variant: Variant) -> list[tuple[str, int]]:
-    """Per-tensor bytes: the variant's stored plan, else the recipe's plan, else its size spread by parameters."""
-    planned = (variant.plan or {}).get("tensors")
-    if planned:
-        return [(t["name"], int(t["bytes"])) for t in planned]
-    try:
-        return quant_fit.tensor_bytes(variant.checkpoint.config, variant.recipe.parsed())
-    except (quant_recipes.RecipeError, KeyError, ValueError):
-        return quant_fit.tensor_bytes_from_total(variant.checkpoint.config, variant.total_bytes)
+    return placement.variant_tensors(variant)
 
 
 def _int(params, name: str, default: "int | None") -> "int | None":
