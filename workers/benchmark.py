@@ -198,5 +198,17 @@ def serve(job: BenchmarkJob, opts: dict, gpus: list[int], logs: Path, ctx: JobCo
         raise FileNotFoundError("no llama-server on this worker: set DSQ_LLAMA_SERVER or put it on PATH")
     with llama_server(binary, model, server_settings, log_path=logs / "server.log",
                       reporter=ctx, on_start=started, env=env) as running:
-        ctx.log(f"llama-server ready: {running.record()['props']}")
-        yield running.endpoint, running.record()
+        record = without_server_paths(running.record())
+        ctx.log(f"llama-server ready: {record['props']}")
+        yield running.endpoint, record
+
+
+def without_server_paths(record: dict) -> dict:
+    """The server record as job.result shows it to anyone: the storage root and the binary's directory
+    become <storage> and <bin> (the API names no server directories)."""
+    import json
+
+    text = json.dumps(record)
+    for path, label in ((storage.storage_root(), "<storage>"), (llama_server_binary().parent, "<bin>")):
+        text = text.replace(json.dumps(str(path))[1:-1], label)
+    return json.loads(text)

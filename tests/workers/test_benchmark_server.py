@@ -7,6 +7,7 @@ ends or is cancelled.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -85,7 +86,8 @@ def servers_of(model_dir: Path) -> list[int]:
     return pids
 
 
-def test_a_benchmark_job_runs_on_llama_server_with_the_settings_it_asked_for(worker, smol_variant, storage):
+def test_a_benchmark_job_runs_on_llama_server_with_the_settings_it_asked_for(worker, smol_variant, storage,
+                                                                            smollm2):  # noqa: F811
     job = benchmark_job(smol_variant, limit=4, n_ctx=512, parallel=2, threads=2)
     dispatch.enqueue("benchmark", job.pk)
     done = wait_for("the benchmark to finish", lambda: row(job).is_final and row(job), 600, worker)
@@ -96,6 +98,8 @@ def test_a_benchmark_job_runs_on_llama_server_with_the_settings_it_asked_for(wor
     assert flag(server["argv"], "--ctx-size") == "1024" and flag(server["argv"], "--parallel") == "2"
     assert flag(server["argv"], "--threads") == "2" and flag(server["argv"], "--n-gpu-layers") == "0"
     assert server["props"]["n_ctx"] == 512 and server["props"]["total_slots"] == 2  # the server's own word
+    assert flag(server["argv"], "--model") == f"<storage>/variants/smol/{smollm2.name}"  # no server paths shown
+    assert str(storage) not in json.dumps(done.result)
 
     (score,) = done.result["scores"]
     assert len(score["runs"]) == 2 and score["mean"] == sum(score["runs"]) / 2 and score["std"] == 0.0
