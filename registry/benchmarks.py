@@ -62,7 +62,7 @@ def request_benchmarks(variant: Variant, suites: "list[str]", user=None,
             continue
         try:
             with transaction.atomic():
-                queue = placement.GPU if suite == QUALITY else placement.queue_for(variant, options)
+                queue = placement.GPU if suite == QUALITY else placement.queue_for(variant, options, suite)
                 job = BenchmarkJob.objects.create(variant=variant, suite=suite, request_key=key, requested_by=user,
                                                   options=options or {}, queue=queue)
                 AuditLog.record(user, "benchmark.request", job, variant=str(variant), suite=suite)

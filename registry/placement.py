@@ -33,10 +33,19 @@ def variant_tensors(variant: Variant) -> list[tuple[str, int]]:
         return quant_fit.tensor_bytes_from_total(variant.checkpoint.config, variant.total_bytes)
 
 
-def context_of(options: "dict | None") -> int:
-    """Tokens of KV cache a benchmark's server holds: context per slot × slots."""
+def context_of(options: "dict | None", suite: "str | None" = None) -> int:
+    """Tokens of KV cache a benchmark's server holds: context per slot × slots. The context per slot is
+    options["n_ctx"], else what the suite's generation budget needs (quant.eval.suites)."""
+    from quant.eval.suites import UnknownSuite, load_suite
+
     options = options or {}
-    return int(options.get("n_ctx", DEFAULT_N_CTX)) * int(options.get("parallel", 1))
+    default = DEFAULT_N_CTX
+    if suite:
+        try:
+            default = load_suite(suite).context_needed()
+        except UnknownSuite:
+            pass
+    return int(options.get("n_ctx", default)) * int(options.get("parallel", 1))
 
 
 @dataclass(frozen=True)
@@ -67,7 +76,7 @@ def gpus_needed(variant: Variant, gpu_bytes: int, context: int, max_gpus: int = 
     return Need(None, gpu_bytes)
 
 
-def queue_for(variant: Variant, options: "dict | None" = None) -> str:
-    """`gpu` when the variant fits one GPU of DSQ_GPU_BYTES, else `host`."""
-    need = gpus_needed(variant, settings.DSQ_GPU_BYTES, context_of(options), max_gpus=1)
+def queue_for(variant: Variant, options: "dict | None" = None, suite: "str | None" = None) -> str:
+    """`gpu` when the variant fits one GPU of DSQ_GPU_BYTES with the suite's context, else `host`."""
+    need = gpus_needed(variant, settings.DSQ_GPU_BYTES, context_of(options, suite), max_gpus=1)
     return GPU if need.gpus == 1 else HOST

@@ -35,7 +35,7 @@ def requirements(job: BenchmarkJob) -> dict:
     if not inventory:
         return {"gpus": 1, "need": "needs a GPU"}
     need = placement.gpus_needed(job.variant, min(g["total_bytes"] for g in inventory),
-                                 placement.context_of(job.options))
+                                 placement.context_of(job.options, job.suite))
     return {"gpus": need.gpus or MAX_GPUS + 1, "need": need.describe()}
 
 
@@ -151,7 +151,7 @@ def task_suite(job: BenchmarkJob, ctx: JobContext) -> dict:
     shutil.rmtree(keep, ignore_errors=True)  # a retry starts over
     keep.mkdir(parents=True)
     try:
-        with serve(job, opts, gpus, keep, ctx) as (endpoint, record):
+        with serve(job, opts, gpus, keep, ctx, default_n_ctx=suite.context_needed()) as (endpoint, record):
             result = run_suite(suite, endpoint, keep / "runs", limit=opts.get("limit"),
                                offline=bool(opts.get("offline", True)), reporter=ctx, concurrency=parallel)
     except Cancelled:
@@ -165,12 +165,14 @@ def task_suite(job: BenchmarkJob, ctx: JobContext) -> dict:
 
 
 @contextlib.contextmanager
-def serve(job: BenchmarkJob, opts: dict, gpus: list[int], logs: Path, ctx: JobContext):
-    """(endpoint, what the job records about the server) for the duration of the block."""
+def serve(job: BenchmarkJob, opts: dict, gpus: list[int], logs: Path, ctx: JobContext, default_n_ctx: int = 4096):
+    """(endpoint, what the job records about the server) for the duration of the block.
+
+    Context per slot: options["n_ctx"], else what the suite's generation budget needs."""
     from quant.eval.llama_server import llama_server, settings_for
     from quant.eval.server import ServerSettings, external_server, local_server
 
-    n_ctx = int(opts.get("n_ctx", 4096))
+    n_ctx = int(opts.get("n_ctx", default_n_ctx))
     if opts.get("server_url"):
         yield external_server(opts["server_url"], opts.get("model", "default")), {
             "engine": "external", "url": opts["server_url"]}

@@ -9,6 +9,8 @@ import yaml
 
 SUITES_DIR = Path(__file__).parent / "suites"
 TASKS_DIR = Path(__file__).parent / "tasks"  # bundled lm-eval task definitions
+PROMPT_TOKENS = 4096  # room for a question (few-shot examples included) beside the generation budget
+DEFAULT_CONTEXT = 4096
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,12 @@ class Suite:
     @property
     def benchmarks(self) -> list[str]:
         return [t.benchmark for t in self.tasks]
+
+    def context_needed(self) -> int:
+        """Tokens of context one request needs: the largest generation budget plus room for the prompt
+        (4096 when no task sets max_tokens). A server slot smaller than this cuts answers short."""
+        budgets = [t.max_tokens for t in self.tasks if t.lm_eval_task and t.max_tokens]
+        return max(budgets) + PROMPT_TOKENS if budgets else DEFAULT_CONTEXT
 
 
 class UnknownSuite(ValueError):

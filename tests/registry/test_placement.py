@@ -49,6 +49,11 @@ def test_one_gpu_variants_and_the_quality_tier_stay_on_one_gpu_workers(r1_dq3, b
     assert broker.llen("gpu") == 2 and broker.llen("host") == 0
 
 
+def test_the_context_is_the_suites_budget_per_slot_times_the_slots():
+    assert placement.context_of(None, "deepseek-paper") == 36864 and placement.context_of(None, "smoke") == 4096
+    assert placement.context_of({"n_ctx": 8192, "parallel": 4}, "deepseek-paper") == 32768
+
+
 def test_a_variant_without_a_sizable_config_is_taken_to_fit_one_gpu():
     v = factories.variant(factories.checkpoint(config={}))
     assert placement.gpus_needed(v, GPU_80, 4096).gpus == 1 and placement.queue_for(v) == "gpu"

@@ -100,3 +100,8 @@ def test_gen_kwargs_sampling_and_budget_merge():
     task = SuiteTask("X", "x", gen_kwargs="until=\\n,temperature=0", sampling={"temperature": 0.7}, max_tokens=64)
     assert task.generation_kwargs() == "until=\\n,temperature=0.7,do_sample=True,max_gen_toks=64"
     assert SuiteTask("X", "x").generation_kwargs() is None
+
+
+def test_a_suites_server_slot_holds_its_longest_answer_and_a_prompt():
+    assert load_suite("deepseek-paper").context_needed() == 32768 + 4096
+    assert load_suite("smoke").context_needed() == 4096  # the task's own few tokens
