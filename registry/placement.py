@@ -3,7 +3,7 @@
 One-GPU workers (queue `gpu`) take the variants that fit one GPU of DSQ_GPU_BYTES with the job's
 context; the others go to the `host` queue, whose workers (DSQ_WORKER_SCOPE=host) own every GPU of
 their machine and ask the same question of their own GPUs before they claim a job
-(workers.context). The 671B variants are host jobs: DeepSeek-R1 DQ3_K_M needs 4 × 80 GB and Q8_0 10.
+(workers.context). The 671B variants are host jobs: DeepSeek-R1 DQ3_K_M needs 4 × 80 GB and Q8_0 11 (more than one 8-GPU host of H100s: it waits, saying so).
 The context is the KV cache the server allocates: n_ctx per slot × parallel slots, flash attention on
 (llama-server runs with it on GPUs, quant.eval.llama_server.settings_for).
 """
