@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -61,9 +62,7 @@ def gpu_indices() -> list[int]:
     if scope() == "host":
         if fake:
             return list(range(fake[0]))
-        import torch
-
-        return list(range(torch.cuda.device_count()))
+        return [g["index"] for g in nvidia_smi()]
     dev = device()
     if not dev.startswith("cuda"):
         return []
@@ -78,6 +77,21 @@ def lease_ids(indices: list[int]) -> list[int]:
     return [int(m) if m.isdigit() else i for m, i in zip(mapped, indices)]
 
 
+def nvidia_smi() -> list[dict]:
+    """{index, total_bytes, free_bytes} of every GPU of the machine, from nvidia-smi.
+
+    A host worker asks nvidia-smi rather than torch: torch would open a CUDA context (hundreds of MiB) on
+    every GPU in the worker process, memory that llama-server then lacks."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index,memory.total,memory.free",
+                              "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=30,
+                             check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    rows = [line.split(",") for line in out.strip().splitlines() if line.strip()]
+    return [{"index": int(i), "total_bytes": int(t) << 20, "free_bytes": int(f) << 20} for i, t, f in rows]
+
+
 def gpu_inventory() -> list[dict]:
     """{index, total_bytes, free_bytes} of each GPU this worker owns."""
     indices = gpu_indices()
@@ -86,6 +100,8 @@ def gpu_inventory() -> list[dict]:
         return [{"index": i, "total_bytes": fake[1], "free_bytes": fake[1]} for i in indices]
     if not indices:
         return []
+    if scope() == "host":
+        return nvidia_smi()
     import torch
 
     out = []
