@@ -91,11 +91,12 @@ def smol_variant(storage, smollm2):  # noqa: F811
 @pytest.mark.slow
 def test_a_host_worker_waits_for_its_leased_gpu_then_splits_the_variant_over_all_its_gpus(
         settings, broker, redis_server, storage, smol_variant, llama_tools, tmp_path):  # noqa: F811
-    settings.DSQ_GPU_BYTES = 32 << 20  # one-GPU workers of 32 MiB: SmolLM2 (about 90 MiB) needs a host
+    settings.DSQ_GPU_BYTES = 32 << 20  # one-GPU workers of 32 MiB: SmolLM2 (92 MiB of weights) needs a host;
+    # each fake GPU of the host has 2 GiB (quant.fit keeps 1 GiB of each for the CUDA context)
     env = {**os.environ, "DATABASE_URL": database_url(), "CELERY_BROKER_URL": redis_server.url,
            "DSQ_STORAGE_ROOT": str(storage), "DSQ_HEARTBEAT_SECONDS": "1", "DSQ_LEASE_SECONDS": "30",
            "DSQ_UNFIT_RETRY_SECONDS": "1", "DSQ_DEVICE": "cpu", "DSQ_WORKER_SCOPE": "host",
-           "DSQ_FAKE_GPUS": "2x1GB", "DSQ_HOST_NAME": "fake-host-b", "DSQ_WORKER_NAME": "host-b",
+           "DSQ_FAKE_GPUS": "2x2GB", "DSQ_HOST_NAME": "fake-host-b", "DSQ_WORKER_NAME": "host-b",
            "DSQ_LLAMA_SERVER": str(llama_tools / "llama-server"), "PYTHONUNBUFFERED": "1"}
     # GPU 1 of the host runs a one-GPU job (as a one-GPU worker on that machine leases it)
     assert leases.acquire("fake-host-b", [1], worker="gpu-b1", job_kind="quantize", job_id=7, scope="gpu") is None
