@@ -88,33 +88,60 @@ def smol_variant(storage, smollm2):  # noqa: F811
     return variant
 
 
-@pytest.mark.slow
-def test_a_host_worker_waits_for_its_leased_gpu_then_splits_the_variant_over_all_its_gpus(
-        settings, broker, redis_server, storage, smol_variant, llama_tools, tmp_path):  # noqa: F811
+@pytest.fixture
+def host_worker(settings, broker, redis_server, storage, tmp_path):
+    """host_worker(**env): a real `celery -A dsq worker -Q host` owning two fake 2 GiB GPUs of fake-host-b."""
     settings.DSQ_GPU_BYTES = 32 << 20  # one-GPU workers of 32 MiB: SmolLM2 (92 MiB of weights) needs a host;
     # each fake GPU of the host has 2 GiB (quant.fit keeps 1 GiB of each for the CUDA context)
     env = {**os.environ, "DATABASE_URL": database_url(), "CELERY_BROKER_URL": redis_server.url,
            "DSQ_STORAGE_ROOT": str(storage), "DSQ_HEARTBEAT_SECONDS": "1", "DSQ_LEASE_SECONDS": "30",
            "DSQ_UNFIT_RETRY_SECONDS": "1", "DSQ_DEVICE": "cpu", "DSQ_WORKER_SCOPE": "host",
            "DSQ_FAKE_GPUS": "2x2GB", "DSQ_HOST_NAME": "fake-host-b", "DSQ_WORKER_NAME": "host-b",
-           "DSQ_LLAMA_SERVER": str(llama_tools / "llama-server"), "PYTHONUNBUFFERED": "1"}
+           "PYTHONUNBUFFERED": "1"}
+    with ProcessGroup(env, tmp_path) as group:
+        def start(**extra):
+            worker = group.start("host-b", celery_worker("host", "host-b@%h"), env=extra)
+            wait_for("the host worker to be ready", lambda: "ready." in worker.text(), 90, worker)
+            return worker
+
+        yield start
+        app.control.purge()
+
+
+@pytest.mark.slow
+def test_a_real_host_worker_waits_while_a_gpu_is_leased_and_says_what_a_bigger_job_needs(
+        host_worker, smol_variant):
     # GPU 1 of the host runs a one-GPU job (as a one-GPU worker on that machine leases it)
+    assert leases.acquire("fake-host-b", [1], worker="gpu-b1", job_kind="quantize", job_id=7, scope="gpu") is None
+    (small,) = request_benchmarks(smol_variant, ["smoke"], options={"limit": 2, "n_ctx": 512})
+    r1 = Checkpoint.objects.filter(name="deepseek-r1").first() or factories.deepseek_checkpoint()  # bootstrap's
+    big = factories.variant(r1, factories.builtin_recipe("DQ3_K_M"))
+    (large,) = request_benchmarks(big, ["deepseek-paper"])
+    assert small.queue == large.queue == "host"
+
+    worker = host_worker()
+    waiting = wait_for("the small job to wait for GPU 1",
+                       lambda: row(small).step.startswith("waiting for GPUs") and row(small), 60, worker)
+    assert waiting.step == "waiting for GPUs: fake-host-b GPU 1 leased to one-GPU quantize job 7 on gpu-b1"
+    too_big = wait_for("the large job to be refused", lambda: row(large).step and row(large), 60, worker)
+    assert too_big.step == "waiting for a host: does not fit 64×2 GiB, largest free host has 1"
+    assert row(small).state == row(large).state == JobState.QUEUED and row(small).attempts == 0
+    assert list(GpuLease.objects.values_list("job_id", flat=True)) == [7]  # nothing taken while waiting
+
+
+@pytest.mark.slow
+def test_a_host_worker_waits_for_its_leased_gpu_then_splits_the_variant_over_all_its_gpus(
+        host_worker, smol_variant, llama_tools):  # noqa: F811
     assert leases.acquire("fake-host-b", [1], worker="gpu-b1", job_kind="quantize", job_id=7, scope="gpu") is None
     (job,) = request_benchmarks(smol_variant, ["smoke"], options={"limit": 2, "n_ctx": 512, "threads": 2})
     assert job.queue == "host"
 
-    with ProcessGroup(env, tmp_path) as group:
-        worker = group.start("host-b", celery_worker("host", "host-b@%h"))
-        wait_for("the host worker to be ready", lambda: "ready." in worker.text(), 90, worker)
-        waiting = wait_for("the job to wait for GPU 1", lambda: row(job).step.startswith("waiting for GPUs") and row(job),
-                           60, worker)
-        assert waiting.step == "waiting for GPUs: fake-host-b GPU 1 leased to one-GPU quantize job 7 on gpu-b1"
-        assert waiting.state == JobState.QUEUED
-
-        leases.release("quantize", 7)  # the one-GPU job ends
-        done = wait_for("the benchmark to finish", lambda: row(job).is_final and row(job), 600, worker)
-        assert done.state == JobState.SUCCEEDED, done.error + done.log_tail
-        app.control.purge()
+    worker = host_worker(DSQ_LLAMA_SERVER=str(llama_tools / "llama-server"))
+    wait_for("the job to wait for GPU 1", lambda: row(job).step.startswith("waiting for GPUs"), 60, worker)
+    assert row(job).state == JobState.QUEUED
+    leases.release("quantize", 7)  # the one-GPU job ends
+    done = wait_for("the benchmark to finish", lambda: row(job).is_final and row(job), 600, worker)
+    assert done.state == JobState.SUCCEEDED, done.error + done.log_tail
 
     argv = done.result["server"]["argv"]
     assert argv[argv.index("--tensor-split") + 1] == "1,1" and argv[argv.index("--split-mode") + 1] == "layer"
