@@ -21,8 +21,10 @@ BENCHMARK = "dsq.benchmark"
 PUBLISH = "dsq.publish"
 REAP_EXPIRED = "dsq.reap_expired"
 
-# Queues: gpu (quantize, evaluate), cpu (plans, imports, housekeeping), publish (Hub uploads).
-QUEUES = ("gpu", "cpu", "publish")
+# Queues: gpu (quantize, evaluate on one GPU), host (evaluate a variant that needs a whole host's GPUs:
+# registry/placement.py), cpu (plans, imports, housekeeping), publish (Hub uploads).
+QUEUES = ("gpu", "host", "cpu", "publish")
+HOST_QUEUE = "host"
 
 # Redis keys `dsq:host:<worker>` where each worker advertises its host (workers.hosts writes them,
 # the fleet page and /metrics read them).

@@ -195,6 +195,22 @@ DSQ_DB_WAIT_SECONDS = env_int("DSQ_DB_WAIT_SECONDS", 120)
 DSQ_EVAL_N_CTX = env_int("DSQ_EVAL_N_CTX", 512)
 DSQ_EVAL_MAX_WINDOWS = env_int("DSQ_EVAL_MAX_WINDOWS", 32) or None
 DSQ_EVAL_GPU_LAYERS = env_int("DSQ_EVAL_GPU_LAYERS", 0)
+# llama.cpp's llama-server for task suites (scripts/build-llama-tools.sh; the GPU image puts it on PATH).
+# Empty: `llama-server` on PATH, else llama-cpp-python's server (workers/benchmark.py engine_for).
+DSQ_LLAMA_SERVER = os.environ.get("DSQ_LLAMA_SERVER", "")
+# Host-level scheduling (registry/placement.py): a benchmark whose variant does not fit one GPU of
+# DSQ_GPU_BYTES (default: an 80 GB H100 as the driver reports it) goes to the `host` queue, taken by
+# workers with DSQ_WORKER_SCOPE=host that own every GPU of their machine; `gpu` workers own one GPU.
+DSQ_GPU_BYTES = env_int("DSQ_GPU_BYTES", 81559 * 2**20)
+DSQ_WORKER_SCOPE = os.environ.get("DSQ_WORKER_SCOPE") or "gpu"
+if DSQ_WORKER_SCOPE not in ("gpu", "host"):
+    raise ValueError(f"DSQ_WORKER_SCOPE must be gpu or host, got {DSQ_WORKER_SCOPE!r}")
+# The machine's name in GPU leases and host records (one-GPU and host workers of a machine must agree):
+# default the hostname. Containers of one machine get different hostnames: set it to the machine's.
+DSQ_HOST_NAME = os.environ.get("DSQ_HOST_NAME", "")
+# Advertise GPUs without CUDA ("NxSIZE", e.g. 8x80GB, as /api/fit's custom hardware): for tests and for
+# dry-running a fleet's routing on CPU machines. Jobs then run on the CPU with the GPUs' settings.
+DSQ_FAKE_GPUS = os.environ.get("DSQ_FAKE_GPUS", "")
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
 CELERY_TASK_ACKS_LATE = True

@@ -46,8 +46,13 @@ def request_key(variant: Variant, suite: str) -> str:
     return hashlib.sha256(f"benchmark:{variant.pk}:{suite}".encode()).hexdigest()
 
 
-def request_benchmarks(variant: Variant, suites: "list[str]", user=None) -> list[BenchmarkJob]:
-    """Queue each suite not already live or done for this variant; returns the jobs (new or live)."""
+def request_benchmarks(variant: Variant, suites: "list[str]", user=None,
+                       options: "dict | None" = None) -> list[BenchmarkJob]:
+    """Queue each suite not already live or done for this variant; returns the jobs (new or live).
+
+    Task suites of a variant that does not fit one GPU go to the host queue (registry.placement)."""
+    from registry import placement
+
     check_suites(suites)
     out = []
     for suite in dict.fromkeys(suites):
@@ -60,7 +65,9 @@ def request_benchmarks(variant: Variant, suites: "list[str]", user=None) -> list
             continue
         try:
             with transaction.atomic():
-                job = BenchmarkJob.objects.create(variant=variant, suite=suite, request_key=key, requested_by=user)
+                queue = placement.GPU if suite == QUALITY else placement.queue_for(variant, options, suite)
+                job = BenchmarkJob.objects.create(variant=variant, suite=suite, request_key=key, requested_by=user,
+                                                  options=options or {}, queue=queue)
                 AuditLog.record(user, "benchmark.request", job, variant=str(variant), suite=suite)
         except IntegrityError:
             out.append(BenchmarkJob.objects.get(request_key=key, state__in=[JobState.QUEUED, JobState.RUNNING]))

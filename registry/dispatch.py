@@ -13,7 +13,7 @@ import logging
 from django.db import transaction
 from kombu.exceptions import OperationalError as BrokerError
 
-from dsq.celery import BENCHMARK, PUBLISH, QUANTIZE, app
+from dsq.celery import BENCHMARK, HOST_QUEUE, PUBLISH, QUANTIZE, app
 from registry import jobs
 
 log = logging.getLogger(__name__)
@@ -21,9 +21,9 @@ log = logging.getLogger(__name__)
 TASK_OF_KIND = {"quantize": QUANTIZE, "benchmark": BENCHMARK}
 
 
-def _send(name: str, object_id: int, countdown: float = 0) -> bool:
+def _send(name: str, object_id: int, countdown: float = 0, queue: "str | None" = None) -> bool:
     try:
-        app.send_task(name, args=[object_id], countdown=countdown or None)
+        app.send_task(name, args=[object_id], countdown=countdown or None, queue=queue)
     except (BrokerError, OSError) as exc:
         log.warning("%s %s: message not sent, the reaper will send it again: %s", name, object_id, exc)
         return False
@@ -31,8 +31,12 @@ def _send(name: str, object_id: int, countdown: float = 0) -> bool:
 
 
 def enqueue(kind: str, job_id: int, countdown: float = 0) -> bool:
-    """Send the trigger of a committed queued job (`kind` as in registry.jobs.JOB_MODELS); False if not sent."""
-    if not _send(TASK_OF_KIND[kind], job_id, countdown):
+    """Send the trigger of a committed queued job (`kind` as in registry.jobs.JOB_MODELS); False if not sent.
+
+    A job whose row says `host` (registry.placement) goes to the host workers' queue; the others follow
+    the task's route (dsq.celery)."""
+    row_queue = jobs.JOB_MODELS[kind].objects.filter(pk=job_id).values_list("queue", flat=True).first()
+    if not _send(TASK_OF_KIND[kind], job_id, countdown, queue=HOST_QUEUE if row_queue == HOST_QUEUE else None):
         return False
     jobs.mark_enqueued(jobs.JOB_MODELS[kind], job_id, countdown)
     return True

@@ -239,6 +239,8 @@ class BenchmarkResult:
 
     ``tier1`` for the "quality" suite, ``scores`` for task suites; ``detail`` is quant.eval's own full
     result (VariantQuality.as_dict() or SuiteResult.as_dict()), kept for whoever wants every figure.
+    A task suite also records ``server`` (the command the evaluation server ran and what it reported,
+    paths masked) and ``outputs_dir`` (each question's prompt and raw output, relative to storage).
     """
 
     version: int = BENCHMARK_RESULT_VERSION
@@ -247,6 +249,8 @@ class BenchmarkResult:
     tier1: Optional[TierOne] = None
     scores: dict[str, Score] = field(default_factory=dict)
     detail: dict = field(default_factory=dict)
+    server: dict = field(default_factory=dict)
+    outputs_dir: str = ""
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -264,7 +268,8 @@ class BenchmarkResult:
                    tier1=TierOne(**data["tier1"]) if data.get("tier1") else None,
                    scores={n: Score(float(s["mean"]), s.get("std"), tuple(s.get("runs") or ()))
                            for n, s in (data.get("scores") or {}).items()},
-                   detail=data.get("detail") or {})
+                   detail=data.get("detail") or {}, server=data.get("server") or {},
+                   outputs_dir=data.get("outputs_dir", ""))
 
 
 def quality_of(variant) -> Quality:

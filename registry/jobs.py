@@ -14,11 +14,17 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from registry import leases
 from registry.models import FINAL_STATES, BenchmarkJob, Job, JobState, QuantizationJob
 
 J = TypeVar("J", bound=Job)
 JOB_MODELS: dict[str, type[Job]] = {"quantize": QuantizationJob, "benchmark": BenchmarkJob}
 LOG_TAIL_CHARS = 8000
+
+
+def kind_of(job: Job) -> str:
+    """The job's kind as in JOB_MODELS ("quantize", "benchmark")."""
+    return next(kind for kind, model in JOB_MODELS.items() if isinstance(job, model))
 
 
 class LeaseLost(Exception):
@@ -75,6 +81,7 @@ def heartbeat(job: Job, *, progress: "float | None" = None, step: "str | None" =
                                        cancel_requested=False).update(**fields)
     if changed != 1:
         raise LeaseLost(f"job {job.pk} is no longer owned by {job.worker}")
+    leases.renew(kind_of(job), job.pk)
     job.progress = fields.get("progress", job.progress)
     job.log_tail = fields.get("log_tail", job.log_tail)
 

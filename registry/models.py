@@ -261,6 +261,30 @@ class BenchmarkJob(Job):
         return f"benchmark {self.variant} {self.suite} #{self.pk}"
 
 
+class GpuLease(models.Model):
+    """One GPU of one host, held by the job running on it; at most one lease per (host, index).
+
+    A one-GPU worker leases its GPU and a host worker all of its host's GPUs before claiming a job, so
+    neither takes work while the other holds any of those GPUs (registry.leases). The lease outlives
+    a dead worker by at most its expiry, which the job's heartbeat extends.
+    """
+
+    host = models.CharField(max_length=200)
+    index = models.PositiveIntegerField()
+    worker = models.CharField(max_length=200)
+    job_kind = models.CharField(max_length=16)
+    job_id = models.PositiveBigIntegerField()
+    scope = models.CharField(max_length=8, help_text="gpu (a one-GPU job) or host (a job over the whole host)")
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["host", "index"]
+        constraints = [models.UniqueConstraint(fields=["host", "index"], name="one_lease_per_gpu")]
+
+    def __str__(self) -> str:
+        return f"{self.host} GPU {self.index}: {self.job_kind} job {self.job_id} on {self.worker}"
+
+
 class Variant(models.Model):
     """Checkpoint × recipe × importance matrix → GGUF files, with their plan and measured quality."""
 

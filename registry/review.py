@@ -12,23 +12,11 @@ from typing import Optional
 
 from quant import config_check
 from quant import fit as quant_fit
-from quant import recipes as quant_recipes
-from registry import quality, release_policy
+from registry import placement, quality, release_policy
 from registry.evidence import Quality, TierOne, TypeShare, plan_of
 from registry.models import Release, Variant
 
 FIT_CONTEXT = 32768  # the fit API's default question
-
-
-def tensor_bytes(variant: Variant) -> list[tuple[str, int]]:
-    """Per-tensor bytes: the variant's stored plan, else the recipe's plan, else its size spread by parameters."""
-    planned = plan_of(variant).tensor_bytes()
-    if planned:
-        return planned
-    try:
-        return quant_fit.tensor_bytes(variant.checkpoint.config, variant.recipe.parsed())
-    except (quant_recipes.RecipeError, KeyError, ValueError):
-        return quant_fit.tensor_bytes_from_total(variant.checkpoint.config, variant.total_bytes)
 
 
 @dataclass(frozen=True)
@@ -92,7 +80,7 @@ def fit_lines(variant: Variant) -> tuple[tuple[FitLine, ...], str]:
     """The fit verdict on each built-in GPU profile at the API's default context ('' or why it cannot be sized)."""
     try:
         config_check.check(variant.checkpoint.config)
-        tensors = tensor_bytes(variant)
+        tensors = placement.variant_tensors(variant)
         lines = []
         for hw in quant_fit.HARDWARE.values():
             f = quant_fit.fit(variant.checkpoint.config, tensors, hw, FIT_CONTEXT)

@@ -76,3 +76,21 @@ def fleet(request):
     """Workers, GPUs, queues, the oldest waiting job and stuck jobs (registry/fleet.py)."""
     return render(request, "registry/fleet.html", {"fleet": fleet_state.snapshot(),
                                                    "stuck_minutes": settings.DSQ_STUCK_MINUTES})
+
+
+def job(request, kind: str, pk: int):
+    """One job: state, queue, why it waits (its step), progress and, for a task suite, scores and the server.
+
+    Shows what the API shows anyone (log_tail and error stay in the API, for those who may read them)."""
+    from django.http import Http404
+    from django.shortcuts import get_object_or_404
+
+    from registry.jobs import JOB_MODELS
+
+    if kind not in JOB_MODELS:
+        raise Http404("no such job kind")
+    row = get_object_or_404(JOB_MODELS[kind], pk=pk)
+    result = getattr(row, "result", None) or {}
+    waiting = row.state == "queued" and row.step.startswith("waiting for")
+    return render(request, "registry/job.html", {"job": row, "kind": kind, "waiting": waiting,
+                                                 "scores": result.get("scores", []), "server": result.get("server")})

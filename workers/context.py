@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
 
 from quant.progress import Cancelled, Progress
-from registry import dispatch, jobs
+from registry import dispatch, jobs, leases
 from registry.models import Job, JobState
 from workers import hosts
 
@@ -140,6 +140,36 @@ def run_job(kind: str, job_id: int, handler: Handler, requirements: Requirements
     reason = unfit_reason(kind, job_id, requirements)
     if reason is not None:
         return reason
+    gpus = lease_gpus(kind, job_id)
+    if gpus is None:
+        return "unfit"
+    try:
+        return _claim_and_run(kind, job_id, handler)
+    finally:
+        if gpus:
+            leases.release(kind, job_id)
+
+
+def lease_gpus(kind: str, job_id: int) -> "list[int] | None":
+    """Lease this worker's GPUs for a queued job: the GPUs ([] on a CPU worker), or None when another job
+    holds one of them (a one-GPU job on a GPU a host worker needs, or the reverse). The row then says
+    who holds them and the message goes back for later."""
+    gpus = hosts.gpu_indices()
+    model = jobs.JOB_MODELS[kind]
+    if not gpus or not model.objects.filter(pk=job_id, state=JobState.QUEUED).exists():
+        return []  # nothing to lease, or claim() will refuse it anyway (taken, final)
+    busy = leases.acquire(hosts.host_name(), hosts.lease_ids(gpus), worker=hosts.worker_name(), job_kind=kind,
+                          job_id=job_id, scope=hosts.scope())
+    if busy is None:
+        return gpus
+    model.objects.filter(pk=job_id, state=JobState.QUEUED).update(step=f"waiting for GPUs: {busy}"[:200])
+    log.info("%s job %s waits for GPUs: %s", kind, job_id, busy)
+    dispatch.enqueue(kind, job_id, countdown=settings.DSQ_UNFIT_RETRY_SECONDS)
+    return None
+
+
+def _claim_and_run(kind: str, job_id: int, handler: Handler) -> str:
+    model = jobs.JOB_MODELS[kind]
     job = jobs.claim(model, job_id, hosts.worker_name())
     if job is None:
         log.info("%s job %s not claimable here (taken, final or backing off)", kind, job_id)
@@ -186,7 +216,14 @@ def unfit_reason(kind: str, job_id: int, requirements: Requirements) -> "str | N
     why = hosts.shortfall(needs, have)
     if why is None:
         return None
-    model.objects.filter(pk=job_id, state=JobState.QUEUED).update(step=f"waiting for a host: {name} {why}"[:200])
+    if needs.get("gpus") is not None and needs["gpus"] > have.get("gpu_count", 0):
+        # Too big for this host: say what it needs and what the fleet has free right now.
+        need = needs.get("need") or f"needs {needs['gpus']} GPUs"
+        why = f"{need}, largest free host has {hosts.largest_free_host()}"
+        step = f"waiting for a host: {why}"
+    else:
+        step = f"waiting for a host: {name} {why}"
+    model.objects.filter(pk=job_id, state=JobState.QUEUED).update(step=step[:200])
     log.info("%s job %s does not fit here: %s", kind, job_id, why)
     dispatch.enqueue(kind, job_id, countdown=settings.DSQ_UNFIT_RETRY_SECONDS)
     return "unfit"

@@ -22,7 +22,7 @@ def quantize(job_id: int) -> str:
 
 @app.task(name=BENCHMARK, acks_late=True, reject_on_worker_lost=True)
 def benchmark(job_id: int) -> str:
-    return run_job("benchmark", job_id, benchmarking.run)
+    return run_job("benchmark", job_id, benchmarking.run, benchmarking.requirements)
 
 
 @app.task(name=REAP_EXPIRED)

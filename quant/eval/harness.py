@@ -3,6 +3,11 @@
 Each (task, repeat) is one `python -m lm_eval` process, so a cancel can stop it mid-run
 and one failing task does not take the others down. lm_eval runs with its working
 directory in quant/eval/tasks/ so that bundled tasks find their data files there.
+
+Every run talks to the server through the reasoning relay (quant/eval/reasoning.py), which strips
+`<think>…</think>` when the task asks for it and writes each raw output to `outputs.jsonl`; lm_eval
+writes what it scored per question (`--log_samples`, samples_*.jsonl) beside it. Repeat k sends seed
+base_seed + k with every request, so sampled runs differ and a rerun repeats them.
 """
 from __future__ import annotations
 
@@ -17,8 +22,12 @@ from pathlib import Path
 from typing import Optional
 
 from quant.progress import Reporter, check_cancelled, report
+from quant.eval.reasoning import relay
 from quant.eval.server import Endpoint
 from quant.eval.suites import TASKS_DIR, Suite, SuiteTask
+
+# One request of a reasoning model can generate 32k tokens: lm-eval's 300 s default is far too short.
+REQUEST_TIMEOUT_S = 6 * 3600
 
 
 @dataclass(frozen=True)
@@ -27,6 +36,8 @@ class BenchmarkScore:
     lm_eval_task: Optional[str]
     metric: str
     runs: tuple[float, ...]  # percent, one per repeat
+    settings: dict = field(default_factory=dict)  # SuiteTask.recorded_settings(): template, sampling, budget
+    outputs: tuple[dict, ...] = ()  # per repeat: seed, the samples and raw-output files, how many questions
 
     @property
     def mean(self) -> float:
@@ -39,7 +50,8 @@ class BenchmarkScore:
 
     def as_dict(self) -> dict:
         return {"benchmark": self.benchmark, "lm_eval_task": self.lm_eval_task, "metric": self.metric,
-                "runs": list(self.runs), "mean": self.mean, "std": self.std}
+                "runs": list(self.runs), "mean": self.mean, "std": self.std, "settings": self.settings,
+                "outputs": list(self.outputs)}
 
 
 @dataclass
@@ -53,16 +65,23 @@ class SuiteResult:
 
 
 def lm_eval_command(task: SuiteTask, endpoint: Endpoint, output_dir: Path, seed: int,
-                    limit: Optional[int]) -> list[str]:
-    model_args = (f"model={endpoint.model},base_url={endpoint.completions_url},"
-                  "tokenizer_backend=none,tokenized_requests=False,num_concurrent=1,max_retries=3")
-    command = [sys.executable, "-m", "lm_eval", "--model", "local-completions", "--model_args", model_args,
+                    limit: Optional[int], concurrency: int = 1) -> list[str]:
+    """One lm_eval run; chat tasks go through the server's chat template (/v1/chat/completions).
+
+    concurrency: requests in flight at once (the server's parallel slots)."""
+    model, url = (("local-chat-completions", endpoint.chat_completions_url) if task.chat
+                  else ("local-completions", endpoint.completions_url))
+    model_args = (f"model={endpoint.model},base_url={url},tokenizer_backend=none,tokenized_requests=False,"
+                  f"num_concurrent={concurrency},max_retries=3,seed={seed},timeout={REQUEST_TIMEOUT_S}")
+    command = [sys.executable, "-m", "lm_eval", "--model", model, "--model_args", model_args,
                "--tasks", task.lm_eval_task, "--include_path", str(TASKS_DIR),
-               "--output_path", str(output_dir), "--seed", f"{seed},{seed},{seed},{seed}"]
+               "--output_path", str(output_dir), "--seed", f"{seed},{seed},{seed},{seed}", "--log_samples"]
+    if task.chat:
+        command += ["--apply_chat_template"]
     if task.num_fewshot is not None:
         command += ["--num_fewshot", str(task.num_fewshot)]
-    if task.gen_kwargs:
-        command += ["--gen_kwargs", task.gen_kwargs]
+    if task.generation_kwargs():
+        command += ["--gen_kwargs", task.generation_kwargs()]
     if task.unsafe_code:
         command += ["--confirm_run_unsafe_code"]
     if limit is not None:
@@ -100,6 +119,21 @@ def run_once(command: list[str], log_path: Path, offline: bool, reporter: "Repor
         raise RuntimeError(f"lm_eval exited with {process.returncode}; log {log_path}:\n{tail}")
 
 
+def count_lines(path: Path) -> int:
+    with open(path, "rb") as f:
+        return sum(1 for _ in f)
+
+
+def run_outputs(out: Path, work_dir: Path, seed: int) -> dict:
+    """Where one run's per-question outputs are (paths relative to work_dir), for an audit."""
+    samples = sorted(out.rglob("samples_*.jsonl"))
+    raw = out / "outputs.jsonl"
+    return {"seed": seed, "samples": [str(p.relative_to(work_dir)) for p in samples],
+            "raw_outputs": str(raw.relative_to(work_dir)) if raw.exists() else None,
+            "n_samples": sum(count_lines(p) for p in samples),
+            "n_requests": count_lines(raw) if raw.exists() else 0}
+
+
 def run_suite(
     suite: Suite,
     endpoint: Endpoint,
@@ -108,8 +142,11 @@ def run_suite(
     offline: bool = False,
     base_seed: int = 1234,
     reporter: "Reporter | None" = None,
+    concurrency: int = 1,
 ) -> SuiteResult:
-    """Every task `repeats` times (seed base_seed + repeat); mean ± std per benchmark."""
+    """Every task `repeats` times (seed base_seed + repeat); mean ± std per benchmark.
+
+    work_dir keeps each run's lm_eval results, scored samples and raw outputs: keep it to audit a score."""
     work_dir = Path(work_dir)
     result = SuiteResult(suite=suite.name)
     runnable = [t for t in suite.tasks if t.lm_eval_task]
@@ -119,17 +156,21 @@ def run_suite(
         if not task.lm_eval_task:
             result.skipped[task.benchmark] = task.note or "no lm-evaluation-harness task"
             continue
-        runs, metric = [], ""
+        runs, outputs, metric = [], [], ""
         for repeat in range(task.repeats):
             check_cancelled(reporter, f"evaluation cancelled during {task.benchmark} run {repeat + 1}")
             out = work_dir / task.lm_eval_task / f"run{repeat + 1}"
             out.mkdir(parents=True, exist_ok=True)
-            run_once(lm_eval_command(task, endpoint, out, base_seed + repeat, limit),
-                     out / "lm_eval.log", offline, reporter)
+            seed = base_seed + repeat
+            with relay(endpoint, out / "outputs.jsonl", strip=task.strip_thinking) as relayed:
+                run_once(lm_eval_command(task, relayed, out, seed, limit, concurrency),
+                         out / "lm_eval.log", offline, reporter)
             metric, score = read_score(out, task)
             runs.append(score)
+            outputs.append(run_outputs(out, work_dir, seed))
             done += 1
             report(reporter, "benchmarks", done / total, f"{task.benchmark} run {repeat + 1}: {score:.2f}",
                    index=done, count=total)
-        result.scores.append(BenchmarkScore(task.benchmark, task.lm_eval_task, metric, tuple(runs)))
+        result.scores.append(BenchmarkScore(task.benchmark, task.lm_eval_task, metric, tuple(runs),
+                                            task.recorded_settings(), tuple(outputs)))
     return result

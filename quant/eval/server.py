@@ -40,6 +40,10 @@ class Endpoint:
     def completions_url(self) -> str:
         return f"{self.base_url}/completions"
 
+    @property
+    def chat_completions_url(self) -> str:
+        return f"{self.base_url}/chat/completions"
+
 
 def free_port() -> int:
     with socket.socket() as s:

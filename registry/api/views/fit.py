@@ -9,7 +9,7 @@ from rest_framework.response import Response
 
 from quant import config_check
 from quant import fit as quant_fit
-from registry import pulls, review
+from registry import placement, pulls
 from registry.api import schema
 from registry.models import Checkpoint, Recipe, Variant
 
@@ -74,7 +74,7 @@ def fit(request):
     if p.get("variant"):
         variant = _variant(p["variant"])
         config, label, model = _checked(variant.checkpoint), variant.recipe.name, variant.checkpoint.name
-        tensors = review.tensor_bytes(variant)
+        tensors = placement.variant_tensors(variant)
     elif p.get("checkpoint") and p.get("recipe"):
         checkpoint = get_object_or_404(Checkpoint, name=p["checkpoint"])
         recipe = Recipe.objects.filter(name__iexact=p["recipe"]).order_by("-version").first()

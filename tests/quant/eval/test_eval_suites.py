@@ -2,6 +2,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 import lm_eval
 from quant.eval.report import DEFAULT_PUBLISHED_PATH
@@ -68,3 +69,39 @@ def test_an_existing_and_a_missing_path_get_the_same_refusal():
             load_suite(name)
         messages.append(str(refused.value).replace(repr(name), "NAME"))
     assert messages[0] == messages[1]
+
+
+def test_the_study_suite_evaluates_reasoning_models_with_their_settings():
+    for task in load_suite("deepseek-paper").tasks:
+        if task.lm_eval_task is None:
+            continue
+        assert task.chat and task.strip_thinking, task.benchmark
+        assert task.sampling == {"temperature": 0.6, "top_p": 0.95} and task.max_tokens == 32768, task.benchmark
+        assert task.generation_kwargs() == "temperature=0.6,top_p=0.95,do_sample=True,max_gen_toks=32768"
+        assert task.recorded_settings()["sampling"] == {"temperature": 0.6, "top_p": 0.95}
+
+
+def test_knowledge_benchmarks_run_in_generative_form_on_llama_server():
+    """No prompt log-probabilities from llama-server: MMLU, CMMLU and C-Eval must generate their answer."""
+    by_name = {t.benchmark: t for t in load_suite("deepseek-paper").tasks}
+    assert by_name["MMLU"].lm_eval_task == "mmlu_generative"
+    for benchmark, group in (("CMMLU", "dsq_cmmlu_gen"), ("C-Eval", "dsq_ceval_gen")):
+        assert by_name[benchmark].lm_eval_task == group and "generative" in by_name[benchmark].note
+        template = yaml.safe_load((TASKS_DIR / group / "_template_yaml").read_text())
+        assert template["output_type"] == "generate_until" and template["metric_list"][0]["metric"] == "exact_match"
+        subjects = yaml.safe_load((TASKS_DIR / group / f"_{group}.yaml").read_text())["task"]
+        assert len(subjects) == {"dsq_cmmlu_gen": 67, "dsq_ceval_gen": 52}[group]
+        assert all((TASKS_DIR / group / f"{s}.yaml").exists() for s in subjects)
+
+
+def test_gen_kwargs_sampling_and_budget_merge():
+    from quant.eval.suites import SuiteTask
+
+    task = SuiteTask("X", "x", gen_kwargs="until=\\n,temperature=0", sampling={"temperature": 0.7}, max_tokens=64)
+    assert task.generation_kwargs() == "until=\\n,temperature=0.7,do_sample=True,max_gen_toks=64"
+    assert SuiteTask("X", "x").generation_kwargs() is None
+
+
+def test_a_suites_server_slot_holds_its_longest_answer_and_a_prompt():
+    assert load_suite("deepseek-paper").context_needed() == 32768 + 4096
+    assert load_suite("smoke").context_needed() == 4096  # the task's own few tokens
