@@ -31,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-requantize", action="store_true", help="accept quantized GGUF tensors as input")
     parser.add_argument("--dry-run", action="store_true", help="print the plan (types, sizes, files) and stop")
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    parser.add_argument("--threads", type=int, help="CPU threads for the codecs (default: torch's, one per core)")
     parser.add_argument("--no-stats", action="store_true", help="skip the per-tensor error statistics")
 
 
@@ -74,6 +75,11 @@ def _one_line(e: BaseException) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from quant.convert import ConversionCancelled, execute, plan_conversion
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(max(1, args.threads))
 
     try:
         plan = plan_conversion(
