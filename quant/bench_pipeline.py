@@ -11,7 +11,8 @@ number of threads:
 1. llama.cpp's route, step one (not timed against us): the BF16 GGUF, written by
    ``dsq quantize --recipe BF16`` (llama.cpp's converter writes the same tensors);
 2. llama.cpp's route, step two: ``llama-quantize BF16.gguf OUT.gguf <recipe> <threads>``
-   (built by scripts/build-llama-tools.sh);
+   (built by scripts/build-llama-tools.sh; while it is not built, llama_model_quantize — the
+   function llama-quantize calls — from llama-cpp-python's libllama, same vendored source);
 3. ``dsq quantize SRC --recipe <recipe>`` from the safetensors.
 
 It checks that every tensor of the two quantized files has the same name, type and bytes,
@@ -69,15 +70,30 @@ def checkpoint(work: Path, small: bool) -> Path:
     return out
 
 
-def llama_quantize() -> "Path | None":
-    """llama-quantize from the shared build; None (with the reason) when it is not built."""
+# llama-quantize's main() in a few lines: llama_model_quantize from llama-cpp-python's libllama,
+# built from the same vendored llama.cpp (used only while the tools are not built)
+_LLAMA_QUANTIZE_PY = """
+import ctypes, sys, llama_cpp
+FTYPES = {"Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q5_0": 8, "Q5_1": 9, "Q2_K": 10, "Q3_K_S": 11, "Q3_K_M": 12,
+          "Q3_K_L": 13, "Q4_K_S": 14, "Q4_K_M": 15, "Q5_K_S": 16, "Q5_K_M": 17, "Q6_K": 18}
+src, dst, ftype, threads = sys.argv[1:5]
+params = llama_cpp.llama_model_quantize_default_params()
+params.ftype, params.nthread = FTYPES[ftype], int(threads)
+sys.exit(llama_cpp.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(params)))
+"""
+
+
+def llama_quantize() -> "tuple[list[str], str]":
+    """The command that runs llama.cpp's quantizer (args appended: src dst type threads) and its label:
+    llama-quantize from the shared build, else llama_model_quantize through llama-cpp-python."""
     tools = Path(os.environ.get("LLAMA_TOOLS_DIR", Path.home() / ".cache" / "dsq" / "llama-tools"))
     found = sorted(tools.glob("build-*/bin/llama-quantize"))
     if found:
-        return found[-1]
-    print("llama-quantize is not built: run scripts/build-llama-tools.sh (not started here: it takes a "
-          "while, and a build may already be running)", file=sys.stderr)
-    return None
+        return [str(found[-1])], "llama-quantize"
+    print("llama-quantize is not built (scripts/build-llama-tools.sh; not started here: it takes a while and a "
+          "build may be running): timing llama_model_quantize, the function it calls, through llama-cpp-python",
+          file=sys.stderr)
+    return [sys.executable, "-c", _LLAMA_QUANTIZE_PY], "llama_model_quantize (libllama)"
 
 
 def _rusage_run(cmd: list[str], env: "dict | None" = None) -> dict:
@@ -138,7 +154,7 @@ def main(argv: "list[str] | None" = None) -> int:
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     src = checkpoint(work, args.small)
-    tool = llama_quantize()
+    tool, tool_name = llama_quantize()
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": str(args.threads)}
     runs = work / "runs"
     shutil.rmtree(runs, ignore_errors=True)
@@ -154,25 +170,25 @@ def main(argv: "list[str] | None" = None) -> int:
         results["dsq BF16 GGUF (llama.cpp route, step 1)"] = _rusage_run(
             dsq + ["--recipe", "BF16", "--out", str(runs / "bf16"), "--name", "model-BF16"], env)
         bf16 = runs / "bf16" / "model-BF16.gguf"
-        if tool is not None:
-            results[f"llama-quantize {args.recipe} {args.threads} (from BF16 GGUF)"] = _rusage_run(
-                [str(tool), str(bf16), str(runs / "llama.gguf"), args.recipe, str(args.threads)], env)
+        results[f"{tool_name} {args.recipe} {args.threads} (from the BF16 GGUF)"] = _rusage_run(
+            tool + [str(bf16), str(runs / "llama.gguf"), args.recipe, str(args.threads)], env)
         results[f"dsq quantize --recipe {args.recipe} (from safetensors)"] = _rusage_run(
             dsq + ["--recipe", args.recipe, "--out", str(runs / "dsq"), "--name", "model"] + args.dsq_args.split(), env)
-        diffs = compare(runs / "dsq" / "model.gguf", runs / "llama.gguf") if tool is not None else None
+        diffs = compare(runs / "dsq" / "model.gguf", runs / "llama.gguf")
         out_bytes = (runs / "dsq" / "model.gguf").stat().st_size
     finally:
         shutil.rmtree(runs, ignore_errors=True)
 
     names = list(results)
-    ratio = results[names[1]]["wall_s"] / results[names[2]]["wall_s"] if tool is not None else None
+    ratio = results[names[1]]["wall_s"] / results[names[2]]["wall_s"]
+    cpu_ratio = results[names[1]]["cpu_s"] / results[names[2]]["cpu_s"]
     report = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}",
         "checkpoint": f"{plan.n_params:,} weights, {'1 MoE block' if args.small else '1 dense + 1 MoE block'}, "
                       "8 routed experts + 1 shared, BF16 safetensors",
         "recipe": args.recipe, "threads": args.threads, "output_bytes": out_bytes,
-        "runs": results, "identical": None if diffs is None else not diffs, "differences": diffs,
-        "ratio_llama_over_dsq": ratio,
+        "runs": results, "identical": not diffs, "differences": diffs,
+        "ratio_llama_over_dsq": ratio, "cpu_ratio_llama_over_dsq": cpu_ratio,
     }
     if args.json:
         print(json.dumps(report, indent=2))
@@ -186,11 +202,8 @@ def main(argv: "list[str] | None" = None) -> int:
         for name, r in results.items():
             print(f"| {name:58s} | {r['wall_s']:7.1f} | {r['cpu_s']:7.1f} | {r['cpu_s'] / r['wall_s']:10.2f} | "
                   f"{r['peak_rss'] / MiB:12,.0f} |")
-        if tool is None:
-            print("llama-quantize not built: no ratio, no byte check")
-        else:
-            print(f"llama-quantize wall / dsq quantize wall = {ratio:.2f}x; quantized tensors "
-                  + ("byte-identical" if not diffs else f"DIFFER in {len(diffs)} tensors: " + "; ".join(diffs[:8])))
+        print(f"{tool_name} / dsq quantize: wall {ratio:.2f}x, CPU {cpu_ratio:.2f}x; quantized tensors "
+              + ("byte-identical" if not diffs else f"DIFFER in {len(diffs)} tensors: " + "; ".join(diffs[:8])))
     return 0 if not diffs else 1
 
 
