@@ -17,8 +17,8 @@ from quant.partial import JOURNAL, PREFIX
 from quant.tiny import TinySpec, make_tiny
 
 REPO = Path(__file__).resolve().parents[2]
-SPEC = TinySpec(num_hidden_layers=12, n_routed_experts=4, num_experts_per_tok=2, n_group=2, topk_group=1,
-                hidden_size=512, vocab_size=512, n_merges=50, num_nextn_predict_layers=0)
+SPEC = TinySpec(num_hidden_layers=4, n_routed_experts=4, num_experts_per_tok=2, n_group=2, topk_group=1,
+                hidden_size=256, vocab_size=512, n_merges=50, num_nextn_predict_layers=0)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def _env() -> dict:
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run(_dsq(*args), capture_output=True, text=True, env=_env(), cwd=REPO, timeout=600)
+    proc = subprocess.run(_dsq(*args), capture_output=True, text=True, env=_env(), cwd=REPO, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc
 
