@@ -50,7 +50,7 @@ def spec_for(small: bool):
         vocab_size=1024, hidden_size=7168, intermediate_size=18432, moe_intermediate_size=2048,
         num_hidden_layers=1 if small else 2, first_k_dense_replace=0 if small else 1,
         num_attention_heads=128, q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128,
-        qk_rope_head_dim=64, v_head_dim=128, n_routed_experts=8, num_experts_per_tok=8, n_group=8, topk_group=4,
+        qk_rope_head_dim=64, v_head_dim=128, n_routed_experts=8, num_experts_per_tok=8, n_group=4, topk_group=2,  # llama.cpp: groups < experts
         n_shared_experts=1, num_nextn_predict_layers=0, max_shard_bytes=1 * GiB,
     )
 
