@@ -44,28 +44,25 @@ if [[ "${DRY_RUN:-0}" == 1 ]]; then  # what would be built, and how (CI's build-
   exit 0
 fi
 
-missing=()
-for t in "${targets[@]}"; do
-  [[ -x "$bin/$t" ]] || missing+=("$t")
-done
-if [[ ${#missing[@]} -eq 0 ]]; then
-  echo "$bin"
-  exit 0
-fi
+# Exit with the binaries' directory when every target is built; else list the missing ones.
+check_built() {
+  missing=()
+  for t in "${targets[@]}"; do
+    [[ -x "$bin/$t" ]] || missing+=("$t")
+  done
+  if [[ ${#missing[@]} -eq 0 ]]; then
+    echo "$bin"
+    exit 0
+  fi
+}
+check_built
 
 mkdir -p "$tools_dir/src"
 # One build at a time per cache (parallel test sessions or workers ask at once): the others wait,
 # then find the tools built.
 exec 9>"$tools_dir/.build.lock"
 flock 9
-missing=()
-for t in "${targets[@]}"; do
-  [[ -x "$bin/$t" ]] || missing+=("$t")
-done
-if [[ ${#missing[@]} -eq 0 ]]; then
-  echo "$bin"
-  exit 0
-fi
+check_built
 if [[ ! -d "$src/vendor/llama.cpp" ]]; then
   sdist="$tools_dir/src/llama_cpp_python-$version.tar.gz"
   if [[ ! -f "$sdist" ]]; then

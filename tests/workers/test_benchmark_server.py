@@ -21,7 +21,7 @@ from registry import dispatch, jobs
 from registry.bootstrap import bootstrap
 from registry.models import BenchmarkJob, Checkpoint, JobState, Recipe, Variant
 from tests.faults.processes import database_url, frozen, wait_for
-from tests.quant.eval.conftest import llama_tools, smollm2  # noqa: F401 (fixtures)
+from tests.quant.eval.conftest import smollm2  # noqa: F401 (fixture; llama_tools is in tests/conftest.py)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

@@ -20,7 +20,7 @@ from registry.bootstrap import bootstrap
 from registry.models import BenchmarkJob, Checkpoint, GpuLease, JobState, Recipe, Variant
 from tests import factories
 from tests.faults.processes import database_url, wait_for
-from tests.quant.eval.conftest import llama_tools, smollm2  # noqa: F401 (fixtures)
+from tests.quant.eval.conftest import smollm2  # noqa: F401 (fixture; llama_tools is in tests/conftest.py)
 from workers import hosts, tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)
