@@ -12,14 +12,13 @@ import importlib.metadata
 import json
 import os
 import subprocess
-import time
-import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 from dsq.localservices import free_port
+from quant.eval import llama_server as server
 
 
 def tools_dir() -> Path:
@@ -34,10 +33,6 @@ def find_tool(name: str = "llama-server") -> "Path | None":
     return path if path.is_file() and os.access(path, os.X_OK) else None
 
 
-class LlamaServerError(RuntimeError):
-    """llama-server exited or never became healthy; the message ends with its log."""
-
-
 @dataclass(frozen=True)
 class Served:
     url: str
@@ -49,7 +44,8 @@ class Served:
 def serve_from_hub(binary: Path, ref: str, endpoint: str, cache: Path, log: Path,
                    timeout: float = 300, extra: "list[str] | None" = None) -> Iterator[Served]:
     """Run `llama-server -hf REF` with MODEL_ENDPOINT=endpoint and LLAMA_CACHE=cache until it serves;
-    yield what it loaded; stop it. The token-bearing HF_TOKEN is not passed on."""
+    yield what it loaded; stop it. The token-bearing HF_TOKEN is not passed on. Started, waited for and
+    stopped as an evaluation's server is (quant.eval.llama_server)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HF_ENDPOINT", "MODEL_ENDPOINT")}
     env.update(MODEL_ENDPOINT=endpoint, LLAMA_CACHE=str(cache))
@@ -60,27 +56,11 @@ def serve_from_hub(binary: Path, ref: str, endpoint: str, cache: Path, log: Path
         proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise LlamaServerError(f"{' '.join(command)} exited with {proc.returncode}:\n{_tail(log)}")
-            if time.monotonic() > deadline:
-                raise LlamaServerError(f"{' '.join(command)} not healthy after {timeout:.0f}s:\n{_tail(log)}")
-            with contextlib.suppress(OSError, urllib.error.URLError):
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            time.sleep(0.5)
-        with urllib.request.urlopen(f"{url}/props", timeout=10) as resp:
-            props = json.load(resp)
+        server.wait_healthy(url, timeout, proc, log)
+        _, props = server.get_json(f"{url}/props")
         yield Served(url, Path(props["model_path"]), props)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        server.stop(proc)
 
 
 def complete(url: str, prompt: str, n_predict: int = 8) -> str:
@@ -89,7 +69,3 @@ def complete(url: str, prompt: str, n_predict: int = 8) -> str:
     request = urllib.request.Request(f"{url}/completion", data=body, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=120) as resp:
         return json.load(resp)["content"]
-
-
-def _tail(log: Path, lines: int = 40) -> str:
-    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])

@@ -33,6 +33,17 @@ def program_superblocks(n_sb: int, on_gpu: int) -> int:
 
 
 @triton.jit
+def sum_squares(x_ptr, sb, live):
+    """Per super-block [SB]: ``float s = 0; for j < 256: s += x[j]*x[j];`` in C's order (sigma2 of
+    the Q2_K/Q3_K imatrix paths)."""
+    s = tl.zeros(sb.shape, tl.float32)
+    for j in range(256):
+        v = tl.load(x_ptr + sb * 256 + j, mask=live, other=0.0)
+        s = s + v * v
+    return s
+
+
+@triton.jit
 def load_positions(ptr, group, mask, N: tl.constexpr):
     """(x[g*N + 0], ..., x[g*N + N-1]) for the groups ``group`` [G] (int64), 0 where masked.
 

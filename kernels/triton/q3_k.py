@@ -22,7 +22,7 @@ import triton
 import triton.language as tl
 
 from kernels.triton.common import div_rn, fp16_bits, fp16_round, launch, nearest_int, sqrt_rn, store_u16
-from kernels.triton.groups import load_positions, program_superblocks, stack, unstack
+from kernels.triton.groups import load_positions, program_superblocks, stack, sum_squares, unstack
 from kernels.triton.q3 import make_q3_quants
 from kernels.triton.qx import make_qx_quants, qx_codes
 from kernels.types import QK_K, TYPES
@@ -30,16 +30,6 @@ from kernels.types import QK_K, TYPES
 BLOCK_BYTES = TYPES["Q3_K"].type_size  # 110
 SB = 8  # super-blocks per program: 128 sub-blocks, one per thread of 4 warps
 NUM_WARPS = 4
-
-
-@triton.jit
-def _sum_squares(x_ptr, sb, live):
-    """Per super-block [SB]: ``float s = 0; for j < 256: s += x[j]*x[j];`` in C's order."""
-    s = tl.zeros(sb.shape, tl.float32)
-    for j in range(256):
-        v = tl.load(x_ptr + sb * 256 + j, mask=live, other=0.0)
-        s = s + v * v
-    return s
 
 
 @triton.jit
@@ -55,7 +45,7 @@ def _q3_k_kernel(x_ptr, qw_ptr, out_ptr, n_sb, sb_per_row, HAS_QW: tl.constexpr,
     # 1-2. the searches and the 6-bit scales ls (0..63) [SB, 16], d [SB]
     xs = load_positions(x_ptr, sub, live, 16)
     if HAS_QW:
-        sigma2 = div_rn(2.0 * _sum_squares(x_ptr, sb, sb_live), tl.full((SB,), 256.0, tl.float32))
+        sigma2 = div_rn(2.0 * sum_squares(x_ptr, sb, sb_live), tl.full((SB,), 256.0, tl.float32))
         s2 = tl.reshape(tl.broadcast_to(sigma2[:, None], (SB, 16)), (G,))
         qws = load_positions(qw_ptr, sub % (sb_per_row * 16), live, 16)  # the same imatrix for every row
         ws = ()

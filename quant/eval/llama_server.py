@@ -131,7 +131,7 @@ def server_facts(props: dict) -> dict:
             "chat_template": bool(props.get("chat_template"))}
 
 
-def _get_json(url: str, timeout: float = 5.0) -> tuple[int, dict]:
+def get_json(url: str, timeout: float = 5.0) -> tuple[int, dict]:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             return response.status, json.load(response)
@@ -152,7 +152,7 @@ def wait_healthy(base: str, timeout_s: float, process: subprocess.Popen, log_pat
             tail = log_path.read_text(errors="replace")[-2000:] if log_path and log_path.exists() else ""
             raise RuntimeError(f"llama-server exited with code {process.returncode} while starting:\n{tail}")
         try:
-            status, _ = _get_json(f"{base}/health", timeout=2)
+            status, _ = get_json(f"{base}/health", timeout=2)
             if status == 200:
                 return
         except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
@@ -211,7 +211,7 @@ def llama_server(binary: "str | Path", model: "str | Path", settings: LlamaServe
             on_start(process.pid, argv)
         base = f"http://127.0.0.1:{port}"
         wait_healthy(base, settings.startup_timeout_s, process, log_path, reporter)
-        _, props = _get_json(f"{base}/props")
+        _, props = get_json(f"{base}/props")
         yield RunningServer(Endpoint(base_url=f"{base}/v1", model=alias), process.pid, argv, settings, props)
     finally:
         stop(process)
