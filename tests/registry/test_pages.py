@@ -25,8 +25,8 @@ def product() -> SimpleNamespace:
     rita, alice = User.objects.create_user("rita"), make_approver("alice")
     r1 = factories.deepseek_checkpoint()
     q8 = factories.variant(r1, factories.builtin_recipe("Q8_0"), bits_per_weight=8.5, total_bytes=713 * 10**9)
-    plan = factories.plan_of_conversion([("blk.3.ffn_down_exps.weight", (256, 2048, 7168), "Q6_K", 10),
-                                         ("blk.5.ffn_down_exps.weight", (256, 2048, 7168), "Q3_K", 10)])
+    plan = factories.plan_of_conversion([("blk.3.ffn_down_exps.weight", (256, 2048, 7168), "Q6_K", 3_082_813_440),
+                                         ("blk.5.ffn_down_exps.weight", (256, 2048, 7168), "Q3_K", 1_614_807_040)])
     dq3 = factories.variant(r1, factories.builtin_recipe("DQ3_K_M"), bits_per_weight=3.57, total_bytes=299 * 10**9,
                             plan=plan, files={"DQ3_K_M.gguf": GGUF})
     q2 = factories.variant(r1, factories.builtin_recipe("Q2_K"), bits_per_weight=2.9, total_bytes=228 * 10**9,
@@ -87,6 +87,16 @@ def test_the_variant_page_shows_types_quality_files_commands_and_fit(client):
     assert f"curl -fL -C - -o DQ3_K_M.gguf http://testserver/api/files/{p.dq3.pk}/DQ3_K_M.gguf" in pull
     fit = page[page.index('id="fit"'):]
     assert "8× NVIDIA H100 80 GB" in fit and "fits" in fit
+
+
+def test_a_published_release_shows_the_hub_llama_cpp_and_ollama_commands(client, settings):
+    settings.DSQ_HUB_PUBLIC_URL = "https://huggingface.co"
+    p = product()
+    p.release.mark_published("dsq/DeepSeek-R1-GGUF", "a" * 40)
+    pull = client.get(f"/checkpoints/deepseek-r1/variants/{p.dq3.pk}/").content.decode()
+    pull = pull[pull.index('id="pull"'):]
+    assert "from the hub" in pull and "llama-server -hf dsq/DeepSeek-R1-GGUF:DQ3_K_M" in pull
+    assert "ollama run hf.co/dsq/DeepSeek-R1-GGUF:DQ3_K_M" in pull and "https://huggingface.co/dsq/" in pull
 
 
 def test_the_variant_page_shows_the_same_figures_as_the_evidence_api(client):
