@@ -9,7 +9,7 @@ from django.shortcuts import render
 
 from registry import charts, quality
 from registry import fleet as fleet_state
-from registry.models import Checkpoint, QuantizationJob, Release, TagMove, Variant
+from registry.models import Checkpoint, QuantizationJob, Release, Tag, TagMove, Variant
 
 GiB = 2**30
 
@@ -94,3 +94,55 @@ def job(request, kind: str, pk: int):
     waiting = row.state == "queued" and row.step.startswith("waiting for")
     return render(request, "registry/job.html", {"job": row, "kind": kind, "waiting": waiting,
                                                  "scores": result.get("scores", []), "server": result.get("server")})
+
+
+def checkpoints(request):
+    """The catalogue, filterable by family and architecture (?family=, ?architecture=)."""
+    rows = Checkpoint.objects.prefetch_related("variants__recipe").order_by("name")
+    chosen = {k: request.GET[k] for k in ("family", "architecture") if request.GET.get(k)}
+    return render(request, "registry/checkpoints.html", {
+        "checkpoints": rows.filter(**chosen), "chosen": chosen,
+        "families": sorted(set(rows.values_list("family", flat=True))),
+        "architectures": sorted(set(rows.values_list("architecture", flat=True)))})
+
+
+def checkpoint(request, name: str):
+    """One checkpoint: catalogue facts, its variants with quality (the dashboard's rows), releases and channels."""
+    from django.shortcuts import get_object_or_404
+
+    ckpt = get_object_or_404(Checkpoint.objects.prefetch_related("variants__recipe", "variants__releases",
+                                                                 "variants__files"), name=name)
+    rows, _ = _rows([ckpt])
+    releases = (Release.objects.filter(variant__checkpoint=ckpt)
+                .select_related("variant__recipe", "requested_by", "decided_by").order_by("-created_at"))
+    tags = ckpt.tags.select_related("release__variant").order_by("quant", "kind", "name")
+    return render(request, "registry/checkpoint.html", {"checkpoint": ckpt, "rows": rows, "releases": releases,
+                                                        "tags": tags})
+
+
+def variant(request, name: str, pk: int):
+    """One variant: tensor types, quality against its reference, files with sha256, pull commands, fit.
+
+    The figures are the review page's (registry.review, registry.quality, registry.evidence.plan_of) and the
+    commands the pull manifest's (registry.pulls.manifest); files link only where access.can_read_files."""
+    from django.shortcuts import get_object_or_404
+
+    from registry import access, pulls, release_policy, review
+    from registry.evidence import plan_of
+
+    v = get_object_or_404(Variant.objects.select_related("checkpoint", "recipe"), pk=pk, checkpoint__name=name)
+    policy = release_policy.policy_for(v.checkpoint)
+    fit, fit_error = review.fit_lines(v)
+    pullable = sorted((r for r in v.releases.all() if r.pullable), key=lambda r: -r.version)
+    tags = list(Tag.objects.filter(release__variant=v).select_related("release").order_by("kind", "name"))
+    pull = None
+    if pullable:
+        tag = next((t for t in tags if t.release_id == pullable[0].pk and t.kind == Tag.Kind.CHANNEL), None) \
+            or next((t for t in tags if t.release_id == pullable[0].pk), None)
+        ref = pulls.Ref(v.checkpoint.name, v.recipe.name, tag.name if tag else pullable[0].label)
+        pull = pulls.manifest(ref, pullable[0], request)
+    return render(request, "registry/variant.html", {
+        "variant": v, "checkpoint": v.checkpoint, "drop": quality.drop(v, policy.accuracy_reference),
+        "types": plan_of(v).type_breakdown(), "fit": fit, "fit_error": fit_error,
+        "files": v.files.all(), "can_read_files": access.can_read_files(request.user, v),
+        "releases": sorted(v.releases.all(), key=lambda r: -r.version), "tags": tags, "pull": pull})
