@@ -115,7 +115,7 @@ def test_the_audit_log_cannot_be_edited_even_by_a_superuser(candidate):
 
 def test_the_recipe_editor_previews_a_plan_then_saves_a_new_version():
     ckpt = factories.deepseek_checkpoint()
-    factories.builtin_recipe("Q4_K_M")
+    builtin = factories.builtin_recipe("Q4_K_M")
     client = Client()
     client.force_login(User.objects.create_superuser("root", "r@example.com", "pw"))
     custom = {"name": "Q4_K_M", "extends": "Q4_K_M", "rules": [{"match": "ffn_down_exps", "type": "Q6_K"}]}
@@ -125,7 +125,8 @@ def test_the_recipe_editor_previews_a_plan_then_saves_a_new_version():
     assert 'id="plan-preview"' in html and "bits per weight" in html and "Q6_K" in html
     assert Recipe.objects.filter(name="Q4_K_M").count() == 1  # a dry run saves nothing
     client.post("/admin/registry/recipe/new-version/", {"definition": json.dumps(custom), "_save": "1"})
-    assert list(Recipe.objects.filter(name="Q4_K_M").values_list("version", flat=True)) == [2, 1]
+    assert list(Recipe.objects.filter(name="Q4_K_M").values_list("version", flat=True)) == [builtin.version + 1,
+                                                                                          builtin.version]
 
 
 def test_the_recipe_editor_shows_validation_errors():
