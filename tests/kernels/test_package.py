@@ -7,7 +7,7 @@ import pathlib
 import kernels
 
 ROOT = pathlib.Path(kernels.__file__).parent
-CODEC_MODULES = {"kernels.floats", "kernels.legacy", "kernels.q2_k", "kernels.q3_k", "kernels.q45_k", "kernels.q6_k"}
+CODEC_MODULES = {"kernels.floats", "kernels.legacy", "kernels.mxfp4", "kernels.q2_k", "kernels.q3_k", "kernels.q45_k", "kernels.q6_k"}
 SEARCHES = {"kernels.search", "kernels.search.qkx", "kernels.search.qx", "kernels.search.q3", "kernels.search.qp"}
 BASE = {"kernels.types", "kernels.arith", "kernels.blocks"}
 TRITON_COMMON = {"kernels.triton.common", "kernels.triton.groups"}
