@@ -13,6 +13,23 @@ num_hidden_layers) is dropped; ``kv_b_proj`` is split into ``attn_k_b``
 128 long -- and ``attn_v_b`` (n_head, v_head_dim, kv_lora_rank); llama.cpp no
 longer writes ``attn_kv_b``. Routed experts are stacked into 3-D
 ``ffn_{gate,up,down}_exps``; the router bias is ``exp_probs_b.bias``.
+
+DeepSeek-V3.2 (deepseek32, conversion/deepseek.py ``DeepseekV32Model``): deepseek2's
+tensors plus the lightning indexer in every block (``indexer.attn_q_b``,
+``indexer.attn_k``, ``indexer.k_norm`` weight and bias, ``indexer.proj``), and the
+converter keeps the MTP layer by default: block num_hidden_layers is written, with
+its ``nextn.*`` tensors, and counts in ``block_count`` (llama-quant.cpp's
+``n_layer_all``, which its ffn_down rules divide).
+
+DeepSeek-V4 (deepseek4, ``DeepseekV4Model``; shapes from src/models/deepseek4.cpp
+``load_arch_tensors``): no MLA and no dense layers; per block q/kv projections
+(``attn_q_a``, ``attn_q_b``, ``attn_kv``), a grouped low-rank output
+(``attn_output_a``, ``attn_output_b``), the attention sinks, hyper-connection mixers
+(``hc_attn_*``, ``hc_ffn_*``; ``output_hc_*`` at the head), a KV compressor where
+``compress_ratios[i]`` is non-zero and an indexer with its own compressor where it
+is 4, routed experts (MXFP4 in the checkpoint) and a shared expert. The first
+``num_hash_layers`` blocks route by token id (``ffn_gate_tid2eid``, I32) instead of
+a router bias. The MTP layer is dropped by default.
 """
 from __future__ import annotations
 
@@ -28,6 +45,11 @@ ARCHITECTURES: dict[str, str] = {
     "deepseek_v2": "deepseek2",
     "DeepseekV3ForCausalLM": "deepseek2",
     "DeepseekV2ForCausalLM": "deepseek2",
+    "kimi_k2": "deepseek2",  # Moonshot's Kimi-K2 is DeepseekV3ForCausalLM
+    "deepseek_v32": "deepseek32",
+    "DeepseekV32ForCausalLM": "deepseek32",
+    "deepseek_v4": "deepseek4",
+    "DeepseekV4ForCausalLM": "deepseek4",
     "llama": "llama",
     "LlamaForCausalLM": "llama",
     "qwen2": "qwen2",
@@ -42,13 +64,38 @@ def gguf_arch(config: dict[str, Any]) -> str:
             return ARCHITECTURES[key]
     raise ValueError(
         f"unsupported model: model_type={config.get('model_type')!r}, "
-        f"architectures={config.get('architectures')!r}; supported: deepseek2, llama, qwen2"
+        f"architectures={config.get('architectures')!r}; supported: {', '.join(sorted(set(ARCHITECTURES.values())))}"
     )
 
 
+#: Architectures whose converter keeps the MTP (NextN) layers as extra blocks.
+KEEPS_MTP: frozenset[str] = frozenset({"deepseek32"})
+
+#: Architectures whose attention is written with one KV head (deepseek2's MLA as MQA; V4's single KV head).
+ONE_KV_HEAD: frozenset[str] = frozenset({"deepseek2", "deepseek32", "deepseek4"})
+
+
 def n_layer(config: dict[str, Any]) -> int:
-    """Blocks in the GGUF file (DeepSeek's MTP layers are not written)."""
-    return int(config["num_hidden_layers"])
+    """Blocks in the GGUF file: MTP layers only where the converter keeps them (deepseek32)."""
+    n = int(config["num_hidden_layers"])
+    if gguf_arch(config) in KEEPS_MTP:
+        n += int(config.get("num_nextn_predict_layers") or 0)
+    return n
+
+
+#: What llama.cpp never quantizes keeps the converter's type: F32, except these (deepseek4: the router
+#: is BF16 in the checkpoint and the converter keeps BF16 for 2-D BF16 tensors; tid2eid is an I32 table).
+KEPT_TYPES: dict[str, dict[str, str]] = {
+    "deepseek4": {"ffn_gate_inp.weight": "BF16", "ffn_gate_tid2eid.weight": "I32"},
+}
+
+
+def kept_type(arch: str, name: str) -> str:
+    """The type a tensor llama.cpp never quantizes has in the converter's GGUF (F32 unless listed)."""
+    for suffix, qtype in KEPT_TYPES.get(arch, {}).items():
+        if name.endswith(suffix):
+            return qtype
+    return "F32"
 
 
 def model_facts(config: dict[str, Any]) -> ModelFacts:
@@ -56,7 +103,7 @@ def model_facts(config: dict[str, Any]) -> ModelFacts:
     arch = gguf_arch(config)
     n_head = int(config["num_attention_heads"])
     # deepseek2's MLA is written as MQA (head_count_kv = 1)
-    n_head_kv = 1 if arch == "deepseek2" else int(config.get("num_key_value_heads") or n_head)
+    n_head_kv = 1 if arch in ONE_KV_HEAD else int(config.get("num_key_value_heads") or n_head)
     return ModelFacts(
         arch=arch,
         n_head=n_head,
@@ -101,7 +148,7 @@ def _deepseek2(config: dict[str, Any]) -> list[Spec]:
     step = int(config.get("moe_layer_freq", 1))
 
     specs = _globals(config)
-    for i in range(n_layer(config)):
+    for i in range(n_layer(config)):  # deepseek32: the MTP block too, built like the others
         p = f"blk.{i}"
         specs.append((f"{p}.attn_norm.weight", (hidden,)))
         if q_lora:
@@ -141,6 +188,106 @@ def _deepseek2(config: dict[str, Any]) -> list[Spec]:
     return specs
 
 
+def _deepseek32(config: dict[str, Any]) -> list[Spec]:
+    hidden, vocab = int(config["hidden_size"]), int(config["vocab_size"])
+    q_lora = int(config["q_lora_rank"])
+    idx_heads, idx_dim = int(config["index_n_heads"]), int(config["index_head_dim"])
+    main = int(config["num_hidden_layers"])
+    specs = _deepseek2(config)
+    for i in range(n_layer(config)):
+        p = f"blk.{i}"
+        specs += [
+            (f"{p}.indexer.attn_q_b.weight", (idx_heads * idx_dim, q_lora)),
+            (f"{p}.indexer.attn_k.weight", (idx_dim, hidden)),
+            (f"{p}.indexer.k_norm.weight", (idx_dim,)),
+            (f"{p}.indexer.k_norm.bias", (idx_dim,)),
+            (f"{p}.indexer.proj.weight", (idx_heads, hidden)),
+        ]
+        if i >= main:  # the MTP layer: its own embedding, head and the two input norms
+            specs += [
+                (f"{p}.nextn.eh_proj.weight", (hidden, 2 * hidden)),
+                (f"{p}.nextn.enorm.weight", (hidden,)),
+                (f"{p}.nextn.hnorm.weight", (hidden,)),
+                (f"{p}.nextn.embed_tokens.weight", (vocab, hidden)),
+                (f"{p}.nextn.shared_head_head.weight", (vocab, hidden)),
+                (f"{p}.nextn.shared_head_norm.weight", (hidden,)),
+            ]
+    return specs
+
+
+def _deepseek4(config: dict[str, Any]) -> list[Spec]:
+    hidden, vocab = int(config["hidden_size"]), int(config["vocab_size"])
+    n_head, head_dim = int(config["num_attention_heads"]), int(config["head_dim"])
+    q_lora = int(config["q_lora_rank"])
+    o_groups, o_lora = int(config["o_groups"]), int(config["o_lora_rank"])
+    hc = int(config["hc_mult"])
+    hc_mix = (2 + hc) * hc  # pre, post and the hc x hc residual mix
+    idx_heads, idx_dim = int(config["index_n_heads"]), int(config["index_head_dim"])
+    n_expert, n_used = int(config["n_routed_experts"]), int(config["num_experts_per_tok"])
+    moe_ff = int(config["moe_intermediate_size"])
+    shared_ff = moe_ff * int(config["n_shared_experts"])
+    ratios = [int(r) for r in config["compress_ratios"]]
+
+    specs = _globals(config, [
+        ("output_hc_fn.weight", (hc, hc * hidden)),
+        ("output_hc_base.weight", (hc,)),
+        ("output_hc_scale.weight", (1,)),
+    ])
+    for i in range(n_layer(config)):
+        p = f"blk.{i}"
+        specs += [
+            (f"{p}.attn_norm.weight", (hidden,)),
+            (f"{p}.attn_sinks.weight", (n_head,)),
+            (f"{p}.attn_q_a.weight", (q_lora, hidden)),
+            (f"{p}.attn_q_a_norm.weight", (q_lora,)),
+            (f"{p}.attn_q_b.weight", (n_head * head_dim, q_lora)),
+            (f"{p}.attn_kv.weight", (head_dim, hidden)),
+            (f"{p}.attn_kv_a_norm.weight", (head_dim,)),
+            # written 2-D; the loader views it as (o_groups, o_lora, n_head * head_dim / o_groups)
+            (f"{p}.attn_output_a.weight", (o_groups * o_lora, n_head * head_dim // o_groups)),
+            (f"{p}.attn_output_b.weight", (hidden, o_groups * o_lora)),
+        ]
+        for where in ("attn", "ffn"):
+            specs += [
+                (f"{p}.hc_{where}_fn.weight", (hc_mix, hc * hidden)),
+                (f"{p}.hc_{where}_base.weight", (hc_mix,)),
+                (f"{p}.hc_{where}_scale.weight", (3,)),
+            ]
+        ratio = ratios[i]
+        if ratio:
+            width = (2 if ratio == 4 else 1) * head_dim  # ratio 4 compresses overlapping windows
+            specs += [
+                (f"{p}.attn_compressor_kv.weight", (width, hidden)),
+                (f"{p}.attn_compressor_gate.weight", (width, hidden)),
+                (f"{p}.attn_compressor_ape.weight", (ratio, width)),
+                (f"{p}.attn_compressor_norm.weight", (head_dim,)),
+            ]
+        if ratio == 4:
+            specs += [
+                (f"{p}.indexer.proj.weight", (idx_heads, hidden)),
+                (f"{p}.indexer.attn_q_b.weight", (idx_heads * idx_dim, q_lora)),
+                (f"{p}.indexer_compressor_kv.weight", (2 * idx_dim, hidden)),
+                (f"{p}.indexer_compressor_gate.weight", (2 * idx_dim, hidden)),
+                (f"{p}.indexer_compressor_ape.weight", (ratio, 2 * idx_dim)),
+                (f"{p}.indexer_compressor_norm.weight", (idx_dim,)),
+            ]
+        specs.append((f"{p}.ffn_gate_inp.weight", (n_expert, hidden)))
+        if i < int(config["num_hash_layers"]):
+            specs.append((f"{p}.ffn_gate_tid2eid.weight", (vocab, n_used)))
+        else:
+            specs.append((f"{p}.exp_probs_b.bias", (n_expert,)))
+        specs += [
+            (f"{p}.ffn_norm.weight", (hidden,)),
+            (f"{p}.ffn_gate_exps.weight", (n_expert, moe_ff, hidden)),
+            (f"{p}.ffn_up_exps.weight", (n_expert, moe_ff, hidden)),
+            (f"{p}.ffn_down_exps.weight", (n_expert, hidden, moe_ff)),
+            (f"{p}.ffn_gate_shexp.weight", (shared_ff, hidden)),
+            (f"{p}.ffn_up_shexp.weight", (shared_ff, hidden)),
+            (f"{p}.ffn_down_shexp.weight", (hidden, shared_ff)),
+        ]
+    return specs
+
+
 def _llama_like(config: dict[str, Any], *, qkv_bias: bool) -> list[Spec]:
     hidden = int(config["hidden_size"])
     n_head = int(config["num_attention_heads"])
@@ -173,6 +320,8 @@ def _llama_like(config: dict[str, Any], *, qkv_bias: bool) -> list[Spec]:
 
 _BUILDERS: dict[str, Callable[[dict[str, Any]], list[Spec]]] = {
     "deepseek2": _deepseek2,
+    "deepseek32": _deepseek32,
+    "deepseek4": _deepseek4,
     "llama": lambda c: _llama_like(c, qkv_bias=False),
     "qwen2": lambda c: _llama_like(c, qkv_bias=True),
 }

@@ -2,8 +2,13 @@
 
 The llama.cpp mixes reproduce ``llama_tensor_get_type_impl`` in llama.cpp's
 src/llama-quant.cpp (llama-cpp-python 0.3.36's vendored tree) for the
-architectures dsq serves: deepseek2, llama and qwen2, quantized without an
-importance matrix. Branches that cannot fire for them are left out: Falcon,
+architectures dsq serves: deepseek2 (V3, R1, V3.1, Kimi-K2), deepseek32 (V3.2),
+deepseek4 (V4), llama and qwen2, quantized without an importance matrix. The
+rules match names as llama.cpp's categories do, so the new architectures need
+no rules of their own: V4's ``attn_output_a``/``_b`` and ``attn_kv`` are not
+attn_output or attn_v-like, its ``ffn_down_exps``/``_shexp`` are ffn_down; the
+``n_layer`` the layer conditions see is the file's block count (llama-quant.cpp's
+``n_layer_all``: V3.2's includes its MTP block). Branches that cannot fire for them are left out: Falcon,
 8-expert models (Mixtral), the IQ mixes, and the imatrix-only Q4_0/Q5_0
 ffn_down guard. Rule order encodes the C++ control flow (first match wins):
 
@@ -14,6 +19,11 @@ ffn_down guard. Rule order encodes the C++ control flow (first match wins):
   per-mix upgrades; the 70B bump (an 80-layer llama with GQA: Q3_K/Q4_K attn_v
   become Q5_K) is written before the plain rule it overrides.
 * attn_output gets Q3_K/Q4_K/Q5_K in Q2_K/Q3_K_M/Q3_K_L.
+* MXFP4_MOE: every 3-D tensor (``ne[2] > 1``) MXFP4, everything else and the
+  output Q8_0. Our 3-D tensors are the routed experts and, in deepseek2/32,
+  MLA's ``attn_k_b``/``attn_v_b`` (llama.cpp only tells them apart for
+  bailingmoe3). kernels/ has no MXFP4 codec yet (quant.recipes.PLAN_ONLY_TYPES):
+  the mix plans, it does not convert.
 
 DQ3_K_M is the study's dynamic 3-bit mix: Q3_K_M, except the routed-expert
 down projections. Of DeepSeek-V3/R1's 58 MoE layers (blk 3..60) the first two
@@ -23,6 +33,13 @@ dense model's ffn_down, scaled to its layer count n (integer rounding):
 Q6_K for the first max(1, round(2n/58)) blocks, Q4_K for round(12n/58)
 blocks spread evenly from round(5n/58) to round(49n/58), Q3_K elsewhere. For
 n = 58 this is exactly the MoE pattern shifted to start at block 0.
+
+The DQ3_K_M rules name block indices, so on the newer MoE models they apply as
+written: Kimi-K2 (MoE from blk 1) and V3.1/V3.2 (from blk 3; V3.2's MTP block 61
+is Q3_K) get the same 2/12 blocks; V4 has no dense blocks and routes blk 0-2 by
+token hash, so blk 0-2 stay Q3_K like the other MoE blocks, blk 3-4 get Q6_K and
+blk 8, 12, ... up to 52 Q4_K (V4-Flash, 43 blocks: 2/9/32; V4-Pro, 61 blocks:
+2/12/47).
 """
 from __future__ import annotations
 
@@ -42,6 +59,9 @@ def _head(out_type: str = "Q6_K") -> list[dict[str, Any]]:
         {"match": TOKEN_EMBD, "when": {"model": "tied_embeddings"}, "type": out_type},
     ]
 
+
+#: llama-quant.cpp's MXFP4_MOE test is ``ne[2] > 1``; these are the 3-D tensors our architectures write.
+THREE_D = r"_exps\.weight$|attn_k_b\.weight$|attn_v_b\.weight$"
 
 _V70 = {"match": ATTN_V, "when": {"model": "llama_70b"}, "type": "Q5_K"}
 
@@ -95,6 +115,8 @@ RECIPES: list[dict[str, Any]] = [
         {"match": FFN_DOWN, "type": "Q3_K"},
         {"match": ATTN_OUTPUT, "type": "Q3_K"},
     ], "llama.cpp Q2_K: Q2_K; attn_v Q4_K (GQA >= 4) or Q3_K, ffn_down and attn_output Q3_K."),
+    _mix("MXFP4_MOE", "Q8_0", [{"match": THREE_D, "type": "MXFP4"}],
+         "llama.cpp MXFP4_MOE: 3-D tensors (routed experts; MLA's k_b/v_b) MXFP4, the rest Q8_0.", out="Q8_0"),
     _mix("Q4_0", "Q4_0", [], "llama.cpp Q4_0 (legacy): everything Q4_0."),
     _mix("Q4_1", "Q4_1", [], "llama.cpp Q4_1 (legacy): everything Q4_1."),
     _mix("Q5_0", "Q5_0", [], "llama.cpp Q5_0 (legacy): everything Q5_0."),

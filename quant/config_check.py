@@ -66,7 +66,34 @@ DEEPSEEK2 = (
     Count("n_group", 1, MAX_EXPERTS, required=False),
     Count("topk_group", 1, MAX_EXPERTS, required=False),
 )
-BY_ARCH: dict[str, tuple[Count, ...]] = {"llama": LLAMA_LIKE, "qwen2": LLAMA_LIKE, "deepseek2": DEEPSEEK2}
+#: deepseek32 (DeepSeek-V3.2): deepseek2 plus the lightning indexer and the MTP layer it keeps.
+DEEPSEEK32 = DEEPSEEK2 + (
+    Count("q_lora_rank", 1, 1 << 14),  # the indexer projects from the q latent
+    Count("index_n_heads", 1, 1 << 10),
+    Count("index_head_dim", 1, 1 << 10),
+    Count("index_topk", 1, 1 << 20),
+    Count("num_nextn_predict_layers", 0, 8, required=False),
+)
+#: deepseek4 (DeepSeek-V4): what DeepseekV4Model.set_gguf_parameters and the tensor list read.
+DEEPSEEK4 = (
+    Count("head_dim", 1, 1 << 12),
+    Count("q_lora_rank", 1, 1 << 14),
+    Count("qk_rope_head_dim", 1, 1 << 10),
+    Count("o_groups", 1, 1 << 10),
+    Count("o_lora_rank", 1, 1 << 14),
+    Count("hc_mult", 1, 64),
+    Count("index_n_heads", 1, 1 << 10),
+    Count("index_head_dim", 1, 1 << 10),
+    Count("index_topk", 1, 1 << 20),
+    Count("n_routed_experts", 1, MAX_EXPERTS),
+    Count("num_experts_per_tok", 1, MAX_EXPERTS),
+    Count("n_shared_experts", 0, 64),
+    Count("moe_intermediate_size", 1, 1 << 18),
+    Count("num_hash_layers", 0, MAX_LAYERS),
+    Count("sliding_window", 1, 1 << 20),
+)
+BY_ARCH: dict[str, tuple[Count, ...]] = {"llama": LLAMA_LIKE, "qwen2": LLAMA_LIKE, "deepseek2": DEEPSEEK2,
+                                         "deepseek32": DEEPSEEK32, "deepseek4": DEEPSEEK4}
 
 
 def _shown(value: Any) -> str:
@@ -110,8 +137,10 @@ def check(config: Any) -> str:
     for spec in COMMON + BY_ARCH[arch]:
         counts[spec.key] = _count(config, spec)
     n_head, n_head_kv = counts["num_attention_heads"], counts["num_key_value_heads"]
-    if arch == "deepseek2":
+    if arch in ("deepseek2", "deepseek32"):
         _check_deepseek2(counts)
+    elif arch == "deepseek4":
+        _check_deepseek4(config, counts)
     else:
         if n_head_kv is not None and n_head % n_head_kv:
             raise ConfigError(f"num_key_value_heads ({n_head_kv}) must divide num_attention_heads ({n_head}): "
@@ -153,3 +182,17 @@ def _check_deepseek2(c: dict[str, "int | None"]) -> None:
             if used > used_groups * (experts // groups):
                 raise ConfigError(f"num_experts_per_tok ({used}) cannot exceed the experts of the topk_group "
                                   f"groups it routes to ({used_groups} × {experts // groups})")
+
+
+def _check_deepseek4(config: dict[str, Any], c: dict[str, "int | None"]) -> None:
+    ratios = config.get("compress_ratios")
+    if not isinstance(ratios, list) or len(ratios) < c["num_hidden_layers"]:
+        raise ConfigError("compress_ratios must be a list with an entry for each of the num_hidden_layers layers")
+    bad = [r for r in ratios if isinstance(r, bool) or r not in (0, 4, 128)]
+    if bad:  # src/models/deepseek4.cpp: "only supports compression ratios 0, 4, and 128"
+        raise ConfigError(f"compress_ratios may only hold 0, 4 and 128, got {_shown(bad[0])}")
+    if (c["num_attention_heads"] * c["head_dim"]) % c["o_groups"]:
+        raise ConfigError(f"o_groups ({c['o_groups']}) must divide num_attention_heads × head_dim")
+    if c["num_experts_per_tok"] > c["n_routed_experts"]:
+        raise ConfigError(f"num_experts_per_tok ({c['num_experts_per_tok']}) cannot exceed "
+                          f"n_routed_experts ({c['n_routed_experts']})")

@@ -132,7 +132,7 @@ def tensor_bytes_from_total(config: dict[str, Any], total_bytes: int) -> list[tu
 
 
 def is_mla(config: dict[str, Any]) -> bool:
-    return architectures.gguf_arch(config) == "deepseek2" and bool(config.get("kv_lora_rank"))
+    return architectures.gguf_arch(config) in ("deepseek2", "deepseek32") and bool(config.get("kv_lora_rank"))
 
 
 def kv_elements_per_token(config: dict[str, Any], kv_cache: str = "mla") -> tuple[int, int]:

@@ -110,7 +110,7 @@ def hparam_kvs(arch: str, config: dict[str, Any]) -> dict[str, Any]:
         "attention.head_count", "attention.head_count_kv", "rope.freq_base",
         "attention.layer_norm_rms_epsilon", "rope.dimension_count", "vocab_size",
     ]
-    if arch == "deepseek2":
+    if arch in ("deepseek2", "deepseek32"):
         keys += [
             "expert_used_count", "expert_group_count", "expert_group_used_count", "expert_gating_func",
             "leading_dense_block_count", "attention.q_lora_rank", "attention.kv_lora_rank",
@@ -121,9 +121,29 @@ def hparam_kvs(arch: str, config: dict[str, Any]) -> dict[str, Any]:
             "rope.scaling.yarn_log_multiplier",
         ]
         kv[f"{arch}.rope.scaling.type"] = "yarn"
+    if arch == "deepseek32":
+        keys += ["nextn_predict_layers", "attention.indexer.head_count", "attention.indexer.key_length",
+                 "attention.indexer.top_k"]
+    if arch == "deepseek4":  # conversion/deepseek.py DeepseekV4Model.set_gguf_parameters
+        keys += [
+            "expert_used_count", "expert_gating_func", "expert_count", "attention.key_length",
+            "attention.value_length", "attention.q_lora_rank", "attention.sliding_window",
+            "expert_feed_forward_length", "expert_shared_count", "expert_weights_scale", "expert_weights_norm",
+            "attention.indexer.head_count", "attention.indexer.key_length", "attention.indexer.top_k",
+            "attention.output_group_count", "attention.output_lora_rank", "attention.compress_rope_freq_base",
+            "hyper_connection.count", "hyper_connection.sinkhorn_iterations", "hyper_connection.epsilon",
+            "hash_layer_count", "embedding_length_out", "rope.scaling.factor",
+            "rope.scaling.original_context_length",
+        ]
+        n_blocks = int(config["num_hidden_layers"])
+        kv[f"{arch}.rope.scaling.type"] = "yarn"
+        kv[f"{arch}.swiglu_clamp_exp"] = [0.0] * n_blocks
+        kv[f"{arch}.swiglu_clamp_shexp"] = [0.0] * n_blocks
+        kv[f"{arch}.attention.compress_ratios"] = [0] * len(config.get("compress_ratios", []))
     for k in keys:
         kv[f"{arch}.{k}"] = 0
-    pre = {"deepseek2": "deepseek-v3", "llama": "llama-bpe", "qwen2": "deepseek-r1-qwen"}[arch]
+    pre = {"deepseek2": "deepseek-v3", "deepseek32": "deepseek-v3", "deepseek4": "deepseek-v3",
+           "llama": "llama-bpe", "qwen2": "deepseek-r1-qwen"}[arch]
     kv.update({
         "tokenizer.ggml.model": "gpt2",
         "tokenizer.ggml.pre": pre,

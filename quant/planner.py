@@ -128,7 +128,10 @@ def plan(
     arch = architectures.gguf_arch(config)
     n_layer = architectures.n_layer(config)
     facts = architectures.model_facts(config)
-    tensors = [plan_tensor(recipe, name, shape, n_layer, facts) for name, shape in architectures.tensor_specs(config)]
+    tensors = [
+        plan_tensor(recipe, name, shape, n_layer, facts, source_type=architectures.kept_type(arch, name))
+        for name, shape in architectures.tensor_specs(config)
+    ]
     meta = gguf_size.metadata_bytes(
         arch, config, [(t.name, len(t.shape)) for t in tensors],
         tokenizer_json=tokenizer_json, tokenizer_config=tokenizer_config,

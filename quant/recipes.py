@@ -30,8 +30,9 @@ from the name, so every ``ffn_down`` tensor (dense, ``_exps``, ``_shexp``)
 follows the ffn_down rule with its own block index.
 
 Tensors llama.cpp never quantizes (1-D tensors, norms, names not ending in
-``weight``, the MoE router ``ffn_gate_inp``) keep the converter's F32
-whatever the rules say: that is a property of the file format's readers, not
+``weight``, the MoE router ``ffn_gate_inp``, DeepSeek-V4's token-id routing
+table ``ffn_gate_tid2eid``) keep the converter's type (F32, or what
+quant.architectures.kept_type names) whatever the rules say: that is a property of the file format's readers, not
 of a recipe.
 
 A recipe may ``"extends"`` a built-in: its rules go before the base's, and
@@ -56,6 +57,10 @@ SUPPORTED_TYPES: tuple[str, ...] = (
     "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0",
     "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K",
 )
+
+#: Types a recipe may name and the planner sizes, but kernels/ cannot write yet: a conversion that
+#: meets one fails in kernels (no codec). MXFP4 is MXFP4_MOE's expert type (block 32 -> 17 bytes).
+PLAN_ONLY_TYPES: tuple[str, ...] = ("MXFP4",)
 
 #: llama-quant.cpp ``tensor_type_fallback``: the 256-block K-quants demote to a
 #: 32-block type; a 32-block type that does not fit becomes F16.
@@ -110,6 +115,7 @@ def is_quantizable(name: str, shape: tuple[int, ...]) -> bool:
         and name.endswith("weight")
         and "_norm.weight" not in name
         and "ffn_gate_inp.weight" not in name
+        and "ffn_gate_tid2eid.weight" not in name
     )
 
 
@@ -301,8 +307,9 @@ def _layers_check(value: Any, at: str) -> Callable[[int | None, int, ModelFacts]
 
 
 def _check_type(value: Any, where: str) -> str:
-    if not isinstance(value, str) or value.upper() not in SUPPORTED_TYPES:
-        raise RecipeError(f"{where}: unknown GGML type {value!r}; supported: {', '.join(SUPPORTED_TYPES)}")
+    known = SUPPORTED_TYPES + PLAN_ONLY_TYPES
+    if not isinstance(value, str) or value.upper() not in known:
+        raise RecipeError(f"{where}: unknown GGML type {value!r}; supported: {', '.join(known)}")
     return value.upper()
 
 

@@ -70,8 +70,8 @@ class Checkpoint(models.Model):
     def describe_config(config: dict) -> dict:
         """Architecture and parameter count of a config.json; ValidationError names what is wrong.
 
-        The parameter count is that of the GGUF file (DeepSeek's multi-token-prediction layer is
-        not written), so sizes, bits per weight and fit all use the same denominator.
+        The parameter count is that of the GGUF file (DeepSeek's multi-token-prediction layer only
+        where the converter writes it: V3.2), so sizes, bits per weight and fit all use the same denominator.
         """
         from quant import architectures, config_check
 

@@ -1,7 +1,9 @@
 """Public Hugging Face config.json files of the models dsq serves, typed from the published values.
 
-One JSON file per model, named as the Hugging Face repository (without the
-``deepseek-ai/`` owner); the registry pre-registers them.
+One JSON file per model, named as the Hugging Face repository without its owner
+(``deepseek-ai/``, ``moonshotai/`` for Kimi-K2); the registry pre-registers them.
+Files added after R1-0528 carry a ``_source`` key: where the values came from and
+which could not be checked against the Hub (llama.cpp's converter ignores it).
 """
 from __future__ import annotations
 

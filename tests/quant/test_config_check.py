@@ -14,7 +14,15 @@ LLAMA = configs.load_config("DeepSeek-R1-Distill-Llama-8B")
 
 @pytest.mark.parametrize("name", configs.names())
 def test_every_shipped_config_passes(name):
-    assert config_check.check(configs.load_config(name)) in ("deepseek2", "llama", "qwen2")
+    assert config_check.check(configs.load_config(name)) in ("deepseek2", "deepseek32", "deepseek4", "llama", "qwen2")
+
+
+def test_a_v4_compress_ratio_llama_cpp_cannot_load_is_refused():
+    flash = configs.load_config("DeepSeek-V4-Flash")
+    with pytest.raises(config_check.ConfigError, match="compress_ratios may only hold 0, 4 and 128"):
+        config_check.check(dict(flash, compress_ratios=[2] * 44))
+    with pytest.raises(config_check.ConfigError, match="an entry for each"):
+        config_check.check(dict(flash, compress_ratios=[0] * 10))
 
 
 @pytest.mark.parametrize("spec", [TinySpec(), TEST_SPEC], ids=["quant.tiny default", "tests.tiny_models"])

@@ -31,7 +31,7 @@ def v3_type(recipe: str, name: str) -> str:
 
 
 def test_it_ships_every_llama_cpp_mix_and_the_dynamic_ones():
-    assert set(LLAMA_MIXES + ["BF16", "F16", "DQ3_K_M", "DQ3_K_M-dense"]) == set(builtin_names())
+    assert set(LLAMA_MIXES + ["BF16", "F16", "MXFP4_MOE", "DQ3_K_M", "DQ3_K_M-dense"]) == set(builtin_names())
     for name in builtin_names():
         r = get_recipe(name)
         assert r.name == name and r.version >= 1 and len(r.sha256) == 64
