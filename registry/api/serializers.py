@@ -159,7 +159,7 @@ class JobDetailsMixin(WithheldFieldsMixin):
 class QuantizationJobSerializer(JobDetailsMixin, serializers.ModelSerializer):
     checkpoint = serializers.SlugRelatedField(slug_field="name", read_only=True)
     recipe = serializers.StringRelatedField()
-    imatrix = serializers.PrimaryKeyRelatedField(source="imatrix_artifact", read_only=True,
+    imatrix = serializers.PrimaryKeyRelatedField(source="imatrix_artifact", read_only=True, allow_null=True,
                                                  help_text="The registered imatrix asked for, if any")
 
     class Meta:

@@ -20,7 +20,7 @@ class CalibrationDatasetViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelV
     serializer_class = serializers.CalibrationDatasetSerializer
     lookup_field = "name"
     lookup_value_regex = CHECKPOINT_NAME
-    filterset_fields = ["language", "builtin"]
+    filterset_fields = ["language"]
 
     def get_serializer_class(self):
         return (serializers.CalibrationDatasetCreateSerializer if self.action == "create"

@@ -78,6 +78,8 @@ def test_it_shows_coverage_per_tensor_and_per_expert(anonymous, requester, check
     assert body["coverage"]["tensors"]["blk.1.ffn_up_exps.weight"]["tokens"] == [20, 0, 12, 0]
     assert "uniform" in body["no_data_policy"]
     assert anonymous.get(f"/api/jobs/imatrix/{job.pk}/").json()["state"] == "queued"
+    page = anonymous.get(f"/jobs/imatrix/{job.pk}/")  # the job page, as for any kind
+    assert page.status_code == 200 and b"queued" in page.content
 
 
 def test_the_requester_can_cancel_a_queued_imatrix_job(requester, teammate, checkpoint):
