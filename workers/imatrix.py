@@ -4,7 +4,9 @@ The reference variant (F16, or Q8_0 for the 671B models) is the one tier-1 bench
 built here first when missing (workers.benchmark.reference_variant). The file is written in
 `work/imatrix-<job>/`, its coverage read (quant.imatrix.coverage), then moved to
 `imatrices/<checkpoint>/<job>-<sha256[:12]>.gguf` and registered (registry.imatrices.record).
-A cancelled or failed run leaves no work files behind; a retry starts the tool again from the first chunk.
+A cancelled or failed run leaves no work files behind; a retry starts the tool again from the first chunk
+(llama-imatrix's periodic snapshots are written mid-pass, some tensors ahead of others, so resuming from
+one would not give the same sums).
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from pathlib import Path
 
 from django.conf import settings
 
-from registry import calibration
+from quant.progress import Cancelled
+from registry import calibration, jobs
 from registry.imatrices import record
 from registry.models import ImatrixJob
 from workers import hosts, storage
@@ -71,13 +74,21 @@ def run(job: ImatrixJob, ctx: JobContext) -> dict:
         sha = file_sha256(out)
         relative = Path("imatrices") / job.checkpoint.name / f"{job.pk}-{sha[:12]}.gguf"
         final = storage.storage_root() / relative
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(out, final)
         ctx.log(f"imatrix {sha[:12]}: {cov['chunk_count']} chunks of {cov['chunk_size']} tokens, "
                 f"{cov['experts_never_routed']} experts never routed")
         wait_for_database()
-        artifact = record(job, storage_path=str(relative), size=final.stat().st_size, sha256=sha, coverage=cov,
-                          reference=reference)
+        if jobs.is_cancel_requested(job):  # asked while the tool was finishing: keep and record nothing
+            raise Cancelled(f"imatrix job {job.pk} cancelled")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(out, final)
+        try:
+            artifact = record(job, storage_path=str(relative), size=final.stat().st_size, sha256=sha,
+                              coverage=cov, reference=reference)
+        except BaseException:
+            final.unlink(missing_ok=True)
+            raise
+        if artifact.storage_path != str(relative):  # an earlier attempt of the same inputs recorded its own file
+            final.unlink(missing_ok=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {"artifact": artifact}
