@@ -187,3 +187,14 @@ def test_an_imatrix_of_another_checkpoint_is_refused(requester, artifact):
     factories.deepseek_checkpoint("deepseek-v3", "DeepSeek-V3")
     inputs = {"checkpoint": "deepseek-v3", "recipe": "DQ3_K_M", "imatrix": artifact.pk}
     assert_json_4xx(requester.post("/api/quantizations/", inputs, format="json"), 400)
+
+
+def test_the_drop_report_and_the_variant_page_name_the_imatrix_and_its_dataset(anonymous, artifact):
+    from registry import quality
+
+    variant = factories.variant(artifact.checkpoint, Recipe.objects.get(name="DQ3_K_M"),
+                                imatrix_sha256=artifact.sha256, imatrix=artifact)
+    assert quality.variant_label(variant) == f"DQ3_K_M+imatrix({calibration.DEFAULT_NAME}) #{variant.pk}"
+    page = anonymous.get(f"/checkpoints/deepseek-r1/variants/{variant.pk}/").content.decode()
+    assert calibration.DEFAULT_NAME in page and f"/api/imatrices/{artifact.pk}/" in page
+    assert "2 experts saw no calibration token" in page
