@@ -18,10 +18,11 @@ from django.conf import settings  # noqa: E402  (needs the settings module named
 # Task names: what a message carries. Never rename one; add a new name instead.
 QUANTIZE = "dsq.quantize"
 BENCHMARK = "dsq.benchmark"
+IMATRIX = "dsq.imatrix"
 PUBLISH = "dsq.publish"
 REAP_EXPIRED = "dsq.reap_expired"
 
-# Queues: gpu (quantize, evaluate on one GPU), host (evaluate a variant that needs a whole host's GPUs:
+# Queues: gpu (quantize, compute importance matrices, evaluate on one GPU), host (evaluate a variant that needs a whole host's GPUs:
 # registry/placement.py), cpu (plans, imports, housekeeping), publish (Hub uploads).
 QUEUES = ("gpu", "host", "cpu", "publish")
 HOST_QUEUE = "host"
@@ -36,6 +37,7 @@ app.conf.task_queues = [Queue(name) for name in QUEUES]
 app.conf.task_routes = {
     QUANTIZE: {"queue": "gpu"},
     BENCHMARK: {"queue": "gpu"},
+    IMATRIX: {"queue": "gpu"},
     PUBLISH: {"queue": "publish"},
     REAP_EXPIRED: {"queue": "cpu"},
 }

@@ -198,6 +198,8 @@ DSQ_EVAL_GPU_LAYERS = env_int("DSQ_EVAL_GPU_LAYERS", 0)
 # llama.cpp's llama-server for task suites (scripts/build-llama-tools.sh; the GPU image puts it on PATH).
 # Empty: `llama-server` on PATH, else llama-cpp-python's server (workers/benchmark.py engine_for).
 DSQ_LLAMA_SERVER = os.environ.get("DSQ_LLAMA_SERVER", "")
+# llama.cpp's llama-imatrix for imatrix jobs (workers/imatrix.py); empty: `llama-imatrix` on PATH.
+DSQ_LLAMA_IMATRIX = os.environ.get("DSQ_LLAMA_IMATRIX", "")
 # Host-level scheduling (registry/placement.py): a benchmark whose variant does not fit one GPU of
 # DSQ_GPU_BYTES (default: an 80 GB H100 as the driver reports it) goes to the `host` queue, taken by
 # workers with DSQ_WORKER_SCOPE=host that own every GPU of their machine; `gpu` workers own one GPU.

@@ -158,7 +158,8 @@ def _load_legacy(path: Path) -> Imatrix:
     return Imatrix(_Entries({name: nval for name, (_, _, nval) in index.items()}, load), datasets, chunk_count, path)
 
 
-def _load_gguf(path: Path) -> Imatrix:
+def _gguf_index(path: Path) -> "tuple[gguf.GGUFReader, dict[str, gguf.ReaderTensor], dict[str, gguf.ReaderTensor]]":
+    """The reader and each entry's ``.in_sum2`` and ``.counts`` tensors, checked for shape and metadata."""
     try:
         r = open_gguf(path)
     except GGUFFormatError as e:
@@ -183,12 +184,21 @@ def _load_gguf(path: Path) -> Imatrix:
         n_mat = int(np.prod(s.shape[1:]))  # ggml order: ne[0] is the row length
         if int(counts[name].n_elements) != n_mat:
             raise ImatrixError(f"{path}: {name}.counts has {int(counts[name].n_elements)} values for {n_mat} matrices")
+    return r, sums, counts
+
+
+def _raw_counts(path: Path, name: str, t: gguf.ReaderTensor) -> np.ndarray:
+    raw = np.asarray(t.data, dtype=np.float32).reshape(-1)
+    if not (np.isfinite(raw).all() and (raw >= 0).all()):
+        raise ImatrixError(f"{path}: {name}.counts holds negative or non-finite values")
+    return np.rint(raw).astype(np.int64)
+
+
+def _load_gguf(path: Path) -> Imatrix:
+    r, sums, counts = _gguf_index(path)
 
     def load(name: str) -> np.ndarray:
-        raw = np.asarray(counts[name].data, dtype=np.float32).reshape(-1)
-        if not (np.isfinite(raw).all() and (raw >= 0).all()):
-            raise ImatrixError(f"{path}: {name}.counts holds negative or non-finite values")
-        c = np.rint(raw).astype(np.int64)
+        c = _raw_counts(path, name, counts[name])
         per = np.array(sums[name].data, dtype=np.float32).reshape(len(c), -1)
         out = np.ones_like(per)
         hit = c > 0
@@ -198,6 +208,116 @@ def _load_gguf(path: Path) -> Imatrix:
     datasets = list(r.fields["imatrix.datasets"].contents())
     sizes = {name: int(sums[name].n_elements) for name in sorted(sums)}
     return Imatrix(_Entries(sizes, load), datasets, int(r.fields["imatrix.chunk_count"].contents()), path)
+
+
+# -- coverage: what the calibration text reached ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TensorCoverage:
+    """What one entry saw. ``tokens[i]``: activation rows that reached matrix i (llama-imatrix's
+    ``counts``): for an expert tensor (``ffn_*_exps``, one count per expert) the tokens routed to
+    that expert, for any other tensor one count, the tokens it multiplied. None in the legacy format,
+    which keeps only ``ncall`` (the chunks of the most-hit matrix)."""
+
+    name: str
+    n_mat: int
+    tokens: "tuple[int, ...] | None"
+    ncall: "int | None" = None
+
+    @property
+    def is_experts(self) -> bool:
+        return "_exps" in self.name
+
+    @property
+    def no_data(self) -> "tuple[int, ...] | None":
+        """Matrices (experts) that saw no token: llama-quantize weighs their columns uniformly."""
+        return None if self.tokens is None else tuple(i for i, c in enumerate(self.tokens) if c == 0)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Per tensor and per expert coverage of an importance matrix (:func:`coverage`)."""
+
+    format: str  # "gguf" or "dat"
+    chunk_count: int
+    chunk_size: "int | None"  # tokens per chunk (GGUF only)
+    datasets: tuple[str, ...]
+    tensors: tuple[TensorCoverage, ...]
+
+    def experts(self) -> "dict[str, dict]":
+        """Per MoE block (``blk.N``): tokens routed to each expert and the experts never routed.
+
+        llama.cpp routes one token to the same experts for gate, up and down, so their counts agree;
+        an expert counts as never routed when none of its block's expert tensors saw a token."""
+        blocks: dict[str, list[TensorCoverage]] = {}
+        for t in self.tensors:
+            if t.is_experts and t.tokens is not None:
+                blocks.setdefault(t.name.rsplit(".", 2)[0], []).append(t)
+        out = {}
+        for block, ts in sorted(blocks.items(), key=lambda kv: _block_key(kv[0])):
+            n = max(t.n_mat for t in ts)
+            tokens = [max((t.tokens[e] for t in ts if e < len(t.tokens)), default=0) for e in range(n)]
+            out[block] = {"tokens": tokens, "never_routed": [e for e, c in enumerate(tokens) if c == 0]}
+        return out
+
+    def as_dict(self) -> dict:
+        """JSON for the registry (ImatrixArtifact.coverage)."""
+        experts = self.experts()
+        return {
+            "format": self.format, "chunk_count": self.chunk_count, "chunk_size": self.chunk_size,
+            "datasets": list(self.datasets),
+            "tensors": {t.name: {"n_mat": t.n_mat, "tokens": None if t.tokens is None else list(t.tokens),
+                                 "no_data": None if t.no_data is None else list(t.no_data), "ncall": t.ncall}
+                        for t in self.tensors},
+            "experts": experts,
+            "experts_never_routed": sum(len(b["never_routed"]) for b in experts.values()),
+            "tensors_without_data": sorted(t.name for t in self.tensors if t.tokens is not None and not any(t.tokens)),
+        }
+
+
+def _block_key(block: str) -> "tuple[int, str]":
+    tail = block.rsplit(".", 1)[-1]
+    return (int(tail), block) if tail.isdigit() else (-1, block)
+
+
+def coverage(path: "str | Path") -> Coverage:
+    """Coverage of an imatrix file in either format, read from its counts (the values are not read).
+
+    GGUF keeps one count per matrix: per expert for MoE expert tensors (llama-imatrix's
+    ``collect_imatrix``, MUL_MAT_ID branch), one for every other tensor; entries no token reached
+    are written too. The legacy ``.dat`` format keeps one ``ncall`` per entry and leaves out
+    entries without any data, so it cannot say which experts were never routed."""
+    path = Path(path)
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic == b"GGUF":
+        r, sums, counts = _gguf_index(path)
+        tensors = []
+        for name in sorted(sums):
+            c = _raw_counts(path, name, counts[name])
+            tensors.append(TensorCoverage(name, len(c), tuple(int(x) for x in c)))
+        return Coverage("gguf", int(r.fields["imatrix.chunk_count"].contents()),
+                        int(r.fields["imatrix.chunk_size"].contents()),
+                        tuple(r.fields["imatrix.datasets"].contents()), tuple(tensors))
+    im = _load_legacy(path)
+    ncalls = _legacy_ncalls(path)
+    tensors = tuple(TensorCoverage(name, 1, None, ncalls[name]) for name in sorted(im.data))
+    return Coverage("dat", im.chunk_count, None, tuple(im.datasets), tensors)
+
+
+def _legacy_ncalls(path: Path) -> "dict[str, int]":
+    """name -> ncall of a legacy file (already checked by _load_legacy)."""
+    out = {}
+    with open(path, "rb") as fh:
+        (n_entries,) = struct.unpack("<i", fh.read(4))
+        for _ in range(n_entries):
+            (n,) = struct.unpack("<i", fh.read(4))
+            name = fh.read(n).decode("utf-8")
+            ncall, nval = struct.unpack("<ii", fh.read(8))
+            out[name] = ncall
+            fh.seek(4 * nval, 1)
+    return out
 
 
 # -- writers (for tests and tools that produce importance data) -------------------------------------

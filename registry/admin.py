@@ -113,6 +113,24 @@ class QuantizationJobAdmin(ReadOnlyAdmin):
     list_filter = ["state"]
 
 
+@admin.register(models.ImatrixJob)
+class ImatrixJobAdmin(ReadOnlyAdmin):
+    list_display = ["pk", "checkpoint", "dataset", "chunks", "n_ctx", "state", "progress", "step", "worker",
+                    "created_at"]
+    list_filter = ["state"]
+
+
+@admin.register(models.ImatrixArtifact)
+class ImatrixArtifactAdmin(ReadOnlyAdmin):
+    list_display = ["pk", "checkpoint", "checkpoint_revision", "dataset", "chunks", "n_ctx", "chunk_count",
+                    "experts_never_routed", "sha256", "created_at"]
+
+
+@admin.register(models.CalibrationDataset)
+class CalibrationDatasetAdmin(ReadOnlyAdmin):
+    list_display = ["name", "language", "domain", "size", "sha256", "builtin", "source", "created_at"]
+
+
 @admin.register(models.Variant)
 class VariantAdmin(ReadOnlyAdmin):
     list_display = ["pk", "checkpoint", "recipe", "status", "total_bytes", "bits_per_weight", "created_at"]

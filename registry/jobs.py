@@ -15,15 +15,15 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from registry import leases
-from registry.models import FINAL_STATES, BenchmarkJob, Job, JobState, QuantizationJob
+from registry.models import FINAL_STATES, BenchmarkJob, ImatrixJob, Job, JobState, QuantizationJob
 
 J = TypeVar("J", bound=Job)
-JOB_MODELS: dict[str, type[Job]] = {"quantize": QuantizationJob, "benchmark": BenchmarkJob}
+JOB_MODELS: dict[str, type[Job]] = {"quantize": QuantizationJob, "benchmark": BenchmarkJob, "imatrix": ImatrixJob}
 LOG_TAIL_CHARS = 8000
 
 
 def kind_of(job: Job) -> str:
-    """The job's kind as in JOB_MODELS ("quantize", "benchmark")."""
+    """The job's kind as in JOB_MODELS ("quantize", "benchmark", "imatrix")."""
     return next(kind for kind, model in JOB_MODELS.items() if isinstance(job, model))
 
 

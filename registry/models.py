@@ -231,6 +231,9 @@ class QuantizationJob(Job):
     recipe = models.ForeignKey(Recipe, on_delete=models.PROTECT, related_name="quantization_jobs")
     imatrix = models.CharField(max_length=1000, blank=True, help_text="Path of the importance matrix, if any")
     imatrix_sha256 = models.CharField(max_length=64, blank=True)
+    imatrix_artifact = models.ForeignKey("ImatrixArtifact", null=True, blank=True, on_delete=models.PROTECT,
+                                         related_name="quantization_jobs",
+                                         help_text="The registered imatrix asked for (its file is `imatrix`)")
     benchmark_suites = models.JSONField(default=list, blank=True)
     variant = models.ForeignKey("Variant", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
 
@@ -259,6 +262,91 @@ class BenchmarkJob(Job):
 
     def __str__(self) -> str:
         return f"benchmark {self.variant} {self.suite} #{self.pk}"
+
+
+class CalibrationDataset(models.Model):
+    """A text importance matrices are computed from, stored once under DSQ_STORAGE_ROOT by its hash.
+
+    The stored file is the dataset: its sha256 names it in every imatrix made from it, so a text that
+    changed (another Python's pydoc topics) is another dataset. Registered through registry.calibration.
+    """
+
+    name = models.CharField(max_length=100, unique=True, validators=[validate_checkpoint_name])
+    sha256 = models.CharField(max_length=64, unique=True)
+    size = models.BigIntegerField(help_text="Bytes of UTF-8 text")
+    language = models.CharField(max_length=50, blank=True, help_text="e.g. en, zh, code")
+    domain = models.CharField(max_length=200, blank=True, help_text="e.g. documentation, chat, math")
+    notes = models.TextField(blank=True)
+    source = models.CharField(max_length=1000, help_text="Where the text came from (provenance)")
+    storage_path = models.CharField(max_length=1000, help_text="The stored text, relative to DSQ_STORAGE_ROOT")
+    builtin = models.BooleanField(default=False, help_text="Shipped with dsq (works offline)")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args, **kwargs):
+        if self.pk and CalibrationDataset.objects.filter(pk=self.pk).exclude(
+                sha256=self.sha256, storage_path=self.storage_path).exists():
+            raise ValidationError("a calibration dataset's text never changes: register a new dataset")
+        super().save(*args, **kwargs)
+
+
+class ImatrixArtifact(models.Model):
+    """An importance matrix (llama.cpp's GGUF imatrix format) and what it was made from and saw.
+
+    Created by the imatrix job that computed it, once the file is complete (the job row holds the
+    state while it runs); the inputs below are unique, so the same request finds it again."""
+
+    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.PROTECT, related_name="imatrices")
+    checkpoint_revision = models.CharField(max_length=100, blank=True, help_text="Checkpoint.revision when made")
+    dataset = models.ForeignKey(CalibrationDataset, on_delete=models.PROTECT, related_name="imatrices")
+    chunks = models.PositiveIntegerField(help_text="llama-imatrix --chunks: chunks of n_ctx tokens at most")
+    n_ctx = models.PositiveIntegerField(help_text="llama-imatrix -c: tokens per chunk")
+    reference = models.ForeignKey("Variant", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                  help_text="The GGUF the activations were collected on (F16, or Q8_0 for 671B)")
+    storage_path = models.CharField(max_length=1000, help_text="The file, relative to DSQ_STORAGE_ROOT")
+    size = models.BigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64)
+    chunk_count = models.PositiveIntegerField(default=0, help_text="Chunks actually processed (the file says)")
+    coverage = models.JSONField(default=dict, blank=True,
+                                help_text="quant.imatrix.Coverage.as_dict(): tokens per tensor and per expert")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["checkpoint", "checkpoint_revision", "dataset", "chunks",
+                                                       "n_ctx"], name="one_imatrix_per_inputs")]
+
+    def __str__(self) -> str:
+        return f"imatrix {self.checkpoint}@{self.dataset} #{self.pk}"
+
+    @property
+    def experts_never_routed(self) -> int:
+        return int(self.coverage.get("experts_never_routed") or 0)
+
+
+class ImatrixJob(Job):
+    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.PROTECT, related_name="imatrix_jobs")
+    dataset = models.ForeignKey(CalibrationDataset, on_delete=models.PROTECT, related_name="imatrix_jobs")
+    chunks = models.PositiveIntegerField()
+    n_ctx = models.PositiveIntegerField()
+    artifact = models.ForeignKey(ImatrixArtifact, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="jobs")
+
+    class Meta(Job.Meta):
+        constraints = [
+            models.UniqueConstraint(fields=["request_key"], condition=models.Q(state__in=["queued", "running"]),
+                                    name="one_live_imatrix_per_request"),
+        ]
+
+    def __str__(self) -> str:
+        return f"imatrix {self.checkpoint} {self.dataset} #{self.pk}"
 
 
 class GpuLease(models.Model):
@@ -296,6 +384,9 @@ class Variant(models.Model):
     checkpoint = models.ForeignKey(Checkpoint, on_delete=models.PROTECT, related_name="variants")
     recipe = models.ForeignKey(Recipe, on_delete=models.PROTECT, related_name="variants")
     imatrix_sha256 = models.CharField(max_length=64, blank=True)
+    imatrix = models.ForeignKey(ImatrixArtifact, null=True, blank=True, on_delete=models.PROTECT,
+                                related_name="variants",
+                                help_text="The registered imatrix (and so its dataset) when it was made from one")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.BUILDING)
     plan = models.JSONField(default=dict, blank=True)
     total_bytes = models.BigIntegerField(default=0)
@@ -315,7 +406,8 @@ class Variant(models.Model):
     def quant_name(self) -> str:
         return self.recipe.name
 
-    FROZEN_WHEN_RELEASED = ("checkpoint_id", "recipe_id", "imatrix_sha256", "storage_path", "total_bytes")
+    FROZEN_WHEN_RELEASED = ("checkpoint_id", "recipe_id", "imatrix_sha256", "imatrix_id", "storage_path",
+                            "total_bytes")
 
     def save(self, *args, **kwargs):
         """Once released, what the variant is and where its files live stay put (quality may still grow)."""

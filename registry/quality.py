@@ -19,7 +19,13 @@ from registry.models import Checkpoint, Variant
 
 
 def variant_label(variant: Variant) -> str:
-    return f"{variant.recipe.name}{'+imatrix' if variant.imatrix_sha256 else ''} #{variant.pk}"
+    """`Q4_K_M #7`, `Q4_K_M+imatrix #8`, or with a registered imatrix its dataset: `Q4_K_M+imatrix(pydoc-…) #9`."""
+    imatrix = ""
+    if variant.imatrix_id is not None:
+        imatrix = f"+imatrix({variant.imatrix.dataset.name})"
+    elif variant.imatrix_sha256:
+        imatrix = "+imatrix"
+    return f"{variant.recipe.name}{imatrix} #{variant.pk}"
 
 
 def _row(variant: Variant, q: Quality) -> ReportRow:

@@ -5,11 +5,12 @@ import hashlib
 from dataclasses import dataclass
 from typing import Optional
 
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from registry import dispatch
 from registry.benchmarks import check_suites, request_benchmarks
-from registry.models import AuditLog, Checkpoint, JobState, QuantizationJob, Recipe, Variant
+from registry.models import AuditLog, Checkpoint, ImatrixArtifact, JobState, QuantizationJob, Recipe, Variant
 
 LIVE = (JobState.QUEUED, JobState.RUNNING)
 
@@ -31,9 +32,22 @@ class Outcome:
 
 
 def request_quantization(checkpoint: Checkpoint, recipe: Recipe, *, user, imatrix: str = "",
-                         imatrix_sha256: str = "", benchmark_suites: "list[str] | None" = None) -> Outcome:
-    """Return the ready variant or the live job for these inputs, or queue a new job (after commit)."""
+                         imatrix_sha256: str = "", benchmark_suites: "list[str] | None" = None,
+                         imatrix_artifact: "ImatrixArtifact | None" = None,
+                         no_data_policy: str = "uniform") -> Outcome:
+    """Return the ready variant or the live job for these inputs, or queue a new job (after commit).
+
+    A registered imatrix (imatrix_artifact) stands for its file and hash: the same imatrix asked by id or
+    by path is the same input. no_data_policy "refuse" turns one with never-routed experts away."""
     check_suites(list(benchmark_suites or []))
+    if imatrix_artifact is not None:
+        from registry.imatrices import check_policy
+
+        if imatrix_artifact.checkpoint_id != checkpoint.pk:
+            raise ValidationError(f"imatrix {imatrix_artifact.pk} was computed for checkpoint "
+                                  f"{imatrix_artifact.checkpoint.name}, not {checkpoint.name}")
+        check_policy(imatrix_artifact, no_data_policy)
+        imatrix, imatrix_sha256 = imatrix_artifact.storage_path, imatrix_artifact.sha256
     variant = Variant.objects.filter(checkpoint=checkpoint, recipe=recipe, imatrix_sha256=imatrix_sha256,
                                      status=Variant.Status.READY).first()
     if variant is not None:
@@ -48,7 +62,8 @@ def request_quantization(checkpoint: Checkpoint, recipe: Recipe, *, user, imatri
         with transaction.atomic():
             job = QuantizationJob.objects.create(
                 checkpoint=checkpoint, recipe=recipe, request_key=key, imatrix=imatrix,
-                imatrix_sha256=imatrix_sha256, benchmark_suites=list(benchmark_suites or []), requested_by=user)
+                imatrix_sha256=imatrix_sha256, imatrix_artifact=imatrix_artifact,
+                benchmark_suites=list(benchmark_suites or []), requested_by=user)
             AuditLog.record(user, "quantization.request", job, checkpoint=checkpoint.name, recipe=str(recipe))
     except IntegrityError:
         # Another request with the same inputs committed between our check and our insert:

@@ -70,11 +70,11 @@ def quality(job: BenchmarkJob, ctx: JobContext) -> dict:
     from quant.eval.kld import evaluate_variant
     from quant.eval.model import EvalSettings
     from quant.eval.reference import cached_reference
-    from quant.eval.text import split_text, topics_text
+    from quant.eval.text import evaluation_text
 
     variant = job.variant
     opts = job.options or {}
-    text = Path(opts["text_path"]).read_text() if "text_path" in opts else split_text(topics_text(), 0.1)[0]
+    text = Path(opts["text_path"]).read_text() if "text_path" in opts else evaluation_text()
     eval_settings = EvalSettings(n_ctx=int(opts.get("n_ctx", settings.DSQ_EVAL_N_CTX)),
                                  max_windows=opts.get("max_windows", settings.DSQ_EVAL_MAX_WINDOWS),
                                  n_gpu_layers=int(opts.get("n_gpu_layers", settings.DSQ_EVAL_GPU_LAYERS)))

@@ -78,6 +78,7 @@ def quant_section(release: Release) -> list[str]:
         f"- Size: {_fmt_bytes(v.total_bytes)} ({v.total_bytes} bytes) in {len(files)} file(s)",
         f"- Bits per weight: {v.bits_per_weight:.3f}",
         f"- Recipe: {v.recipe.name} v{v.recipe.version} (sha256 `{v.recipe.sha256[:16]}…`)",
+        *imatrix_lines(v),
         "",
         "Files:",
         "",
@@ -91,6 +92,19 @@ def quant_section(release: Release) -> list[str]:
               *type_table(v), "",
               "<details><summary>Recipe</summary>", "", "```json", recipe, "```", "", "</details>", ""]
     return lines
+
+
+def imatrix_lines(variant) -> list[str]:
+    """Which importance matrix made the variant: its dataset, settings and the experts it had no data for."""
+    im = variant.imatrix
+    if im is None:
+        return [f"- Importance matrix: sha256 `{variant.imatrix_sha256[:16]}…`"] if variant.imatrix_sha256 else []
+    ds = im.dataset
+    never = im.experts_never_routed
+    return [f"- Importance matrix: llama-imatrix on {ds.name} (sha256 `{ds.sha256[:16]}…`, {ds.size} bytes; "
+            f"{ds.source}), {im.chunk_count} chunks of {im.n_ctx} tokens, file sha256 `{im.sha256[:16]}…`; "
+            + (f"{never} experts saw no calibration token and were quantized with uniform weights (llama.cpp's "
+               "fallback)" if never else "every expert saw calibration tokens")]
 
 
 def type_table(variant) -> list[str]:

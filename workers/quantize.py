@@ -33,7 +33,7 @@ def requirements(job: QuantizationJob) -> dict:
     from quant import convert
     from quant.adapters import SLAB_WEIGHTS
 
-    plan = convert.plan_conversion(job.checkpoint.local_path, job.recipe.parsed(), imatrix=job.imatrix or None,
+    plan = convert.plan_conversion(job.checkpoint.local_path, job.recipe.parsed(), imatrix=imatrix_path(job) or None,
                                    name=f"{job.checkpoint.name}-{job.recipe.name}")
     largest = max((t.out.n_elements for t in plan.tensors), default=0)
     # The tensor cache and the output are both on disk until the files move into place;
@@ -46,8 +46,8 @@ def run(job: QuantizationJob, ctx: JobContext) -> dict:
     """Build the job's variant, then queue the benchmarks it asked for."""
     work = storage.work_dir(str(job.pk))
     try:
-        variant = build_variant(job.checkpoint, job.recipe, ctx, work, tag=f"job{job.pk}", imatrix=job.imatrix,
-                                imatrix_sha256=job.imatrix_sha256)
+        variant = build_variant(job.checkpoint, job.recipe, ctx, work, tag=f"job{job.pk}", imatrix=imatrix_path(job),
+                                imatrix_sha256=job.imatrix_sha256, imatrix_artifact=job.imatrix_artifact)
     except Cancelled:
         # Cancelled by a user: nothing to keep. Lease lost (reaped): keep the tensors for the next claimer.
         if jobs.is_cancel_requested(job):
@@ -72,8 +72,15 @@ def run(job: QuantizationJob, ctx: JobContext) -> dict:
     return {"variant": variant}
 
 
+def imatrix_path(job: QuantizationJob) -> str:
+    """The importance matrix file a job reads: a registered imatrix's stored file, else the path it was given."""
+    if job.imatrix_artifact is not None:
+        return str(storage.storage_root() / job.imatrix_artifact.storage_path)
+    return job.imatrix
+
+
 def build_variant(checkpoint: Checkpoint, recipe: Recipe, ctx: JobContext, work: Path, *, tag: str,
-                  imatrix: str = "", imatrix_sha256: str = "") -> Variant:
+                  imatrix: str = "", imatrix_sha256: str = "", imatrix_artifact=None) -> Variant:
     """Plan, convert (resumably, through work/tensors), verify and register one variant."""
     from quant import convert
 
@@ -96,10 +103,11 @@ def build_variant(checkpoint: Checkpoint, recipe: Recipe, ctx: JobContext, work:
             raise RuntimeError(f"{f.path.name}: sha256 changed after writing")
     ctx.check()
     wait_for_database()  # converting took long: the connection may not have survived (PostgreSQL restarted)
-    return register(checkpoint, recipe, imatrix_sha256, tag, result)
+    return register(checkpoint, recipe, imatrix_sha256, tag, result, imatrix_artifact)
 
 
-def register(checkpoint: Checkpoint, recipe: Recipe, imatrix_sha256: str, tag: str, result) -> Variant:
+def register(checkpoint: Checkpoint, recipe: Recipe, imatrix_sha256: str, tag: str, result,
+             imatrix_artifact=None) -> Variant:
     """Move the finished files into the variant's directory and register them, all or nothing."""
     with transaction.atomic():
         variant, _ = Variant.objects.select_for_update().get_or_create(
@@ -125,6 +133,8 @@ def register(checkpoint: Checkpoint, recipe: Recipe, imatrix_sha256: str, tag: s
             variant.bits_per_weight = result.bits_per_weight
             variant.plan = Plan.from_conversion(result).to_json()
             variant.weight_error = weight_error_summary(result)
+            if imatrix_artifact is not None:
+                variant.imatrix = imatrix_artifact
             variant.save()
         except BaseException:
             shutil.rmtree(final, ignore_errors=True)

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from celery.signals import worker_ready
 
-from dsq.celery import BENCHMARK, PUBLISH, QUANTIZE, REAP_EXPIRED, app
+from dsq.celery import BENCHMARK, IMATRIX, PUBLISH, QUANTIZE, REAP_EXPIRED, app
 from workers import benchmark as benchmarking
 from workers import hosts, reaper
+from workers import imatrix as imatrices
 from workers import publish as publishing
 from workers import quantize as quantizing
 from workers.context import run_job
@@ -23,6 +24,11 @@ def quantize(job_id: int) -> str:
 @app.task(name=BENCHMARK, acks_late=True, reject_on_worker_lost=True)
 def benchmark(job_id: int) -> str:
     return run_job("benchmark", job_id, benchmarking.run, benchmarking.requirements)
+
+
+@app.task(name=IMATRIX, acks_late=True, reject_on_worker_lost=True)
+def imatrix(job_id: int) -> str:
+    return run_job("imatrix", job_id, imatrices.run, imatrices.requirements)
 
 
 @app.task(name=REAP_EXPIRED)

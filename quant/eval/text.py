@@ -28,5 +28,21 @@ def split_text(text: str, held_out_fraction: float) -> tuple[str, str]:
     return text[:boundary], text[boundary:].lstrip("\n")
 
 
+#: The share of the pydoc topics held apart for importance matrices: evaluation (workers.benchmark's
+#: tier 1) scores the head, calibration (the default imatrix dataset) reads the tail.
+CALIBRATION_FRACTION = 0.1
+
+
+def evaluation_text() -> str:
+    """The head of the pydoc topics that tier-1 benchmarks score (never seen by an imatrix)."""
+    return split_text(topics_text(), CALIBRATION_FRACTION)[0]
+
+
+def calibration_text() -> str:
+    """The held-apart tail of the pydoc topics: the default calibration dataset (about 50 kB of
+    English prose with Python code). For the trained tiny MoE it is training text (quant.train_tiny)."""
+    return split_text(topics_text(), CALIBRATION_FRACTION)[1]
+
+
 def text_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -302,6 +302,29 @@ benchmark_jobs = extend_schema_view(
     retry=extend_schema(request=None, responses={200: api.BenchmarkJobSerializer, **error_responses(409)}),
 )
 
+class ImatrixOutcomeSerializer(serializers.Serializer):
+    created = serializers.BooleanField()
+    job = api.ImatrixJobSerializer(allow_null=True)
+    imatrix = api.ImatrixSerializer(allow_null=True)
+
+
+imatrices = extend_schema_view(
+    create=extend_schema(request=api.ImatrixRequestSerializer, responses={
+        201: OpenApiResponse(ImatrixOutcomeSerializer, description="A new imatrix job was queued."),
+        200: OpenApiResponse(ImatrixOutcomeSerializer,
+                             description="The same inputs are already queued, running or computed."),
+    }, description="Compute an importance matrix with llama-imatrix on the checkpoint's reference GGUF."),
+)
+imatrix_jobs = extend_schema_view(
+    cancel=extend_schema(request=None, responses={200: api.ImatrixJobSerializer, **error_responses(409)}),
+    retry=extend_schema(request=None, responses={200: api.ImatrixJobSerializer, **error_responses(409)}),
+)
+calibration_datasets = extend_schema_view(
+    create=extend_schema(request=api.CalibrationDatasetCreateSerializer, responses={
+        201: api.CalibrationDatasetSerializer, 200: api.CalibrationDatasetSerializer},
+        description="Register a UTF-8 text file under DSQ_STORAGE_ROOT or DSQ_IMPORT_ROOTS (copied into storage)."),
+)
+
 releases = extend_schema_view(
     create=extend_schema(request=api.ReleaseRequestSerializer, responses={201: api.ReleaseSerializer},
                          description="Propose the next version of a ready variant for review."),

@@ -13,8 +13,9 @@ from registry import access
 from registry.benchmarks import check_suites
 from registry.checkpoints import importable
 from registry.evidence import BenchmarkResult, Quality
-from registry.models import (ArtifactFile, AuditLog, BenchmarkJob, Checkpoint, QuantizationJob, Recipe, Release, Tag,
-                             TagMove, Variant)
+from registry.imatrices import DEFAULT_N_CTX, NO_DATA_POLICIES, NO_DATA_POLICY
+from registry.models import (ArtifactFile, AuditLog, BenchmarkJob, CalibrationDataset, Checkpoint, ImatrixArtifact,
+                             ImatrixJob, QuantizationJob, Recipe, Release, Tag, TagMove, Variant)
 
 
 # Hub repo ids: owner/name from letters, digits, `-`, `_`, `.`; never `..` (it would walk the endpoint's URL).
@@ -158,10 +159,12 @@ class JobDetailsMixin(WithheldFieldsMixin):
 class QuantizationJobSerializer(JobDetailsMixin, serializers.ModelSerializer):
     checkpoint = serializers.SlugRelatedField(slug_field="name", read_only=True)
     recipe = serializers.StringRelatedField()
+    imatrix = serializers.PrimaryKeyRelatedField(source="imatrix_artifact", read_only=True, allow_null=True,
+                                                 help_text="The registered imatrix asked for, if any")
 
     class Meta:
         model = QuantizationJob
-        fields = JOB_FIELDS + ["checkpoint", "recipe", "imatrix_sha256", "benchmark_suites", "variant"]
+        fields = JOB_FIELDS + ["checkpoint", "recipe", "imatrix", "imatrix_sha256", "benchmark_suites", "variant"]
 
 
 class BenchmarkJobSerializer(JobDetailsMixin, serializers.ModelSerializer):
@@ -170,6 +173,66 @@ class BenchmarkJobSerializer(JobDetailsMixin, serializers.ModelSerializer):
     class Meta:
         model = BenchmarkJob
         fields = JOB_FIELDS + ["variant", "suite", "options", "result"]
+
+
+class CalibrationDatasetSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = CalibrationDataset
+        fields = ["id", "name", "sha256", "size", "language", "domain", "notes", "source", "builtin", "created_at"]
+
+
+class CalibrationDatasetCreateSerializer(serializers.Serializer):
+    """A UTF-8 text file under DSQ_STORAGE_ROOT or DSQ_IMPORT_ROOTS, copied into storage (no uploads)."""
+
+    name = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z", max_length=100)
+    path = serializers.CharField(max_length=1000)
+    source = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="")
+    language = serializers.CharField(max_length=50, required=False, allow_blank=True, default="")
+    domain = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    notes = serializers.CharField(max_length=10000, required=False, allow_blank=True, default="")
+
+
+class DatasetSummarySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = CalibrationDataset
+        fields = ["id", "name", "sha256"]
+
+
+class ImatrixSerializer(serializers.ModelSerializer):
+    """An importance matrix, its inputs and its coverage (quant.imatrix.Coverage.as_dict())."""
+
+    checkpoint = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    dataset = DatasetSummarySerializer(read_only=True)
+    experts_never_routed = serializers.IntegerField(read_only=True)
+    no_data_policy = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ImatrixArtifact
+        fields = ["id", "checkpoint", "checkpoint_revision", "dataset", "chunks", "n_ctx", "reference", "sha256",
+                  "size", "chunk_count", "experts_never_routed", "no_data_policy", "coverage", "created_at"]
+
+    def get_no_data_policy(self, obj) -> str:
+        return ("experts no calibration token reached are quantized with uniform weights (llama-quantize's "
+                "fallback); ask no_data_policy=refuse to turn such an imatrix away")
+
+
+class ImatrixJobSerializer(JobDetailsMixin, serializers.ModelSerializer):
+    checkpoint = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    dataset = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = ImatrixJob
+        fields = JOB_FIELDS + ["checkpoint", "dataset", "chunks", "n_ctx", "artifact"]
+
+
+class ImatrixRequestSerializer(serializers.Serializer):
+    checkpoint = serializers.SlugRelatedField(slug_field="name", queryset=Checkpoint.objects.all())
+    dataset = serializers.SlugRelatedField(slug_field="name", queryset=CalibrationDataset.objects.all(),
+                                           required=False, allow_null=True, default=None,
+                                           help_text="A calibration dataset by name; default: the shipped one")
+    chunks = serializers.IntegerField(min_value=0, max_value=100_000, required=False, default=0,
+                                      help_text="Chunks of n_ctx tokens to read; 0: all of the text")
+    n_ctx = serializers.IntegerField(min_value=16, max_value=1 << 17, required=False, default=DEFAULT_N_CTX)
 
 
 class RecipeField(serializers.Field):
@@ -195,8 +258,12 @@ class RecipeField(serializers.Field):
 class QuantizationRequestSerializer(serializers.Serializer):
     checkpoint = serializers.SlugRelatedField(slug_field="name", queryset=Checkpoint.objects.all())
     recipe = RecipeField()
-    imatrix = serializers.CharField(required=False, allow_blank=True, default="",
-                                    help_text="importance matrix path, relative to DSQ_STORAGE_ROOT")
+    imatrix = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000,
+                                    help_text="a registered imatrix by id (/api/imatrices/), or an importance "
+                                              "matrix path relative to DSQ_STORAGE_ROOT")
+    no_data_policy = serializers.ChoiceField(NO_DATA_POLICIES, required=False, default=NO_DATA_POLICY,
+                                             help_text="experts a registered imatrix has no data for: uniform "
+                                                       "weights as llama.cpp does, or refuse the request")
     imatrix_sha256 = serializers.RegexField(r"^[0-9a-f]{64}$", required=False, allow_blank=True, default="")
     benchmark_suites = serializers.ListField(child=serializers.CharField(max_length=100), required=False, default=list)
 
@@ -209,6 +276,15 @@ class QuantizationRequestSerializer(serializers.Serializer):
         return value
 
     def validate(self, data):
+        if data["imatrix"].isdigit():  # a registered imatrix: its stored file and hash
+            if data["imatrix_sha256"]:
+                raise serializers.ValidationError({"imatrix_sha256": "a registered imatrix has its own hash"})
+            artifact = ImatrixArtifact.objects.select_related("checkpoint", "dataset").filter(
+                pk=int(data["imatrix"])).first() if len(data["imatrix"]) < 19 else None
+            if artifact is None:
+                raise serializers.ValidationError({"imatrix": f"no imatrix with id {data['imatrix']}"})
+            data["imatrix_artifact"], data["imatrix"] = artifact, ""
+            return data
         if data["imatrix"]:
             root = Path(settings.DSQ_STORAGE_ROOT).resolve()
             try:  # the worker reads this file: it must be somewhere checkpoints may be read from
@@ -231,8 +307,25 @@ class ArtifactFileSerializer(serializers.ModelSerializer):
         fields = ["name", "size", "sha256"]
 
 
+class VariantImatrixSerializer(serializers.ModelSerializer):
+    """Which registered imatrix (and dataset) a variant was made with, and what it did with missing experts."""
+
+    dataset = DatasetSummarySerializer(read_only=True)
+    experts_never_routed = serializers.IntegerField(read_only=True)
+    no_data_policy = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ImatrixArtifact
+        fields = ["id", "sha256", "dataset", "chunks", "n_ctx", "chunk_count", "experts_never_routed",
+                  "no_data_policy"]
+
+    def get_no_data_policy(self, obj) -> str:
+        return NO_DATA_POLICY
+
+
 class VariantSerializer(serializers.ModelSerializer):
     checkpoint = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    imatrix = VariantImatrixSerializer(read_only=True, allow_null=True)
     recipe = serializers.StringRelatedField()
     quant = serializers.CharField(source="recipe.name", read_only=True)
     files = ArtifactFileSerializer(many=True, read_only=True)
@@ -240,7 +333,8 @@ class VariantSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Variant
-        fields = ["id", "checkpoint", "recipe", "quant", "imatrix_sha256", "status", "total_bytes", "bits_per_weight",
+        fields = ["id", "checkpoint", "recipe", "quant", "imatrix", "imatrix_sha256", "status", "total_bytes",
+                  "bits_per_weight",
                   "weight_error", "quality", "files", "created_at"]
 
 

@@ -3,7 +3,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from registry.api.errors import not_found
-from registry.api.views import audit, catalogue, files, fit, jobs, releases, variants
+from registry.api.views import audit, catalogue, files, fit, imatrices, jobs, releases, variants
 
 router = DefaultRouter()
 router.register("checkpoints", catalogue.CheckpointViewSet)
@@ -11,6 +11,9 @@ router.register("recipes", catalogue.RecipeViewSet)
 router.register("quantizations", jobs.QuantizationRequestViewSet, basename="quantization")
 router.register("jobs/quantize", jobs.QuantizationJobViewSet, basename="quantizationjob")
 router.register("jobs/benchmark", jobs.BenchmarkJobViewSet, basename="benchmarkjob")
+router.register("jobs/imatrix", imatrices.ImatrixJobViewSet, basename="imatrixjob")
+router.register("imatrices", imatrices.ImatrixViewSet, basename="imatrix")
+router.register("calibration-datasets", imatrices.CalibrationDatasetViewSet, basename="calibrationdataset")
 router.register("variants", variants.VariantViewSet)
 router.register("releases", releases.ReleaseViewSet)
 router.register("tags", releases.TagViewSet)

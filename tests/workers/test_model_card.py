@@ -98,3 +98,22 @@ def test_a_checkpoint_in_the_study_carries_its_published_rows_labelled_as_publis
     other = render_card(approved(factories.checkpoint("smol", family="SmolLM2"), override="MMLU -3.1 % is noise here"),
                         "dsq/smol-GGUF")
     assert "Published results" not in other
+
+
+def test_the_card_names_the_imatrix_its_dataset_and_the_experts_without_data(settings, storage):
+    from registry import calibration
+    from registry.models import ImatrixArtifact, Variant
+
+    settings.DSQ_PUBLISH_ON_APPROVAL = False
+    r1 = factories.checkpoint("deepseek-r1", family="DeepSeek-R1", hf_repo="deepseek-ai/DeepSeek-R1")
+    dataset, _ = calibration.register("chat-en", "Hello there. " * 50, source="written for this test")
+    im = ImatrixArtifact.objects.create(checkpoint=r1, dataset=dataset, chunks=0, n_ctx=512, sha256="cd" * 32,
+                                        chunk_count=7, storage_path="imatrices/x.gguf",
+                                        coverage={"experts_never_routed": 3})
+    release = approved(r1)
+    Variant.objects.filter(pk=release.variant_id).update(imatrix=im, imatrix_sha256=im.sha256)
+    release.refresh_from_db()
+    card = render_card(release, "dsq/deepseek-r1-GGUF")
+    line = next(x for x in card.splitlines() if x.startswith("- Importance matrix:"))
+    assert "chat-en" in line and dataset.sha256[:16] in line and "written for this test" in line
+    assert "7 chunks of 512 tokens" in line and "3 experts saw no calibration token" in line

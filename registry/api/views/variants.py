@@ -9,6 +9,6 @@ from registry.models import Variant
 
 
 class VariantViewSet(viewsets.ReadOnlyModelViewSet):
-    queryset = Variant.objects.select_related("checkpoint", "recipe").prefetch_related("files", "releases")
+    queryset = Variant.objects.select_related("checkpoint", "recipe", "imatrix__dataset").prefetch_related("files", "releases")
     serializer_class = serializers.VariantSerializer
     filterset_class = VariantFilter
