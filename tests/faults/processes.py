@@ -97,5 +97,5 @@ def start_worker(group: ProcessGroup, name: str, *, beat: bool = True, env: "dic
     argv = celery_worker("gpu,cpu", f"{name}@%h", concurrency=2,
                          beat=group.logdir / f"{name}-beat-schedule" if beat else None)
     proc = group.start(name, argv, env={"DSQ_WORKER_NAME": name, **(env or {})})
-    wait_for(f"worker {name} to be ready", lambda: "ready." in proc.text(), 90, proc)
+    wait_for(f"worker {name} to be ready", lambda: "ready." in proc.text(), 300, proc)
     return proc

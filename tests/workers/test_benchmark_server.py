@@ -34,7 +34,7 @@ def worker(redis_server, celery_broker, storage, tmp_path, llama_tools):  # noqa
            "DSQ_DEVICE": "cpu", "DSQ_LLAMA_SERVER": str(llama_tools / "llama-server"), "PYTHONUNBUFFERED": "1"}
     with ProcessGroup(env, tmp_path) as group:
         proc = group.start("w1", celery_worker("gpu", "w1@%h"), env={"DSQ_WORKER_NAME": "w1"})
-        wait_for("worker w1 to be ready", lambda: "ready." in proc.text(), 90, proc)
+        wait_for("worker w1 to be ready", lambda: "ready." in proc.text(), 300, proc)
         yield proc
         app.control.purge()
 
@@ -116,11 +116,11 @@ def test_a_benchmark_job_runs_on_llama_server_with_the_settings_it_asked_for(wor
 def test_a_cancelled_benchmark_stops_its_server(worker, smol_variant, storage):
     job = benchmark_job(smol_variant, n_ctx=512, threads=2)
     dispatch.enqueue("benchmark", job.pk)
-    pid = wait_for("llama-server to start", lambda: server_pid(job), 300, worker)
+    pid = wait_for("llama-server to start", lambda: server_pid(job), 600, worker)
     with frozen(worker.popen.pid):  # cancel mid-suite, however fast the machine
         assert row(job).state == JobState.RUNNING and servers_of(storage / "variants") == [pid]
         assert jobs.request_cancel(row(job))
-    done = wait_for("the job to stop", lambda: row(job).is_final and row(job), 120, worker)
+    done = wait_for("the job to stop", lambda: row(job).is_final and row(job), 600, worker)
     assert done.state == JobState.CANCELLED
     wait_for("the server to be gone", lambda: not servers_of(storage / "variants"), 30, worker)
     assert not (storage / "benchmarks" / f"job-{job.pk}").exists()

@@ -101,7 +101,7 @@ def host_worker(settings, broker, redis_server, storage, tmp_path):
     with ProcessGroup(env, tmp_path) as group:
         def start(**extra):
             worker = group.start("host-b", celery_worker("host", "host-b@%h"), env=extra)
-            wait_for("the host worker to be ready", lambda: "ready." in worker.text(), 90, worker)
+            wait_for("the host worker to be ready", lambda: "ready." in worker.text(), 300, worker)
             return worker
 
         yield start

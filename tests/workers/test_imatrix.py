@@ -43,7 +43,7 @@ def test_a_worker_computes_an_imatrix_equal_to_llama_imatrixs(redis_server, cele
     user = django_user_model.objects.create_user("rita")
     with ProcessGroup(env, tmp_path) as group:
         proc = group.start("w1", celery_worker("gpu", "w1@%h"), env={"DSQ_WORKER_NAME": "w1"})
-        wait_for("worker w1 to be ready", lambda: "ready." in proc.text(), 90, proc)
+        wait_for("worker w1 to be ready", lambda: "ready." in proc.text(), 300, proc)
         outcome = request_imatrix(checkpoint, dataset, user=user, chunks=1, n_ctx=16)  # enqueued on commit
         job = outcome.job
 
@@ -51,7 +51,7 @@ def test_a_worker_computes_an_imatrix_equal_to_llama_imatrixs(redis_server, cele
             row = ImatrixJob.objects.get(pk=job.pk)
             return row.is_final and row
 
-        done = wait_for("the imatrix job to finish", finished, 300, proc)
+        done = wait_for("the imatrix job to finish", finished, 600, proc)
         assert done.state == JobState.SUCCEEDED, done.error + done.log_tail
         # Quantize with it, by id: the variant is made from the stored file and names it.
         quantized = request_quantization(checkpoint, factories.builtin_recipe("Q4_K_M"), user=user,
@@ -61,7 +61,7 @@ def test_a_worker_computes_an_imatrix_equal_to_llama_imatrixs(redis_server, cele
             row = QuantizationJob.objects.get(pk=quantized.job.pk)
             return row.is_final and row
 
-        q = wait_for("the quantization to finish", quantize_finished, 300, proc)
+        q = wait_for("the quantization to finish", quantize_finished, 600, proc)
         app.control.purge()
     assert q.state == JobState.SUCCEEDED, q.error + q.log_tail
     variant = Variant.objects.get(pk=q.variant_id)
@@ -103,10 +103,10 @@ def test_a_job_cancelled_while_llama_imatrix_runs_stops_it_and_keeps_nothing(red
     user = django_user_model.objects.create_user("rita")
     with ProcessGroup(worker_env(redis_server, storage, llama_tools), tmp_path) as group:
         proc = group.start("w1", celery_worker("gpu", "w1@%h"), env={"DSQ_WORKER_NAME": "w1"})
-        wait_for("worker w1 to be ready", lambda: "ready." in proc.text(), 90, proc)
+        wait_for("worker w1 to be ready", lambda: "ready." in proc.text(), 300, proc)
         job = request_imatrix(checkpoint, dataset, user=user, n_ctx=64).job
         work = storage / "work" / f"imatrix-{job.pk}"
-        wait_for("llama-imatrix to start", lambda: bool(tool_pids(work)), 300, proc)
+        wait_for("llama-imatrix to start", lambda: bool(tool_pids(work)), 600, proc)
         with frozen(proc.popen.pid):  # the worker, not the tool (its own session)
             assert jobs.request_cancel(ImatrixJob.objects.get(pk=job.pk))
 
@@ -114,7 +114,7 @@ def test_a_job_cancelled_while_llama_imatrix_runs_stops_it_and_keeps_nothing(red
             row = ImatrixJob.objects.get(pk=job.pk)
             return row.is_final and row
 
-        done = wait_for("the job to stop", stopped, 120, proc)
+        done = wait_for("the job to stop", stopped, 600, proc)
         app.control.purge()
     assert done.state == JobState.CANCELLED and done.artifact_id is None
     assert not ImatrixArtifact.objects.exists() and not work.exists()

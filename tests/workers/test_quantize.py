@@ -33,7 +33,7 @@ def start_worker(redis_server, celery_broker, storage, tmp_path):
     with ProcessGroup(env, tmp_path) as group:
         def start(name: str) -> Process:
             proc = group.start(name, celery_worker("gpu", f"{name}@%h"), env={"DSQ_WORKER_NAME": name})
-            wait_for(f"worker {name} to be ready", lambda: "ready." in proc.text(), 90, proc)
+            wait_for(f"worker {name} to be ready", lambda: "ready." in proc.text(), 300, proc)
             return proc
 
         yield start
@@ -53,7 +53,7 @@ def test_a_worker_quantizes_a_checkpoint_end_to_end(start_worker, tiny_checkpoin
     proc = start_worker("w1")
     job = make_job(tiny_checkpoint)
     dispatch.enqueue("quantize", job.pk)
-    done = wait_for("the job to finish", lambda: state_of(job).is_final and state_of(job), 300, proc)
+    done = wait_for("the job to finish", lambda: state_of(job).is_final and state_of(job), 600, proc)
     assert done.state == JobState.SUCCEEDED, done.error + done.log_tail
     variant = Variant.objects.get(pk=done.variant_id)
     assert variant.status == Variant.Status.READY and variant.bits_per_weight > 0
@@ -79,10 +79,10 @@ def test_a_cancelled_job_stops_and_leaves_no_files(start_worker, slow_checkpoint
     proc = start_worker("w1")
     job = make_job(slow_checkpoint)
     dispatch.enqueue("quantize", job.pk)
-    wait_for("the job to be claimed", lambda: state_of(job).state == JobState.RUNNING, 120, proc)
+    wait_for("the job to be claimed", lambda: state_of(job).state == JobState.RUNNING, 600, proc)
     with frozen(proc.popen.pid):  # cancel mid-job, however fast the machine
         assert jobs.request_cancel(state_of(job))
-    done = wait_for("the job to stop", lambda: state_of(job).is_final and state_of(job), 120, proc)
+    done = wait_for("the job to stop", lambda: state_of(job).is_final and state_of(job), 600, proc)
     assert done.state == JobState.CANCELLED and done.variant_id is None
     assert not (storage / "work" / str(job.pk)).exists()
     assert not Variant.objects.exists() and not (storage / "variants").exists()
@@ -96,7 +96,7 @@ def test_a_killed_worker_loses_its_lease_and_another_resumes_byte_identically(
     proc = start_worker("w1")
     job = make_job(slow_checkpoint)
     dispatch.enqueue("quantize", job.pk)
-    wait_for("the job to be claimed", lambda: state_of(job).state == JobState.RUNNING, 120, proc)
+    wait_for("the job to be claimed", lambda: state_of(job).state == JobState.RUNNING, 600, proc)
     tensors = storage / "work" / str(job.pk) / "tensors"
     cached_at_kill = freeze_mid_job(proc.popen.pid, lambda: len(list(tensors.glob("*.bin"))), total)
     proc.kill()  # SIGKILL mid-quantization: some tensors finished, not all
@@ -107,7 +107,7 @@ def test_a_killed_worker_loses_its_lease_and_another_resumes_byte_identically(
     assert state_of(job).state == JobState.QUEUED
     dispatch.enqueue("quantize", job.pk)
     proc2 = start_worker("w2")
-    done = wait_for("the resumed job to finish", lambda: state_of(job).is_final and state_of(job), 300, proc2)
+    done = wait_for("the resumed job to finish", lambda: state_of(job).is_final and state_of(job), 600, proc2)
     assert done.state == JobState.SUCCEEDED and done.worker == "w2" and done.attempts == 2, done.error
     assert "lease expired on w1" not in done.error  # cleared on the new claim
     resumed = {f.name: f.sha256 for f in Variant.objects.get(pk=done.variant_id).files.all()}
