@@ -9,9 +9,15 @@ no rules of their own: V4's ``attn_output_a``/``_b`` and ``attn_kv`` are not
 attn_output or attn_v-like, its ``ffn_down_exps``/``_shexp`` are ffn_down; the
 ``n_layer`` the layer conditions see is the file's block count (llama-quant.cpp's
 ``n_layer_all``: V3.2's includes its MTP block). Branches that cannot fire for them are left out: Falcon,
-8-expert models (Mixtral), the IQ mixes, and the imatrix-only Q4_0/Q5_0
+the IQ mixes, and the imatrix-only Q4_0/Q5_0
 ffn_down guard. Rule order encodes the C++ control flow (first match wins):
 
+* a model with exactly 8 experts (llama.cpp tests ``hparams.n_expert == 8``
+  whatever the architecture: Mixtral's rule, which also fires for a DeepSeek
+  checkpoint cut to 8 routed experts) gets attn_v-like and attn_k tensors in
+  Q8_0 in every mix, and attn_output in Q5_K in the Q2_K, Q3_K_S, Q3_K_M,
+  Q4_K_S and Q4_K_M mixes (the mix's default type in the others: the plain
+  attn_output upgrades do not apply to it);
 * output.weight, and token_embd.weight when the embeddings are tied, take
   Q6_K (Q8_0 in the Q8_0 mix); a row the K-quant block does not divide falls
   back to Q8_0, as llama.cpp's ``nx % qk_k`` check does.
@@ -48,6 +54,7 @@ from typing import Any
 ATTN_V = r"attn_v\.weight|attn_qkv\.weight|attn_kv_b\.weight"
 FFN_DOWN = r"ffn_down"
 ATTN_OUTPUT = r"attn_output\.weight"
+ATTN_K = r"attn_k\.weight"
 OUTPUT = r"^output\.weight$"
 TOKEN_EMBD = r"^token_embd\.weight$"
 
@@ -65,10 +72,24 @@ THREE_D = r"_exps\.weight$|attn_k_b\.weight$|attn_v_b\.weight$"
 
 _V70 = {"match": ATTN_V, "when": {"model": "llama_70b"}, "type": "Q5_K"}
 
+# llama.cpp's attn_output upgrade for 8-expert models, by mix (the others keep their default type)
+_MOE8_ATTN_OUTPUT = {"Q2_K": "Q5_K", "Q3_K_S": "Q5_K", "Q3_K_M": "Q5_K", "Q4_K_S": "Q5_K", "Q4_K_M": "Q5_K"}
+
+
+def _moe8(name: str, default: str) -> list[dict[str, Any]]:
+    """The `n_expert == 8` rules, ahead of the mix's own (they override the 70B bump too)."""
+    when = {"model": "n_expert_8"}
+    return [
+        {"match": ATTN_V, "when": when, "type": "Q8_0"},
+        {"match": ATTN_K, "when": when, "type": "Q8_0"},
+        {"match": ATTN_OUTPUT, "when": when, "type": _MOE8_ATTN_OUTPUT.get(name, default)},
+    ]
+
 
 def _mix(name: str, default: str, rules: list[dict[str, Any]], description: str, out: str = "Q6_K") -> dict[str, Any]:
-    return {"name": name, "version": 1, "description": description, "default_type": default,
-            "rules": _head(out) + rules}
+    # version 2: the `n_expert == 8` rules (_moe8)
+    return {"name": name, "version": 2, "description": description, "default_type": default,
+            "rules": _head(out) + _moe8(name, default) + rules}
 
 
 RECIPES: list[dict[str, Any]] = [
@@ -123,7 +144,7 @@ RECIPES: list[dict[str, Any]] = [
     _mix("Q5_1", "Q5_1", [], "llama.cpp Q5_1 (legacy): everything Q5_1."),
     {
         "name": "DQ3_K_M",
-        "version": 1,
+        "version": 2,  # 2: Q3_K_M's `n_expert == 8` rules
         "description": "Dynamic 3-bit: Q3_K_M with routed-expert ffn_down split Q6_K/Q4_K/Q3_K 2/12/44.",
         "extends": "Q3_K_M",
         "rules": [
@@ -134,7 +155,7 @@ RECIPES: list[dict[str, Any]] = [
     },
     {
         "name": "DQ3_K_M-dense",
-        "version": 1,
+        "version": 2,  # 2: Q3_K_M's `n_expert == 8` rules
         "description": "DQ3_K_M's ffn_down pattern on a dense model, scaled to its layer count.",
         "extends": "Q3_K_M",
         "rules": [

@@ -16,6 +16,7 @@ import enum
 import hashlib
 import math
 import mmap
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,9 +166,8 @@ class GGUFFileWriter:
             raise WriterError(f"{self.path.name}: writer is {self.state.value}, expected {' or '.join(s.value for s in states)}")
 
     # -- states ----------------------------------------------------------------------------
-    def write_header(self) -> None:
-        self._expect(WriterState.NEW)
-        self._fh = open(self.path, "wb")
+    def _header(self) -> bytes:
+        """The header: key/values and tensor infos with their offsets, padded to the alignment."""
         parts = [struct.pack("<IIQQ", gguf.GGUF_MAGIC, gguf.GGUF_VERSION, len(self.tensors), len(self.kvs))]
         parts.extend(pack_kv(kv) for kv in self.kvs)
         offset = 0
@@ -175,9 +175,45 @@ class GGUFFileWriter:
             parts.append(pack_tensor_info(info, offset))
             offset += padded(info.nbytes, self.alignment)
         header = b"".join(parts)
-        self._emit(header)
-        self._emit(b"\0" * (padded(len(header), self.alignment) - len(header)))
+        return header + b"\0" * (padded(len(header), self.alignment) - len(header))
+
+    def write_header(self) -> None:
+        self._expect(WriterState.NEW)
+        self._fh = open(self.path, "wb")
+        self._emit(self._header())
         self.state = WriterState.HEADER
+
+    def resume(self, done: int) -> int:
+        """Go on from a file whose header and first `done` tensors an earlier writer of the same
+        plan wrote: check the header, drop what follows those tensors, hash the kept bytes
+        (read once: the file's sha256 still covers every byte) and continue after them.
+        Returns the kept tensor bytes. Raises WriterError when the file does not hold them."""
+        self._expect(WriterState.NEW)
+        header = self._header()
+        end = len(header) + sum(padded(t.nbytes, self.alignment) for t in self.tensors[:done])
+        fh = open(self.path, "r+b")
+        try:
+            if fh.read(len(header)) != header or os.fstat(fh.fileno()).st_size < end:
+                raise WriterError(f"{self.path.name}: not the planned header, or shorter than its {done} finished tensors")
+            fh.truncate(end)
+            fh.seek(0)
+            left = end
+            while left:
+                chunk = fh.read(min(left, 1 << 24))
+                self._hash.update(chunk)
+                left -= len(chunk)
+            fh.seek(end)
+        except BaseException:
+            fh.close()
+            raise
+        self._fh, self._size, self._next = fh, end, done
+        self.state = WriterState.HEADER
+        return end - len(header)
+
+    def flush(self) -> None:
+        """Hand what was written to the OS (a killed process then loses none of it)."""
+        if self._fh is not None:
+            self._fh.flush()
 
     def begin_tensor(self, name: str) -> TensorInfo:
         self._expect(WriterState.HEADER)

@@ -19,7 +19,7 @@ Conditions are a small fixed vocabulary, so a recipe never needs code:
 * ``"layers_spread"``: ``{"count", "first", "last"}`` expressions; ``count``
   block indices spread evenly from ``first`` to ``last`` inclusive;
 * ``"model"``: a named model predicate (``"tied_embeddings"``,
-  ``"gqa_ge_4"``, ``"llama_70b"``), evaluated on :class:`ModelFacts`.
+  ``"gqa_ge_4"``, ``"llama_70b"``, ``"n_expert_8"``), evaluated on :class:`ModelFacts`.
 
 Layer conditions read the block index from the name (``blk.N.``); a tensor
 outside any block never satisfies one. llama.cpp counts attn_v and dense
@@ -233,6 +233,8 @@ def _llama_70b(f: ModelFacts, n_layer: int) -> bool:
 
 NAMED_MODEL_PREDICATES: dict[str, Callable[[ModelFacts, int], bool]] = {
     "tied_embeddings": lambda f, n: f.tied_embeddings,
+    # llama.cpp keys several rules on `hparams.n_expert == 8` (written for Mixtral), for every architecture
+    "n_expert_8": lambda f, n: f.n_expert == 8,
     "gqa_ge_4": _gqa_ge_4,
     "llama_70b": _llama_70b,
 }

@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-requantize", action="store_true", help="accept quantized GGUF tensors as input")
     parser.add_argument("--dry-run", action="store_true", help="print the plan (types, sizes, files) and stop")
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start from zero instead of resuming what a killed run of the same command finished")
+    parser.add_argument("--threads", type=int, help="CPU threads for the codecs (default: torch's, one per core)")
     parser.add_argument("--no-stats", action="store_true", help="skip the per-tensor error statistics")
 
 
@@ -75,6 +78,11 @@ def _one_line(e: BaseException) -> str:
 def run(args: argparse.Namespace) -> int:
     from quant.convert import ConversionCancelled, execute, plan_conversion
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(max(1, args.threads))
+
     try:
         plan = plan_conversion(
             args.src, args.recipe, imatrix=args.imatrix, shard_size=args.shard_size, name=args.name,
@@ -90,13 +98,22 @@ def run(args: argparse.Namespace) -> int:
         return 0
     try:
         result = execute(plan, args.out, device=args.device, reporter=ProgressLine(plan.total_bytes),
-                         stats=not args.no_stats)
+                         stats=not args.no_stats, resume=not args.fresh)
+    except KeyboardInterrupt:
+        print("dsq quantize: interrupted; the finished tensors are kept: run the same command again to resume",
+              file=sys.stderr)
+        return 130
     except ConversionCancelled as e:
         print(f"dsq quantize: {e}", file=sys.stderr)
         return 130
     except (ValueError, OSError, KeyError, RuntimeError) as e:
         print(f"dsq quantize: failed, nothing written: {_one_line(e)}", file=sys.stderr)
         return 1
+    for line in result.stale:
+        print(f"dsq quantize: {line}", file=sys.stderr)
+    if result.resumed:
+        print(f"dsq quantize: resumed: {result.resumed} of {len(result.tensors)} tensors kept from a killed run",
+              file=sys.stderr)
     if args.json:
         json.dump(result.to_dict(), sys.stdout, indent=2)
         print()

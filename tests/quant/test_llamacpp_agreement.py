@@ -4,7 +4,8 @@ A tiny F32 GGUF of each served architecture is written from the planner's own
 tensor list, quantized by llama.cpp (llama-cpp-python) with every mix, and
 the resulting tensor types read back. The shapes exercise the row-length
 fallback (deepseek2's attn_k_b rows of 128), stacked experts, tied
-embeddings (qwen2) and the 80-layer GQA llama bump.
+embeddings (qwen2), the 80-layer GQA llama bump and the rules llama.cpp keys on
+exactly 8 experts.
 """
 from __future__ import annotations
 
@@ -29,6 +30,15 @@ TINY = {
         "intermediate_size": 512, "num_hidden_layers": 10, "first_k_dense_replace": 2, "num_attention_heads": 2,
         "num_key_value_heads": 2, "vocab_size": 512, "q_lora_rank": 256, "kv_lora_rank": 256,
         "qk_rope_head_dim": 64, "qk_nope_head_dim": 128, "v_head_dim": 128, "n_routed_experts": 4,
+        "n_shared_experts": 1, "moe_intermediate_size": 256, "num_experts_per_tok": 2, "topk_method": "noaux_tc",
+        "moe_layer_freq": 1, "tie_word_embeddings": False,
+    },
+    # llama.cpp's `n_expert == 8` rules (attn_output Q5_K in five mixes) hold for deepseek2 too
+    "deepseek2-8-experts": {
+        "architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3", "hidden_size": 256,
+        "intermediate_size": 512, "num_hidden_layers": 4, "first_k_dense_replace": 1, "num_attention_heads": 2,
+        "num_key_value_heads": 2, "vocab_size": 512, "q_lora_rank": 256, "kv_lora_rank": 256,
+        "qk_rope_head_dim": 64, "qk_nope_head_dim": 128, "v_head_dim": 128, "n_routed_experts": 8,
         "n_shared_experts": 1, "moe_intermediate_size": 256, "num_experts_per_tok": 2, "topk_method": "noaux_tc",
         "moe_layer_freq": 1, "tie_word_embeddings": False,
     },
