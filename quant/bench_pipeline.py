@@ -33,6 +33,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -98,17 +99,37 @@ def llama_quantize() -> "tuple[list[str], str]":
 
 def _rusage_run(cmd: list[str], env: "dict | None" = None) -> dict:
     """Run cmd: wall, CPU (user + system: the process and the children it waited for) and peak
-    RSS, from the child's own rusage (os.wait4)."""
+    RSS, from the child's own rusage (os.wait4).
+
+    The peak comes from GNU time's %M where /usr/bin/time exists: a child forked from this
+    process starts from this process's high-water mark (Linux keeps it across exec), so its
+    own ru_maxrss reports at least the memory this process used to write the checkpoint; the
+    command forked from the small `time` process does not. Without GNU time, the inherited
+    figure is reported."""
+    timer = Path("/usr/bin/time")
+    peak_file = None
+    if timer.exists():
+        fd, peak_file = tempfile.mkstemp(prefix="dsq-bench-rss-")
+        os.close(fd)
+        cmd = [str(timer), "-f", "%M", "-o", peak_file] + list(cmd)
     t = time.monotonic()
-    with open(os.devnull, "wb") as null:
-        proc = subprocess.Popen(cmd, stdout=null, stderr=subprocess.PIPE, env=env, cwd=REPO_ROOT)
-        err = proc.stderr.read()  # type: ignore[union-attr]
-        _, status, ru = os.wait4(proc.pid, 0)
-    wall = time.monotonic() - t
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{err.decode(errors='replace')[-3000:]}")
-    return {"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss": ru.ru_maxrss * 1024}
+    try:
+        with open(os.devnull, "wb") as null:
+            proc = subprocess.Popen(cmd, stdout=null, stderr=subprocess.PIPE, env=env, cwd=REPO_ROOT)
+            err = proc.stderr.read()  # type: ignore[union-attr]
+            _, status, ru = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - t
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{err.decode(errors='replace')[-3000:]}")
+        peak = ru.ru_maxrss * 1024
+        if peak_file is not None:
+            lines = Path(peak_file).read_text().split()
+            peak = int(lines[-1]) * 1024  # KiB
+    finally:
+        if peak_file is not None:
+            os.unlink(peak_file)
+    return {"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss": peak}
 
 
 def tensors_of(path: Path) -> dict[str, tuple[str, bytes]]:
