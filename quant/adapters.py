@@ -11,8 +11,8 @@ source tensor must be claimed by exactly one output tensor or be knowingly dropp
 layers, tied lm_head, rotary caches, FP8 scales that travel with their weight), and every
 expert group must be complete -- an expert that never arrived is an error naming it.
 
-Architectures: deepseek2 (DeepSeek-V2/V3, incl. FP8 checkpoints), llama (q/k permuted for
-ggml's rope), qwen2. GGUF inputs go through :class:`GGUFPassthrough`.
+Architectures: deepseek2 (DeepSeek-V2/V3, incl. FP8 checkpoints), deepseek32 (V3.2: deepseek2
+plus the lightning indexer, MTP block kept), llama (q/k permuted for ggml's rope), qwen2. GGUF inputs go through :class:`GGUFPassthrough`.
 """
 from __future__ import annotations
 
@@ -99,8 +99,12 @@ class Adapter:
         self.src = src
         self.config = src.config
         self.tokenizer_pre = tokenizer_pre
-        self.n_layer = int(self.config["num_hidden_layers"])
+        self.n_layer = self.block_count()
         self.tmap = gguf.get_tensor_name_map(self.arch, self.n_layer)
+
+    def block_count(self) -> int:
+        """Blocks in the GGUF file (``{arch}.block_count``)."""
+        return int(self.config["num_hidden_layers"])
 
     @property
     def arch_name(self) -> str:
@@ -397,6 +401,56 @@ class DeepSeek2Adapter(Adapter):
             raise AdapterError(f"unsupported scoring_func {fn!r}") from None
 
 
+# -- DeepSeek-V3.2 ---------------------------------------------------------------------------------
+
+#: V3.2's per-block tensors that deepseek2 lacks: the lightning indexer (in every block) and the MTP
+#: block's own input/output tensors (conversion/deepseek.py DeepseekV32Model with gguf-py's tensor map).
+_V32_NAMES: dict[str, str] = {
+    "self_attn.indexer.wq_b.weight": "indexer.attn_q_b.weight",
+    "self_attn.indexer.wk.weight": "indexer.attn_k.weight",
+    "self_attn.indexer.k_norm.weight": "indexer.k_norm.weight",
+    "self_attn.indexer.k_norm.bias": "indexer.k_norm.bias",
+    "self_attn.indexer.weights_proj.weight": "indexer.proj.weight",
+    "eh_proj.weight": "nextn.eh_proj.weight",
+    "embed_tokens.weight": "nextn.embed_tokens.weight",
+    "enorm.weight": "nextn.enorm.weight",
+    "hnorm.weight": "nextn.hnorm.weight",
+    "shared_head.head.weight": "nextn.shared_head_head.weight",
+    "shared_head.norm.weight": "nextn.shared_head_norm.weight",
+}
+_LAYER_TENSOR = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
+
+
+class DeepSeek32Adapter(DeepSeek2Adapter):
+    """DeepSeek-V3.2 (``DeepseekV32ForCausalLM``) -> deepseek32, as llama.cpp's DeepseekV32Model.
+
+    deepseek2's tensors plus the indexer's five per block; the MTP layers are kept as blocks
+    num_hidden_layers.. (counted in block_count, with ``nextn.*`` tensors), so nothing is dropped.
+    The installed gguf-py may predate deepseek32: names come from deepseek2's map and the table
+    above, and the indexer/MTP keys are written by name."""
+
+    arch = gguf.MODEL_ARCH.DEEPSEEK2  # the tensor-name map; the file says deepseek32
+    arch_name = "deepseek32"
+
+    def block_count(self) -> int:
+        return int(self.config["num_hidden_layers"]) + int(self.config.get("num_nextn_predict_layers") or 0)
+
+    def gguf_name(self, hf_name: str) -> str:
+        if (m := _LAYER_TENSOR.match(hf_name)) and (tail := _V32_NAMES.get(m.group(2))):
+            return f"blk.{m.group(1)}.{tail}"
+        return super().gguf_name(hf_name)
+
+    def add_metadata(self, w: gguf.GGUFWriter) -> None:
+        c = self.config
+        super().add_metadata(w)
+        arch = self.arch_name
+        if (n := c.get("num_nextn_predict_layers")) is not None:
+            w.add_uint32(f"{arch}.nextn_predict_layers", n)
+        w.add_uint32(f"{arch}.attention.indexer.head_count", c["index_n_heads"])
+        w.add_uint32(f"{arch}.attention.indexer.key_length", c["index_head_dim"])
+        w.add_uint32(f"{arch}.attention.indexer.top_k", c["index_topk"])
+
+
 # -- Llama / Qwen2 -------------------------------------------------------------------------------
 
 
@@ -481,6 +535,7 @@ class Qwen2Adapter(LlamaAdapter):
 ADAPTERS: dict[str, type[Adapter]] = {
     "DeepseekV2ForCausalLM": DeepSeek2Adapter,
     "DeepseekV3ForCausalLM": DeepSeek2Adapter,
+    "DeepseekV32ForCausalLM": DeepSeek32Adapter,
     "LlamaForCausalLM": LlamaAdapter,
     "MistralForCausalLM": LlamaAdapter,
     "Qwen2ForCausalLM": Qwen2Adapter,
