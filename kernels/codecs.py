@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from kernels import floats, legacy, q2_k, q3_k, q45_k, q6_k
+from kernels import floats, legacy, mxfp4, q2_k, q3_k, q45_k, q6_k
 
 Quantizer = Callable[[torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 Dequantizer = Callable[[torch.Tensor, int], torch.Tensor]
@@ -38,6 +38,7 @@ CODECS: dict[str, Codec] = {
     "Q5_0": Codec(legacy.quantize_q5_0, legacy.dequantize_q5_0),
     "Q5_1": Codec(legacy.quantize_q5_1, legacy.dequantize_q5_1),
     "Q8_0": Codec(legacy.quantize_q8_0, legacy.dequantize_q8_0, compiled=True),
+    "MXFP4": Codec(mxfp4.quantize_mxfp4, mxfp4.dequantize_mxfp4),
     "Q2_K": Codec(q2_k.quantize_q2_k, q2_k.dequantize_q2_k, compiled=True),
     "Q3_K": Codec(q3_k.quantize_q3_k, q3_k.dequantize_q3_k, compiled=True),
     "Q4_K": Codec(q45_k.quantize_q4_k, q45_k.dequantize_q4_k, compiled=True),

@@ -34,6 +34,7 @@ TYPES: dict[str, QType] = {
         QType("Q5_0", 32, 2 + 4 + 32 // 2),  # d, high bits, low nibbles
         QType("Q5_1", 32, 2 + 2 + 4 + 32 // 2),  # d, m, high bits, low nibbles
         QType("Q8_0", 32, 2 + 32),  # d, int8 codes
+        QType("MXFP4", 32, 1 + 32 // 2),  # e8m0 exponent e, 4-bit e2m1 codes
         QType("Q2_K", QK_K, QK_K // 16 + QK_K // 4 + 2 + 2),  # scales, codes, d, dmin
         QType("Q3_K", QK_K, QK_K // 8 + QK_K // 4 + 12 + 2),  # hmask, codes, scales, d
         QType("Q4_K", QK_K, 2 + 2 + 12 + QK_K // 2),  # d, dmin, scales, codes

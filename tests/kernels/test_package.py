@@ -7,9 +7,13 @@ import pathlib
 import kernels
 
 ROOT = pathlib.Path(kernels.__file__).parent
-CODEC_MODULES = {"kernels.floats", "kernels.legacy", "kernels.q2_k", "kernels.q3_k", "kernels.q45_k", "kernels.q6_k"}
+CODEC_MODULES = {"kernels.floats", "kernels.legacy", "kernels.mxfp4", "kernels.q2_k", "kernels.q3_k", "kernels.q45_k", "kernels.q6_k"}
 SEARCHES = {"kernels.search", "kernels.search.qkx", "kernels.search.qx", "kernels.search.q3", "kernels.search.qp"}
 BASE = {"kernels.types", "kernels.arith", "kernels.blocks"}
+TRITON_COMMON = {"kernels.triton.common", "kernels.triton.groups"}
+TRITON_SEARCHES = {"kernels.triton.search", "kernels.triton.qx", "kernels.triton.qkx", "kernels.triton.q3", "kernels.triton.qp"}
+TRITON_CODECS = {"kernels.triton.legacy", "kernels.triton.q2_k", "kernels.triton.q3_k", "kernels.triton.q45_k",
+                 "kernels.triton.q6_k"}
 
 # module -> the kernels modules it may import (HACKING.md, "kernels/ rooms")
 ALLOWED: dict[str, set[str]] = {
@@ -20,7 +24,12 @@ ALLOWED: dict[str, set[str]] = {
     **{m: {"kernels.arith", "kernels.blocks", "kernels.fused"} for m in SEARCHES},
     **{m: BASE | {"kernels.fused"} | SEARCHES for m in CODEC_MODULES},
     "kernels.codecs": CODEC_MODULES,
-    "kernels.api": {"kernels.codecs", "kernels.fused", "kernels.types"},
+    "kernels.triton.common": set(),
+    "kernels.triton.groups": {"kernels.triton.common", "kernels.types"},
+    **{m: {"kernels.triton.common"} | TRITON_SEARCHES for m in TRITON_SEARCHES},
+    **{m: TRITON_COMMON | TRITON_SEARCHES | {"kernels.types"} for m in TRITON_CODECS},
+    "kernels.triton": TRITON_CODECS | {"kernels.triton.common"},
+    "kernels.api": {"kernels.codecs", "kernels.fused", "kernels.types", "kernels.triton"},
     "kernels": {"kernels.api", "kernels.types"},
 }
 
