@@ -22,8 +22,7 @@ ffn_down guard. Rule order encodes the C++ control flow (first match wins):
 * MXFP4_MOE: every 3-D tensor (``ne[2] > 1``) MXFP4, everything else and the
   output Q8_0. Our 3-D tensors are the routed experts and, in deepseek2/32,
   MLA's ``attn_k_b``/``attn_v_b`` (llama.cpp only tells them apart for
-  bailingmoe3). kernels/ has no MXFP4 codec yet (quant.recipes.PLAN_ONLY_TYPES):
-  the mix plans, it does not convert.
+  bailingmoe3). kernels/mxfp4.py writes them (byte-identical to ggml_quantize_chunk).
 
 DQ3_K_M is the study's dynamic 3-bit mix: Q3_K_M, except the routed-expert
 down projections. Of DeepSeek-V3/R1's 58 MoE layers (blk 3..60) the first two

@@ -56,11 +56,12 @@ SUPPORTED_TYPES: tuple[str, ...] = (
     "F32", "F16", "BF16",
     "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0",
     "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K",
+    "MXFP4",  # MXFP4_MOE's expert type (block 32 -> 17 bytes)
 )
 
 #: Types a recipe may name and the planner sizes, but kernels/ cannot write yet: a conversion that
-#: meets one fails in kernels (no codec). MXFP4 is MXFP4_MOE's expert type (block 32 -> 17 bytes).
-PLAN_ONLY_TYPES: tuple[str, ...] = ("MXFP4",)
+#: meets one fails in kernels (no codec). None since kernels/mxfp4.py.
+PLAN_ONLY_TYPES: tuple[str, ...] = ()
 
 #: llama-quant.cpp ``tensor_type_fallback``: the 256-block K-quants demote to a
 #: 32-block type; a 32-block type that does not fit becomes F16.

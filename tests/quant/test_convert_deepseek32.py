@@ -34,7 +34,7 @@ V32_SPEC = TinySpec(
 _FAST = ["Q8_0", "Q4_K_M", "Q3_K_M", "Q2_K"]
 LLAMA_MIXES = [m if m in _FAST else pytest.param(m, marks=pytest.mark.slow)
                for m in ["Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q4_K_M", "Q4_K_S", "Q3_K_L", "Q3_K_M", "Q3_K_S", "Q2_K",
-                         "Q4_0", "Q4_1", "Q5_0", "Q5_1"]]
+                         "Q4_0", "Q4_1", "Q5_0", "Q5_1", "MXFP4_MOE"]]
 
 
 @pytest.fixture(scope="module")
