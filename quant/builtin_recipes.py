@@ -62,6 +62,11 @@ def _head(out_type: str = "Q6_K") -> list[dict[str, Any]]:
 #: llama-quant.cpp's MXFP4_MOE test is ``ne[2] > 1``; these are the 3-D tensors our architectures write.
 THREE_D = r"_exps\.weight$|attn_k_b\.weight$|attn_v_b\.weight$"
 
+#: What convert_hf_to_gguf.py keeps F32 in its F16/BF16 files although llama-quantize would quantize it
+#: (base.py prepare_tensors: "DSA indexer weights should be F32"): V3.2's indexer.proj. The float
+#: references are the converter's files, so they keep it too (v2 of BF16/F16).
+_CONVERTER_F32 = {"match": r"indexer\.proj\.weight$", "type": "F32"}
+
 _V70 = {"match": ATTN_V, "when": {"model": "llama_70b"}, "type": "Q5_K"}
 
 
@@ -72,10 +77,10 @@ def _mix(name: str, default: str, rules: list[dict[str, Any]], description: str,
 
 RECIPES: list[dict[str, Any]] = [
     # Unquantized references (llama.cpp's F16/BF16 ftypes): the baseline every drop is measured against.
-    {"name": "BF16", "version": 1, "description": "Every quantizable tensor BF16; the reference for BF16 checkpoints.",
-     "default_type": "BF16", "rules": []},
-    {"name": "F16", "version": 1, "description": "Every quantizable tensor F16; the reference for small models.",
-     "default_type": "F16", "rules": []},
+    {"name": "BF16", "version": 2, "description": "Every quantizable tensor BF16; the reference for BF16 checkpoints.",
+     "default_type": "BF16", "rules": [_CONVERTER_F32]},
+    {"name": "F16", "version": 2, "description": "Every quantizable tensor F16; the reference for small models.",
+     "default_type": "F16", "rules": [_CONVERTER_F32]},
     _mix("Q8_0", "Q8_0", [], "llama.cpp Q8_0: everything Q8_0.", out="Q8_0"),
     _mix("Q6_K", "Q6_K", [], "llama.cpp Q6_K: everything Q6_K."),
     _mix("Q5_K_M", "Q5_K", [

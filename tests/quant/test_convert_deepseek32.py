@@ -74,6 +74,17 @@ def test_f32_gguf_equals_convert_hf_to_gguf(ours_f32, llama_f32):
     assert field(ours_f32, "deepseek32.block_count") == V32_SPEC.num_hidden_layers + 1  # the MTP block is kept
 
 
+@pytest.mark.slow
+def test_bf16_gguf_equals_convert_hf_to_gguf(v32_dir, llama_tools, tmp_path):
+    """--outtype bf16: the converter keeps indexer.proj F32 (so does dsq's BF16 recipe)."""
+    theirs = convert_hf_to_gguf(llama_cpp_source(llama_tools), v32_dir, tmp_path / "v32-bf16.gguf", "bf16")
+    ours = convert(v32_dir, tmp_path / "ours", "BF16", stats=False).files[0].path
+    assert mismatches(ours, theirs) == []
+    assert metadata(ours) == metadata(theirs)
+    assert field(ours, "general.file_type") == field(theirs, "general.file_type")
+    assert tensors(ours)["blk.0.indexer.proj.weight"][0] == "F32"
+
+
 def test_tensors_are_the_planners(ours_f32, v32_dir):
     import json
 
