@@ -287,7 +287,8 @@ def plan_conversion(
     planned: list[PlannedTensor] = []
     for t in outs:
         info = plan_tensor(recipe, t.name, t.shape, n_layer, facts, source_type=t.source_type)
-        if info.type not in kernels.TYPES:
+        stored = t.raw is not None and t.source_type == info.type  # written as stored, no codec needed
+        if info.type not in kernels.TYPES and not stored:
             raise ConversionError(f"{t.name}: recipe type {info.type} is not supported by the kernels")
         if imat is not None and info.type not in FLOAT_TYPES:
             imat.fits(t.name, t.shape[-1], t.shape[0] if len(t.shape) == 3 else 1)  # a mismatch fails here, not mid-file
@@ -583,6 +584,13 @@ def _stream_tensor(plan: ConversionPlan, p: PlannedTensor, w: GGUFFileWriter, de
                 x = torch.frombuffer(bytearray(data), dtype=getattr(torch, _TORCH_FLOAT[info.type]))
                 if not bool(torch.isfinite(x).all()):
                     raise ConversionError(f"{_what(src, p)}: the stored {info.type} values hold NaN or Inf")
+            w.write(data)
+            yield len(data)
+        return
+    if out.raw is not None and out.source_type == info.type:
+        # the stored blocks (DeepSeek-V4's MXFP4 experts, its I32 routing table; FP8 weights as the
+        # converter's Q8_0), as llama-quantize copies a tensor whose type does not change
+        for data in out.raw(slab_weights):
             w.write(data)
             yield len(data)
         return

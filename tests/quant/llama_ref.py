@@ -8,7 +8,8 @@ import gguf
 import numpy as np
 
 
-def llama_quantize(src: Path, dst: Path, recipe: str, imatrix: "dict[str, np.ndarray] | None" = None) -> Path:
+def llama_quantize(src: Path, dst: Path, recipe: str, imatrix: "dict[str, np.ndarray] | None" = None,
+                   allow_requantize: bool = False) -> Path:
     """llama_model_quantize(src -> dst) with the llama_ftype named like the recipe.
 
     imatrix: GGUF tensor name -> float32 values, as llama-quantize passes them after
@@ -18,6 +19,7 @@ def llama_quantize(src: Path, dst: Path, recipe: str, imatrix: "dict[str, np.nda
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = int(gguf.LlamaFileType[f"MOSTLY_{recipe}"])
     params.nthread = 2
+    params.allow_requantize = allow_requantize
     keep = []
     if imatrix is not None:
         arr = (llama_cpp.llama_model_imatrix_data * (len(imatrix) + 1))()
