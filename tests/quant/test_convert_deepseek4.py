@@ -1,9 +1,11 @@
-"""DeepSeek-V4 (deepseek4) against llama.cpp's converter, on a tiny synthetic checkpoint (quant.tiny_v4).
+"""DeepSeek-V4 (deepseek4) against llama.cpp itself, on a tiny synthetic checkpoint (quant.tiny_v4).
 
-What is checked so far: the tensors convert_hf_to_gguf.py writes for a V4 checkpoint (FP8 linear
-layers with E8M0 tile scales, MXFP4 routed experts, hash-routed first block, compressors with
-ratios 4 and 128) are exactly those quant.architectures plans (names and shapes), with the types
-the converter gives them. dsq does not convert V4 yet (no adapter): see the report in the branch.
+convert_hf_to_gguf.py's V4 file is not a float file: FP8 linear layers (E8M0 tile scales) become
+Q8_0, the MXFP4 routed experts stay as stored, BF16 stays BF16. The tensors it writes are exactly
+those quant.architectures plans; dsq's F32 file has the same tensors, shapes and metadata; and
+dsq's file for each llama.cpp mix is byte-identical, tensor by tensor, to llama_model_quantize
+--allow-requantize of the converter's file (MXFP4_MOE keeps the stored expert blocks, Q8_0 the
+converter's Q8_0, the rest is quantized from what that file holds).
 """
 from __future__ import annotations
 
@@ -14,7 +16,9 @@ import pytest
 
 from quant import architectures
 from quant.tiny_v4 import TinyV4Spec, make_tiny_v4
-from tests.quant.llama_ref import convert_hf_to_gguf, field, llama_cpp_source, tensors
+from quant.convert import convert
+from tests.quant.llama_ref import (convert_hf_to_gguf, field, llama_cpp_source, llama_quantize, metadata,
+                                   mismatches, tensors)
 
 pytest.importorskip("llama_cpp")
 
@@ -53,3 +57,29 @@ def test_converter_keeps_the_stored_types(llama_v4):
     assert types["ffn_gate_tid2eid.weight"] == {"I32"}
     assert types["hc_attn_fn.weight"] == types["output_hc_fn.weight"] == {"F32"}
     assert field(llama_v4, "general.file_type") == 38  # LLAMA_FTYPE_MOSTLY_MXFP4_MOE
+
+
+_FAST = ["Q8_0", "MXFP4_MOE", "Q4_K_M", "Q2_K"]
+LLAMA_MIXES = [m if m in _FAST else pytest.param(m, marks=pytest.mark.slow)
+               for m in ["Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q4_K_M", "Q4_K_S", "Q3_K_L", "Q3_K_M", "Q3_K_S", "Q2_K",
+                         "Q4_0", "Q4_1", "Q5_0", "Q5_1", "MXFP4_MOE"]]
+
+
+def test_f32_gguf_has_the_converters_tensors_and_metadata(v4_dir, llama_v4, tmp_path):
+    ours = convert(v4_dir, tmp_path, "F32", stats=False).files[0].path
+    got, want = tensors(ours), tensors(llama_v4)
+    assert {n: s for n, (_, s, _) in got.items()} == {n: s for n, (_, s, _) in want.items()}
+    # types: F32 but what llama.cpp never quantizes, which keeps the converter's type
+    assert {n for n, (t, _, _) in got.items() if t != "F32"} == {
+        n for n, (t, s, _) in want.items() if t != "F32" and ("ffn_gate_inp" in n or "tid2eid" in n)}
+    assert got["blk.0.ffn_gate_tid2eid.weight"] == want["blk.0.ffn_gate_tid2eid.weight"]  # the I32 table as stored
+    assert metadata(ours) == metadata(llama_v4)
+    assert field(ours, "general.architecture") == "deepseek4"
+
+
+@pytest.mark.parametrize("recipe", LLAMA_MIXES)
+def test_quantized_files_are_byte_identical_to_llama_quantize(recipe, v4_dir, llama_v4, tmp_path):
+    ours = convert(v4_dir, tmp_path / "ours", recipe, stats=False).files[0].path
+    theirs = llama_quantize(llama_v4, tmp_path / f"llama-{recipe}.gguf", recipe, allow_requantize=True)
+    assert mismatches(ours, theirs) == []
+    assert field(ours, "general.file_type") == field(theirs, "general.file_type")
