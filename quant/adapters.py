@@ -12,7 +12,8 @@ layers, tied lm_head, rotary caches, FP8 scales that travel with their weight), 
 expert group must be complete -- an expert that never arrived is an error naming it.
 
 Architectures: deepseek2 (DeepSeek-V2/V3, incl. FP8 checkpoints), deepseek32 (V3.2: deepseek2
-plus the lightning indexer, MTP block kept), llama (q/k permuted for ggml's rope), qwen2. GGUF inputs go through :class:`GGUFPassthrough`.
+plus the lightning indexer, MTP block kept), deepseek4 (V4: FP8 with E8M0 scales, MXFP4 experts
+read as stored; see :class:`DeepSeek4Adapter`), llama (q/k permuted for ggml's rope), qwen2. GGUF inputs go through :class:`GGUFPassthrough`.
 """
 from __future__ import annotations
 
