@@ -40,7 +40,7 @@ class TinyV4Spec:
     q_lora_rank: int = 256
     o_groups: int = 2
     o_lora_rank: int = 128
-    hc_mult: int = 2
+    hc_mult: int = 4  # llama.cpp's deepseek4 graph asserts 4
     index_n_heads: int = 2
     index_head_dim: int = 128
     index_topk: int = 64

@@ -59,7 +59,8 @@ def test_converter_keeps_the_stored_types(llama_v4):
     assert field(llama_v4, "general.file_type") == 38  # LLAMA_FTYPE_MOSTLY_MXFP4_MOE
 
 
-_FAST = ["Q8_0", "MXFP4_MOE", "Q4_K_M", "Q2_K"]
+#: four in every run (as tests/quant/test_convert_deepseek32.py), the rest marked slow
+_FAST = ["Q8_0", "Q3_K_M", "Q4_0", "MXFP4_MOE"]
 LLAMA_MIXES = [m if m in _FAST else pytest.param(m, marks=pytest.mark.slow)
                for m in ["Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q4_K_M", "Q4_K_S", "Q3_K_L", "Q3_K_M", "Q3_K_S", "Q2_K",
                          "Q4_0", "Q4_1", "Q5_0", "Q5_1", "MXFP4_MOE"]]
@@ -83,3 +84,13 @@ def test_quantized_files_are_byte_identical_to_llama_quantize(recipe, v4_dir, ll
     theirs = llama_quantize(llama_v4, tmp_path / f"llama-{recipe}.gguf", recipe, allow_requantize=True)
     assert mismatches(ours, theirs) == []
     assert field(ours, "general.file_type") == field(theirs, "general.file_type")
+
+
+def test_llama_cpp_runs_dsqs_file(v4_dir, tmp_path):
+    import numpy as np
+
+    from tests.tiny_models import llama_logits
+
+    ours = convert(v4_dir, tmp_path, "MXFP4_MOE", stats=False).files[0].path
+    logits = llama_logits(ours, [1, 10, 20, 30, 40, 50, 60, 70])
+    assert np.isfinite(logits).all() and logits.std() > 0.1
