@@ -459,8 +459,9 @@ class DeepSeek32Adapter(DeepSeek2Adapter):
 
 # -- DeepSeek-V4 -----------------------------------------------------------------------------------
 
-#: e2m1 value of each 4-bit MXFP4 code (ggml's kvalues_mxfp4 are these doubled, with the scale halved)
-_E2M1 = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0])
+#: e2m1 value of each 4-bit MXFP4 code, as ggml decodes them (kvalues_mxfp4, int8, are these doubled
+#: with the scale halved): code 8, e2m1's -0, is +0 there, which a BF16/F16 file shows
+_E2M1 = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0])
 
 
 def mxfp4_codes(packed: torch.Tensor) -> torch.Tensor:

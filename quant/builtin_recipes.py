@@ -65,7 +65,7 @@ THREE_D = r"_exps\.weight$|attn_k_b\.weight$|attn_v_b\.weight$"
 #: What convert_hf_to_gguf.py keeps F32 in its F16/BF16 files although llama-quantize would quantize it
 #: (base.py prepare_tensors: "DSA indexer weights should be F32"): V3.2's indexer.proj. The float
 #: references are the converter's files, so they keep it too (v2 of BF16/F16).
-_CONVERTER_F32 = {"match": r"indexer\.proj\.weight$", "type": "F32"}
+_CONVERTER_F32 = {"match": r"indexer\.proj\.weight$", "when": {"model": "deepseek32"}, "type": "F32"}
 
 _V70 = {"match": ATTN_V, "when": {"model": "llama_70b"}, "type": "Q5_K"}
 

@@ -19,7 +19,7 @@ Conditions are a small fixed vocabulary, so a recipe never needs code:
 * ``"layers_spread"``: ``{"count", "first", "last"}`` expressions; ``count``
   block indices spread evenly from ``first`` to ``last`` inclusive;
 * ``"model"``: a named model predicate (``"tied_embeddings"``,
-  ``"gqa_ge_4"``, ``"llama_70b"``), evaluated on :class:`ModelFacts`.
+  ``"gqa_ge_4"``, ``"llama_70b"``, ``"deepseek32"``), evaluated on :class:`ModelFacts`.
 
 Layer conditions read the block index from the name (``blk.N.``); a tensor
 outside any block never satisfies one. llama.cpp counts attn_v and dense
@@ -236,6 +236,8 @@ NAMED_MODEL_PREDICATES: dict[str, Callable[[ModelFacts, int], bool]] = {
     "tied_embeddings": lambda f, n: f.tied_embeddings,
     "gqa_ge_4": _gqa_ge_4,
     "llama_70b": _llama_70b,
+    # convert_hf_to_gguf keeps V3.2's indexer.proj F32 in its float files (V4's keeps its stored type)
+    "deepseek32": lambda f, n: _need(f, "arch", "deepseek32") == "deepseek32",
 }
 
 

@@ -3,8 +3,8 @@
 convert_hf_to_gguf.py's V4 file is not a float file: FP8 linear layers (E8M0 tile scales) become
 Q8_0, the MXFP4 routed experts stay as stored, BF16 stays BF16. The tensors it writes are exactly
 those quant.architectures plans; dsq's F32 file has the same tensors, shapes and metadata; and
-dsq's file for each llama.cpp mix is byte-identical, tensor by tensor, to llama_model_quantize
---allow-requantize of the converter's file (MXFP4_MOE keeps the stored expert blocks, Q8_0 the
+dsq's file for each llama.cpp mix (and BF16/F16) is byte-identical, tensor by tensor, to
+llama_model_quantize --allow-requantize of the converter's file (MXFP4_MOE keeps the stored expert blocks, Q8_0 the
 converter's Q8_0, the rest is quantized from what that file holds).
 """
 from __future__ import annotations
@@ -63,7 +63,7 @@ def test_converter_keeps_the_stored_types(llama_v4):
 _FAST = ["Q8_0", "Q3_K_M", "Q4_0", "MXFP4_MOE"]
 LLAMA_MIXES = [m if m in _FAST else pytest.param(m, marks=pytest.mark.slow)
                for m in ["Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q4_K_M", "Q4_K_S", "Q3_K_L", "Q3_K_M", "Q3_K_S", "Q2_K",
-                         "Q4_0", "Q4_1", "Q5_0", "Q5_1", "MXFP4_MOE"]]
+                         "Q4_0", "Q4_1", "Q5_0", "Q5_1", "MXFP4_MOE", "BF16", "F16"]]
 
 
 def test_f32_gguf_has_the_converters_tensors_and_metadata(v4_dir, llama_v4, tmp_path):
