@@ -112,3 +112,17 @@ def test_llama_cpp_runs_dsqs_file(v32_dir, tmp_path):
     ours = convert(v32_dir, tmp_path, "MXFP4_MOE", stats=False).files[0].path
     logits = llama_logits(ours, [1, 10, 20, 30, 40, 50, 60, 70])
     assert np.isfinite(logits).all() and logits.std() > 0.1
+
+
+@pytest.mark.slow
+def test_dq3_k_m_writes_the_planned_types(v32_dir, tmp_path):
+    """DQ3_K_M is dsq's own mix (no llama.cpp twin): what is written is what the planner said."""
+    import json
+
+    from quant.planner import plan
+    from quant.recipes import get_recipe
+
+    cfg = json.loads((v32_dir / "config.json").read_text())
+    res = convert(v32_dir, tmp_path, "DQ3_K_M", stats=False)
+    planned = {t.name: (t.type, t.shape, t.nbytes) for t in plan(cfg, get_recipe("DQ3_K_M")).tensors}
+    assert {n: (ty, shape, len(data)) for n, (ty, shape, data) in tensors(res.files[0].path).items()} == planned
