@@ -11,8 +11,9 @@ source tensor must be claimed by exactly one output tensor or be knowingly dropp
 layers, tied lm_head, rotary caches, FP8 scales that travel with their weight), and every
 expert group must be complete -- an expert that never arrived is an error naming it.
 
-Architectures: deepseek2 (DeepSeek-V2/V3, incl. FP8 checkpoints), llama (q/k permuted for
-ggml's rope), qwen2. GGUF inputs go through :class:`GGUFPassthrough`.
+Architectures: deepseek2 (DeepSeek-V2/V3, incl. FP8 checkpoints), deepseek32 (V3.2: deepseek2
+plus the lightning indexer, MTP block kept), deepseek4 (V4: FP8 with E8M0 scales, MXFP4 experts
+read as stored; see :class:`DeepSeek4Adapter`), llama (q/k permuted for ggml's rope), qwen2. GGUF inputs go through :class:`GGUFPassthrough`.
 """
 from __future__ import annotations
 
@@ -48,6 +49,9 @@ class OutTensor:
     slabs: Callable[[int], Iterator[Slab]]  # argument: max weights per slab
     sources: tuple[str, ...] = ()
     source_type: "str | None" = None  # GGUF inputs: the stored type (bytes can be copied when equal)
+    # the bytes of the tensor in source_type's GGML layout, slab by slab (argument: max weights per
+    # slab): written as they are when the plan keeps source_type (V4's MXFP4 experts, I32 table)
+    raw: "Callable[[int], Iterator[bytes]] | None" = None
 
     @property
     def n_per_row(self) -> int:
@@ -94,13 +98,18 @@ class Adapter:
     """Base: subclasses set ``arch`` and implement ``route`` (one source name -> action)."""
 
     arch: gguf.MODEL_ARCH
+    writes_vocab_size = True  # {arch}.vocab_size (llama.cpp's DeepseekV4Model does not write it)
 
     def __init__(self, src: HFSource, tokenizer_pre: "str | None" = None):
         self.src = src
         self.config = src.config
         self.tokenizer_pre = tokenizer_pre
-        self.n_layer = int(self.config["num_hidden_layers"])
+        self.n_layer = self.block_count()
         self.tmap = gguf.get_tensor_name_map(self.arch, self.n_layer)
+
+    def block_count(self) -> int:
+        """Blocks in the GGUF file (``{arch}.block_count``)."""
+        return int(self.config["num_hidden_layers"])
 
     @property
     def arch_name(self) -> str:
@@ -245,7 +254,8 @@ class Adapter:
         if (theta := rope.get("rope_theta")) is not None:
             w.add_rope_freq_base(theta)
         w.add_layer_norm_rms_eps(c.get("rms_norm_eps", 1e-6))
-        w.add_vocab_size(c["vocab_size"])
+        if self.writes_vocab_size:
+            w.add_vocab_size(c["vocab_size"])
 
     def add_metadata(self, w: gguf.GGUFWriter) -> None:
         raise NotImplementedError
@@ -397,6 +407,270 @@ class DeepSeek2Adapter(Adapter):
             raise AdapterError(f"unsupported scoring_func {fn!r}") from None
 
 
+# -- DeepSeek-V3.2 ---------------------------------------------------------------------------------
+
+#: V3.2's per-block tensors that deepseek2 lacks: the lightning indexer (in every block) and the MTP
+#: block's own input/output tensors (conversion/deepseek.py DeepseekV32Model with gguf-py's tensor map).
+_V32_NAMES: dict[str, str] = {
+    "self_attn.indexer.wq_b.weight": "indexer.attn_q_b.weight",
+    "self_attn.indexer.wk.weight": "indexer.attn_k.weight",
+    "self_attn.indexer.k_norm.weight": "indexer.k_norm.weight",
+    "self_attn.indexer.k_norm.bias": "indexer.k_norm.bias",
+    "self_attn.indexer.weights_proj.weight": "indexer.proj.weight",
+    "eh_proj.weight": "nextn.eh_proj.weight",
+    "embed_tokens.weight": "nextn.embed_tokens.weight",
+    "enorm.weight": "nextn.enorm.weight",
+    "hnorm.weight": "nextn.hnorm.weight",
+    "shared_head.head.weight": "nextn.shared_head_head.weight",
+    "shared_head.norm.weight": "nextn.shared_head_norm.weight",
+}
+_LAYER_TENSOR = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
+
+
+class DeepSeek32Adapter(DeepSeek2Adapter):
+    """DeepSeek-V3.2 (``DeepseekV32ForCausalLM``) -> deepseek32, as llama.cpp's DeepseekV32Model.
+
+    deepseek2's tensors plus the indexer's five per block; the MTP layers are kept as blocks
+    num_hidden_layers.. (counted in block_count, with ``nextn.*`` tensors), so nothing is dropped.
+    The installed gguf-py may predate deepseek32: names come from deepseek2's map and the table
+    above, and the indexer/MTP keys are written by name."""
+
+    arch = gguf.MODEL_ARCH.DEEPSEEK2  # the tensor-name map; the file says deepseek32
+    arch_name = "deepseek32"
+
+    def block_count(self) -> int:
+        return int(self.config["num_hidden_layers"]) + int(self.config.get("num_nextn_predict_layers") or 0)
+
+    def gguf_name(self, hf_name: str) -> str:
+        if (m := _LAYER_TENSOR.match(hf_name)) and (tail := _V32_NAMES.get(m.group(2))):
+            return f"blk.{m.group(1)}.{tail}"
+        return super().gguf_name(hf_name)
+
+    def add_metadata(self, w: gguf.GGUFWriter) -> None:
+        c = self.config
+        super().add_metadata(w)
+        arch = self.arch_name
+        if (n := c.get("num_nextn_predict_layers")) is not None:
+            w.add_uint32(f"{arch}.nextn_predict_layers", n)
+        w.add_uint32(f"{arch}.attention.indexer.head_count", c["index_n_heads"])
+        w.add_uint32(f"{arch}.attention.indexer.key_length", c["index_head_dim"])
+        w.add_uint32(f"{arch}.attention.indexer.top_k", c["index_topk"])
+
+
+# -- DeepSeek-V4 -----------------------------------------------------------------------------------
+
+#: e2m1 value of each 4-bit MXFP4 code, as ggml decodes them (kvalues_mxfp4, int8, are these doubled
+#: with the scale halved): code 8, e2m1's -0, is +0 there, which a BF16/F16 file shows
+_E2M1 = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0])
+
+
+def mxfp4_codes(packed: torch.Tensor) -> torch.Tensor:
+    """uint8 [rows, cols/2], element 2i in the low nibble -> codes uint8 [rows, cols]."""
+    p = packed.view(torch.uint8)
+    return torch.stack((p & 0x0F, p >> 4), dim=-1).reshape(p.shape[0], -1)
+
+
+def mxfp4_dequant(packed: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """DeepSeek-V4's stored MXFP4 (codes, one E8M0 exponent per 32) -> float32 [rows, cols], exactly."""
+    codes = mxfp4_codes(packed)
+    e = scale.view(torch.uint8).to(torch.int32) - 127
+    return _E2M1[codes.long()] * torch.exp2(e.to(torch.float32)).repeat_interleave(32, dim=1)
+
+
+def mxfp4_blocks(packed: torch.Tensor, scale: torch.Tensor) -> bytes:
+    """The same weights as ggml's block_mxfp4 (convert_hf_to_gguf's repack_mxfp4_blocks): per 32
+    weights the exponent byte, then 16 bytes with element j in the low nibble, j+16 in the high."""
+    codes = mxfp4_codes(packed).reshape(packed.shape[0], -1, 2, 16)
+    qs = codes[:, :, 0, :] | (codes[:, :, 1, :] << 4)
+    blocks = torch.cat((scale.view(torch.uint8).unsqueeze(-1), qs), dim=-1)
+    return blocks.contiguous().numpy().tobytes()
+
+
+#: DeepSeek-V4 source name (after ``layers.N.``) -> GGUF name (after ``blk.N.``), as DeepseekV4Model maps them.
+_V4_ROOT = {
+    "embed.weight": "token_embd.weight", "norm.weight": "output_norm.weight", "head.weight": "output.weight",
+    "hc_head_fn": "output_hc_fn.weight", "hc_head_base": "output_hc_base.weight", "hc_head_scale": "output_hc_scale.weight",
+}
+_V4_LAYER = {
+    "hc_attn_fn": "hc_attn_fn.weight", "hc_attn_base": "hc_attn_base.weight", "hc_attn_scale": "hc_attn_scale.weight",
+    "hc_ffn_fn": "hc_ffn_fn.weight", "hc_ffn_base": "hc_ffn_base.weight", "hc_ffn_scale": "hc_ffn_scale.weight",
+    "attn.attn_sink": "attn_sinks.weight",
+    "attn.wq_a.weight": "attn_q_a.weight", "attn.wq_b.weight": "attn_q_b.weight", "attn.q_norm.weight": "attn_q_a_norm.weight",
+    "attn.wkv.weight": "attn_kv.weight", "attn.kv_norm.weight": "attn_kv_a_norm.weight",
+    "attn.wo_a.weight": "attn_output_a.weight", "attn.wo_b.weight": "attn_output_b.weight",
+    "attn.compressor.ape": "attn_compressor_ape.weight", "attn.compressor.wkv.weight": "attn_compressor_kv.weight",
+    "attn.compressor.wgate.weight": "attn_compressor_gate.weight", "attn.compressor.norm.weight": "attn_compressor_norm.weight",
+    "attn.indexer.wq_b.weight": "indexer.attn_q_b.weight", "attn.indexer.weights_proj.weight": "indexer.proj.weight",
+    "attn.indexer.compressor.ape": "indexer_compressor_ape.weight",
+    "attn.indexer.compressor.wkv.weight": "indexer_compressor_kv.weight",
+    "attn.indexer.compressor.wgate.weight": "indexer_compressor_gate.weight",
+    "attn.indexer.compressor.norm.weight": "indexer_compressor_norm.weight",
+    "attn_norm.weight": "attn_norm.weight", "ffn_norm.weight": "ffn_norm.weight",
+    "ffn.gate.weight": "ffn_gate_inp.weight", "ffn.gate.bias": "exp_probs_b.bias", "ffn.gate.tid2eid": "ffn_gate_tid2eid.weight",
+    "ffn.shared_experts.w1.weight": "ffn_gate_shexp.weight", "ffn.shared_experts.w2.weight": "ffn_down_shexp.weight",
+    "ffn.shared_experts.w3.weight": "ffn_up_shexp.weight",
+}
+_V4_EXPERT = re.compile(r"^layers\.(\d+)\.ffn\.experts\.(\d+)\.(w[123])\.weight$")
+_V4_PROJ = {"w1": "gate", "w2": "down", "w3": "up"}
+
+
+class DeepSeek4Adapter(Adapter):
+    """DeepSeek-V4 (``DeepseekV4ForCausalLM``) -> deepseek4, as llama.cpp's DeepseekV4Model writes it.
+
+    The converter's file is not a float file: it keeps what the checkpoint stores. FP8 linear
+    layers become Q8_0 (dequantized with their E8M0 tile scales, then quantized), the routed
+    experts stay the stored MXFP4 blocks, 2-D BF16 tensors stay BF16, F32 ones F32 and the hash
+    routing table I32. Each output tensor here carries that type as ``source_type``; its slabs
+    are the values llama-quantize reads back from that file (FP8 weights through Q8_0 and back),
+    so a quantized mix equals llama-quantize --allow-requantize of the converter's file, and its
+    ``raw`` bytes are written when the plan keeps the type (MXFP4 experts in MXFP4_MOE, Q8_0 in
+    Q8_0, the I32 table always). The MTP layer (``mtp.*``) is dropped, as the converter does."""
+
+    arch = gguf.MODEL_ARCH.DEEPSEEK2  # unused name map: the installed gguf-py may predate deepseek4
+    arch_name = "deepseek4"
+    writes_vocab_size = False
+
+    def skip(self, name: str) -> bool:
+        if name.startswith(("mtp.", "aligner.", "image_")):
+            return True
+        b = self.block_of("." + name)
+        if name.endswith(".ffn.gate.bias") and b is not None and b < int(self.config["num_hash_layers"]):
+            return True  # hash-routed blocks do not use the router bias
+        return super().skip(name)
+
+    def gguf_name(self, hf_name: str) -> str:
+        if hf_name in _V4_ROOT:
+            return _V4_ROOT[hf_name]
+        m = re.match(r"^layers\.(\d+)\.(.+)$", hf_name)
+        if m and m.group(2) in _V4_LAYER:
+            return f"blk.{m.group(1)}.{_V4_LAYER[m.group(2)]}"
+        raise AdapterError(f"cannot map tensor {hf_name!r} to a GGUF name for deepseek4")
+
+    def stored_type(self, name: str) -> str:
+        """The type convert_hf_to_gguf gives a (non-expert) source tensor."""
+        t = self.src.tensors[name]
+        if t.dtype in ("F8_E4M3", "F8_E5M2"):
+            return "Q8_0"
+        if t.dtype.startswith("I"):
+            return "I32"
+        if t.dtype == "BF16" and len(t.shape) >= 2 and not name.endswith("norm.weight"):
+            return "BF16"
+        return "F32"
+
+    def v4_tensor(self, name: str) -> OutTensor:
+        import kernels
+
+        src = self.src
+        shape = tuple(src.shape(name))
+        out_name = self.gguf_name(name)
+        kind = self.stored_type(name)
+        if len(shape) == 1 and kind != "F32":
+            kind = "F32"
+        n_per_row = shape[-1]
+        n_rows = math.prod(shape[:-1]) if len(shape) > 1 else 1
+
+        def values(a: int, b: int) -> torch.Tensor:
+            x = src.read(name, (a, b)) if len(shape) == 2 else src.read(name).reshape(n_rows, n_per_row)[a:b]
+            if kind == "Q8_0":  # what llama-quantize reads back from the converter's Q8_0
+                x = kernels.dequantize(kernels.quantize(x.reshape(b - a, n_per_row), "Q8_0"), "Q8_0", n_per_row)
+            return x.reshape(b - a, n_per_row)
+
+        def slabs(max_weights: int) -> Iterator[Slab]:
+            yield from _row_slabs(values, n_rows, n_per_row, max_weights)
+
+        def raw(max_weights: int) -> Iterator[bytes]:
+            step = _rows_step(n_per_row, max_weights)
+            for r0 in range(0, n_rows, step):
+                r1 = min(n_rows, r0 + step)
+                if kind == "I32":
+                    yield src.raw(name).reshape(n_rows, n_per_row)[r0:r1].to(torch.int32).contiguous().numpy().tobytes()
+                else:
+                    x = src.read(name, (r0, r1)) if len(shape) == 2 else src.read(name).reshape(n_rows, n_per_row)[r0:r1]
+                    yield kernels.quantize(x.reshape(r1 - r0, n_per_row), kind).cpu().numpy().tobytes()
+
+        return OutTensor(out_name, shape, slabs, (name,), source_type=kind, raw=raw)
+
+    def experts(self, b: int, proj: str, parts: list[str]) -> OutTensor:
+        src = self.src
+        rows, half = src.shape(parts[0])
+        for p in parts:
+            if tuple(src.shape(p)) != (rows, half):
+                raise AdapterError(f"{p}: shape {src.shape(p)}, expected {(rows, half)} like expert 0")
+        cols = 2 * half
+        scales = [p.removesuffix(".weight") + ".scale" for p in parts]
+
+        def slabs(max_weights: int) -> Iterator[Slab]:
+            for e, (p, s) in enumerate(zip(parts, scales)):
+                yield from _row_slabs(lambda a, b, p=p, s=s: mxfp4_dequant(src.raw(p, (a, b)), src.raw(s, (a, b))),
+                                      rows, cols, max_weights, e)
+
+        def raw(max_weights: int) -> Iterator[bytes]:
+            step = _rows_step(cols, max_weights)
+            for p, s in zip(parts, scales):
+                for r0 in range(0, rows, step):
+                    r1 = min(rows, r0 + step)
+                    yield mxfp4_blocks(src.raw(p, (r0, r1)), src.raw(s, (r0, r1)))
+
+        return OutTensor(f"blk.{b}.ffn_{_V4_PROJ[proj]}_exps.weight", (len(parts), rows, cols), slabs,
+                         tuple(parts), source_type="MXFP4", raw=raw)
+
+    def build(self) -> list[OutTensor]:
+        n_exp = int(self.config["n_routed_experts"])
+        out: list[OutTensor] = []
+        experts: dict[int, dict[str, dict[int, str]]] = defaultdict(lambda: defaultdict(dict))
+        for name in self.src.names():
+            if self.skip(name):
+                continue
+            if m := _V4_EXPERT.match(name):
+                experts[int(m.group(1))][m.group(3)][int(m.group(2))] = name
+                continue
+            out.append(self.v4_tensor(name))
+        for b, kinds in sorted(experts.items()):
+            for proj in ("w1", "w2", "w3"):
+                got = kinds.get(proj, {})
+                missing = [e for e in range(n_exp) if e not in got]
+                if missing or len(got) != n_exp:
+                    raise AdapterError(f"layer {b} {proj}: {len(missing)} expert(s) never arrived "
+                                       f"(layers.{b}.ffn.experts.{{{','.join(map(str, missing[:8]))}}}.{proj}.weight)")
+                out.append(self.experts(b, proj, [got[e] for e in range(n_exp)]))
+        return out
+
+    def add_metadata(self, w: gguf.GGUFWriter) -> None:
+        c = self.config
+        a = self.arch_name
+        self.add_common(w)
+        w.add_head_count_kv(1)
+        w.add_uint32(f"{a}.expert_count", c["n_routed_experts"])
+        w.add_uint32(f"{a}.expert_used_count", c["num_experts_per_tok"])
+        gating = {"softmax": 1, "sigmoid": 2, "sqrtsoftplus": 4}  # llama.cpp's llama_expert_gating_func_type
+        if (fn := c.get("scoring_func")) not in gating:
+            raise AdapterError(f"unsupported scoring_func {fn!r}")
+        w.add_uint32(f"{a}.expert_gating_func", gating[fn])
+        w.add_key_length(c["head_dim"])
+        w.add_value_length(c["head_dim"])
+        w.add_rope_dimension_count(c["qk_rope_head_dim"])
+        w.add_q_lora_rank(c["q_lora_rank"])
+        w.add_uint32(f"{a}.attention.sliding_window", c["sliding_window"])
+        w.add_expert_feed_forward_length(c["moe_intermediate_size"])
+        w.add_expert_shared_count(c["n_shared_experts"])
+        w.add_expert_weights_scale(c["routed_scaling_factor"])
+        w.add_expert_weights_norm(c["norm_topk_prob"])
+        w.add_array(f"{a}.swiglu_clamp_exp", [float(c["swiglu_limit"])] * self.n_layer)
+        w.add_array(f"{a}.swiglu_clamp_shexp", [float(c["swiglu_limit"])] * self.n_layer)
+        w.add_uint32(f"{a}.attention.indexer.head_count", c["index_n_heads"])
+        w.add_uint32(f"{a}.attention.indexer.key_length", c["index_head_dim"])
+        w.add_uint32(f"{a}.attention.indexer.top_k", c["index_topk"])
+        w.add_uint32(f"{a}.attention.output_group_count", c["o_groups"])
+        w.add_uint32(f"{a}.attention.output_lora_rank", c["o_lora_rank"])
+        w.add_array(f"{a}.attention.compress_ratios", [int(r) for r in c["compress_ratios"]])
+        w.add_float32(f"{a}.attention.compress_rope_freq_base", c["compress_rope_theta"])
+        w.add_uint32(f"{a}.hyper_connection.count", c["hc_mult"])
+        w.add_uint32(f"{a}.hyper_connection.sinkhorn_iterations", c["hc_sinkhorn_iters"])
+        w.add_float32(f"{a}.hyper_connection.epsilon", c["hc_eps"])
+        w.add_uint32(f"{a}.hash_layer_count", c["num_hash_layers"])
+        w.add_uint32(f"{a}.embedding_length_out", c["hidden_size"] * c["hc_mult"])
+
+
 # -- Llama / Qwen2 -------------------------------------------------------------------------------
 
 
@@ -481,6 +755,8 @@ class Qwen2Adapter(LlamaAdapter):
 ADAPTERS: dict[str, type[Adapter]] = {
     "DeepseekV2ForCausalLM": DeepSeek2Adapter,
     "DeepseekV3ForCausalLM": DeepSeek2Adapter,
+    "DeepseekV32ForCausalLM": DeepSeek32Adapter,
+    "DeepseekV4ForCausalLM": DeepSeek4Adapter,
     "LlamaForCausalLM": LlamaAdapter,
     "MistralForCausalLM": LlamaAdapter,
     "Qwen2ForCausalLM": Qwen2Adapter,

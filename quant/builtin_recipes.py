@@ -28,8 +28,7 @@ ffn_down guard. Rule order encodes the C++ control flow (first match wins):
 * MXFP4_MOE: every 3-D tensor (``ne[2] > 1``) MXFP4, everything else and the
   output Q8_0. Our 3-D tensors are the routed experts and, in deepseek2/32,
   MLA's ``attn_k_b``/``attn_v_b`` (llama.cpp only tells them apart for
-  bailingmoe3). kernels/ has no MXFP4 codec yet (quant.recipes.PLAN_ONLY_TYPES):
-  the mix plans, it does not convert.
+  bailingmoe3). kernels/mxfp4.py writes them (byte-identical to ggml_quantize_chunk).
 
 DQ3_K_M is the study's dynamic 3-bit mix: Q3_K_M, except the routed-expert
 down projections. Of DeepSeek-V3/R1's 58 MoE layers (blk 3..60) the first two
@@ -70,6 +69,11 @@ def _head(out_type: str = "Q6_K") -> list[dict[str, Any]]:
 #: llama-quant.cpp's MXFP4_MOE test is ``ne[2] > 1``; these are the 3-D tensors our architectures write.
 THREE_D = r"_exps\.weight$|attn_k_b\.weight$|attn_v_b\.weight$"
 
+#: What convert_hf_to_gguf.py keeps F32 in its F16/BF16 files although llama-quantize would quantize it
+#: (base.py prepare_tensors: "DSA indexer weights should be F32"): V3.2's indexer.proj. The float
+#: references are the converter's files, so they keep it too (v2 of BF16/F16).
+_CONVERTER_F32 = {"match": r"indexer\.proj\.weight$", "when": {"model": "deepseek32"}, "type": "F32"}
+
 _V70 = {"match": ATTN_V, "when": {"model": "llama_70b"}, "type": "Q5_K"}
 
 # llama.cpp's attn_output upgrade for 8-expert models, by mix (the others keep their default type)
@@ -94,10 +98,10 @@ def _mix(name: str, default: str, rules: list[dict[str, Any]], description: str,
 
 RECIPES: list[dict[str, Any]] = [
     # Unquantized references (llama.cpp's F16/BF16 ftypes): the baseline every drop is measured against.
-    {"name": "BF16", "version": 1, "description": "Every quantizable tensor BF16; the reference for BF16 checkpoints.",
-     "default_type": "BF16", "rules": []},
-    {"name": "F16", "version": 1, "description": "Every quantizable tensor F16; the reference for small models.",
-     "default_type": "F16", "rules": []},
+    {"name": "BF16", "version": 2, "description": "Every quantizable tensor BF16; the reference for BF16 checkpoints.",
+     "default_type": "BF16", "rules": [_CONVERTER_F32]},
+    {"name": "F16", "version": 2, "description": "Every quantizable tensor F16; the reference for small models.",
+     "default_type": "F16", "rules": [_CONVERTER_F32]},
     _mix("Q8_0", "Q8_0", [], "llama.cpp Q8_0: everything Q8_0.", out="Q8_0"),
     _mix("Q6_K", "Q6_K", [], "llama.cpp Q6_K: everything Q6_K."),
     _mix("Q5_K_M", "Q5_K", [

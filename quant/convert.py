@@ -303,7 +303,8 @@ def plan_conversion(
     planned: list[PlannedTensor] = []
     for t in outs:
         info = plan_tensor(recipe, t.name, t.shape, n_layer, facts, source_type=t.source_type)
-        if info.type not in kernels.TYPES:
+        stored = t.raw is not None and t.source_type == info.type  # written as stored, no codec needed
+        if info.type not in kernels.TYPES and not stored:
             raise ConversionError(f"{t.name}: recipe type {info.type} is not supported by the kernels")
         if imat is not None and info.type not in FLOAT_TYPES:
             imat.fits(t.name, t.shape[-1], t.shape[0] if len(t.shape) == 3 else 1)  # a mismatch fails here, not mid-file
@@ -712,6 +713,11 @@ def _read_tensor(plan: ConversionPlan, p: PlannedTensor, slab_weights: int) -> I
                 if not bool(torch.isfinite(x).all()):
                     raise ConversionError(f"{_what(src, p)}: the stored {info.type} values hold NaN or Inf")
             yield data
+        return
+    if out.raw is not None and out.source_type == info.type:
+        # the stored blocks (DeepSeek-V4's MXFP4 experts, its I32 routing table; FP8 weights as the
+        # converter's Q8_0), as llama-quantize copies a tensor whose type does not change
+        yield from out.raw(slab_weights)
         return
     for slab in out.slabs(slab_weights):
         if slab.data.dtype != torch.float32:

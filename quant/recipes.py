@@ -19,7 +19,8 @@ Conditions are a small fixed vocabulary, so a recipe never needs code:
 * ``"layers_spread"``: ``{"count", "first", "last"}`` expressions; ``count``
   block indices spread evenly from ``first`` to ``last`` inclusive;
 * ``"model"``: a named model predicate (``"tied_embeddings"``,
-  ``"gqa_ge_4"``, ``"llama_70b"``, ``"n_expert_8"``), evaluated on :class:`ModelFacts`.
+  ``"gqa_ge_4"``, ``"llama_70b"``, ``"n_expert_8"``, ``"deepseek32"``), evaluated on
+  :class:`ModelFacts`.
 
 Layer conditions read the block index from the name (``blk.N.``); a tensor
 outside any block never satisfies one. llama.cpp counts attn_v and dense
@@ -56,11 +57,12 @@ SUPPORTED_TYPES: tuple[str, ...] = (
     "F32", "F16", "BF16",
     "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0",
     "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K",
+    "MXFP4",  # MXFP4_MOE's expert type (block 32 -> 17 bytes)
 )
 
 #: Types a recipe may name and the planner sizes, but kernels/ cannot write yet: a conversion that
-#: meets one fails in kernels (no codec). MXFP4 is MXFP4_MOE's expert type (block 32 -> 17 bytes).
-PLAN_ONLY_TYPES: tuple[str, ...] = ("MXFP4",)
+#: meets one fails in kernels (no codec). None since kernels/mxfp4.py.
+PLAN_ONLY_TYPES: tuple[str, ...] = ()
 
 #: llama-quant.cpp ``tensor_type_fallback``: the 256-block K-quants demote to a
 #: 32-block type; a 32-block type that does not fit becomes F16.
@@ -237,6 +239,8 @@ NAMED_MODEL_PREDICATES: dict[str, Callable[[ModelFacts, int], bool]] = {
     "n_expert_8": lambda f, n: f.n_expert == 8,
     "gqa_ge_4": _gqa_ge_4,
     "llama_70b": _llama_70b,
+    # convert_hf_to_gguf keeps V3.2's indexer.proj F32 in its float files (V4's keeps its stored type)
+    "deepseek32": lambda f, n: _need(f, "arch", "deepseek32") == "deepseek32",
 }
 
 

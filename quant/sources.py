@@ -34,6 +34,7 @@ SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
     "BF16": torch.bfloat16,
     "F8_E4M3": torch.float8_e4m3fn,
     "F8_E5M2": torch.float8_e5m2,
+    "F8_E8M0": torch.float8_e8m0fnu,  # DeepSeek-V4's power-of-two scales (FP8 tiles, MXFP4 groups)
     "I64": torch.int64,
     "I32": torch.int32,
     "I16": torch.int16,
@@ -184,9 +185,18 @@ class HFSource:
         self.fp8_block = tuple(qc.get("weight_block_size") or FP8_BLOCK)
         self._check_fp8()
 
+    def scale_name(self, name: str) -> "str | None":
+        """The scale tensor stored with a weight: ``<name>_scale_inv`` (DeepSeek-V3) or, for
+        ``X.weight``, ``X.scale`` (DeepSeek-V4's E8M0 scales, of FP8 tiles and MXFP4 groups)."""
+        if name + "_scale_inv" in self.tensors:
+            return name + "_scale_inv"
+        if name.endswith(".weight") and (s := name.removesuffix(".weight") + ".scale") in self.tensors:
+            return s
+        return None
+
     def _check_fp8(self) -> None:
-        """Every FP8 weight is 2-D and has its ``weight_scale_inv`` of one float per
-        block[0] x block[1] tile: checked up front, so a missing or misshapen scale stops the
+        """Every FP8 weight is 2-D and has its scale (``weight_scale_inv`` or V4's ``.scale``) of one
+        float per block[0] x block[1] tile: checked up front, so a missing or misshapen scale stops the
         plan instead of a conversion half-way through."""
         br, bc = self.fp8_block
         for name, t in self.tensors.items():
@@ -195,13 +205,14 @@ class HFSource:
             where = f"{t.file.name}: {name}"
             if len(t.shape) != 2:
                 raise SourceError(f"{where}: FP8 weights must be 2-D, got {t.shape}")
-            scale = self.tensors.get(name + "_scale_inv")
-            if scale is None:
+            scale_name = self.scale_name(name)
+            if scale_name is None:
                 raise SourceError(f"{where} is FP8 but has no {name}_scale_inv")
+            scale = self.tensors[scale_name]
             want = (-(-t.shape[0] // br), -(-t.shape[1] // bc))
-            if scale.shape != want or scale.dtype not in ("F32", "BF16", "F16"):
+            if scale.shape != want or scale.dtype not in ("F32", "BF16", "F16", "F8_E8M0"):
                 raise SourceError(
-                    f"{where}_scale_inv is {scale.dtype} {list(scale.shape)}, expected a float [{want[0]}, {want[1]}] "
+                    f"{t.file.name}: {scale_name} is {scale.dtype} {list(scale.shape)}, expected a float [{want[0]}, {want[1]}] "
                     f"(one scale per {br}x{bc} tile of {list(t.shape)})"
                 )
 
@@ -234,8 +245,10 @@ class HFSource:
         return self.tensors[name].shape
 
     def is_scale(self, name: str) -> bool:
-        """Scale tensors of FP8 weights are consumed with their weight, never converted alone."""
-        return name.endswith("_scale_inv") and name[: -len("_scale_inv")] in self.tensors
+        """Scale tensors of FP8 (and V4's MXFP4) weights are consumed with their weight, never converted alone."""
+        if name.endswith("_scale_inv"):
+            return name[: -len("_scale_inv")] in self.tensors
+        return name.endswith(".scale") and name.removesuffix(".scale") + ".weight" in self.tensors
 
     def raw(self, name: str, rows: "tuple[int, int] | None" = None) -> torch.Tensor:
         """The stored tensor (or rows [r0, r1) of it) in its own dtype, on the CPU."""
@@ -255,10 +268,10 @@ class HFSource:
         """Rows [r0, r1) of a tensor as float32; FP8 weights are dequantized as DeepSeek's
         own FP8->BF16 cast does (float32 weight times its tile's scale, rounded to bf16)."""
         t = self.tensors[name]
-        scale_name = name + "_scale_inv"
         if t.dtype in ("F8_E4M3", "F8_E5M2"):
-            if scale_name not in self.tensors:
-                raise SourceError(f"{name} is FP8 but has no {scale_name}")
+            scale_name = self.scale_name(name)
+            if scale_name is None:
+                raise SourceError(f"{name} is FP8 but has no {name}_scale_inv")
             return fp8_dequant_rows(self, name, scale_name, rows, self.fp8_block)
         x = self.raw(name, rows)
         return x.to(torch.float32)

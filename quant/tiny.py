@@ -72,6 +72,14 @@ class TinySpec:
     seed: int = 0
     max_shard_bytes: int = 8 << 20
     tie_word_embeddings: bool = False
+    # DeepSeek-V3.2 (DeepseekV32ForCausalLM): set index_n_heads to add the lightning indexer to
+    # every block (the MTP layer's too) and write V3.2's config.json
+    index_n_heads: "int | None" = None
+    index_head_dim: int = 128
+    index_topk: int = 64
+    # FP8 tile scales rounded up to powers of two, stored as float32 (V3.1/V3.2's scale_fmt "ue8m0"):
+    # every FP8 weight times its scale is then exact in BF16
+    ue8m0: bool = False
 
 
 # -- tokenizer ------------------------------------------------------------------------------------
@@ -239,10 +247,17 @@ def config_dict(spec: TinySpec, fp8: bool = False, tokenizer: "dict | None" = No
         "v_head_dim": spec.v_head_dim,
         "vocab_size": spec.vocab_size,
     }
+    if spec.index_n_heads is not None:
+        cfg.update({
+            "architectures": ["DeepseekV32ForCausalLM"], "model_type": "deepseek_v32",
+            "index_n_heads": spec.index_n_heads, "index_head_dim": spec.index_head_dim, "index_topk": spec.index_topk,
+        })
     if fp8:
         cfg["quantization_config"] = {
             "activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8", "weight_block_size": list(FP8_BLOCK),
         }
+        if spec.ue8m0:
+            cfg["quantization_config"]["scale_fmt"] = "ue8m0"
     return cfg
 
 
@@ -260,6 +275,13 @@ def _layer_tensors(spec: TinySpec, i: int, moe: bool) -> Iterator[tuple[str, tup
     yield p + "self_attn.kv_a_layernorm.weight", (spec.kv_lora_rank,)
     yield p + "self_attn.kv_b_proj.weight", (spec.num_attention_heads * (spec.qk_nope_head_dim + spec.v_head_dim), spec.kv_lora_rank)
     yield p + "self_attn.o_proj.weight", (H, spec.num_attention_heads * spec.v_head_dim)
+    if spec.index_n_heads is not None:  # V3.2's lightning indexer (names as in DeepSeek-V3.2-Exp's release)
+        q_lora = spec.q_lora_rank if spec.q_lora_rank is not None else H
+        yield p + "self_attn.indexer.wq_b.weight", (spec.index_n_heads * spec.index_head_dim, q_lora)
+        yield p + "self_attn.indexer.wk.weight", (spec.index_head_dim, H)
+        yield p + "self_attn.indexer.k_norm.weight", (spec.index_head_dim,)
+        yield p + "self_attn.indexer.k_norm.bias", (spec.index_head_dim,)
+        yield p + "self_attn.indexer.weights_proj.weight", (spec.index_n_heads, H)
     yield p + "post_attention_layernorm.weight", (H,)
     if not moe:
         I = spec.intermediate_size
@@ -305,15 +327,18 @@ def _is_fp8_weight(name: str, shape: tuple[int, ...]) -> bool:
     """Which tensors DeepSeek-V3 stores in FP8: the linear layers inside the blocks."""
     return (
         len(shape) == 2
-        and name.endswith("proj.weight")
+        and (name.endswith("proj.weight") or name.endswith(("indexer.wq_b.weight", "indexer.wk.weight")))
         and ".layers." in name
         and "embed_tokens" not in name
+        and not name.endswith("indexer.weights_proj.weight")  # V3.2 keeps the indexer's head weights in BF16
     )
 
 
 def random_tensor(name: str, shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
     if name.endswith("norm.weight"):
         return 1.0 + 0.1 * torch.randn(shape, generator=gen)
+    if name.endswith("norm.bias"):
+        return 0.05 * torch.randn(shape, generator=gen)
     if name.endswith("e_score_correction_bias"):
         return 0.05 * torch.randn(shape, generator=gen)
     if "embed_tokens" in name:
@@ -321,8 +346,9 @@ def random_tensor(name: str, shape: tuple[int, ...], gen: torch.Generator) -> to
     return torch.randn(shape, generator=gen) / math.sqrt(shape[-1])
 
 
-def fp8_quantize(w: torch.Tensor, block: tuple[int, int] = FP8_BLOCK) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-tile FP8 e4m3 quantization as in DeepSeek's checkpoints: w ~= fp8 * scale_inv."""
+def fp8_quantize(w: torch.Tensor, block: tuple[int, int] = FP8_BLOCK, ue8m0: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-tile FP8 e4m3 quantization as in DeepSeek's checkpoints: w ~= fp8 * scale_inv
+    (ue8m0: each scale rounded up to a power of two, as V3.1/V3.2's are)."""
     rows, cols = w.shape
     br, bc = block
     nr, nc = -(-rows // br), -(-cols // bc)
@@ -331,6 +357,8 @@ def fp8_quantize(w: torch.Tensor, block: tuple[int, int] = FP8_BLOCK) -> tuple[t
     tiles = pad.view(nr, br, nc, bc)
     amax = tiles.abs().amax(dim=(1, 3)).clamp(min=1e-12)
     scale = amax / 448.0
+    if ue8m0:
+        scale = torch.exp2(torch.ceil(torch.log2(scale)))
     q = (tiles / scale[:, None, :, None]).view(nr * br, nc * bc)[:rows, :cols]
     return q.to(torch.float8_e4m3fn), scale.to(torch.float32)
 
@@ -409,7 +437,7 @@ def write_checkpoint(out_dir: "str | Path", spec: TinySpec, tensors: "Iterable[t
         if name.endswith("e_score_correction_bias"):
             w.add(name, t.float())
         elif fp8 and _is_fp8_weight(name, tuple(t.shape)):
-            q, s = fp8_quantize(t.to(torch.bfloat16).float())
+            q, s = fp8_quantize(t.to(torch.bfloat16).float(), ue8m0=spec.ue8m0)
             w.add(name, q)
             w.add(name + "_scale_inv", s)
         else:

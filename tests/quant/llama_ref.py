@@ -8,7 +8,8 @@ import gguf
 import numpy as np
 
 
-def llama_quantize(src: Path, dst: Path, recipe: str, imatrix: "dict[str, np.ndarray] | None" = None) -> Path:
+def llama_quantize(src: Path, dst: Path, recipe: str, imatrix: "dict[str, np.ndarray] | None" = None,
+                   allow_requantize: bool = False) -> Path:
     """llama_model_quantize(src -> dst) with the llama_ftype named like the recipe.
 
     imatrix: GGUF tensor name -> float32 values, as llama-quantize passes them after
@@ -18,6 +19,7 @@ def llama_quantize(src: Path, dst: Path, recipe: str, imatrix: "dict[str, np.nda
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = int(gguf.LlamaFileType[f"MOSTLY_{recipe}"])
     params.nthread = 2
+    params.allow_requantize = allow_requantize
     keep = []
     if imatrix is not None:
         arr = (llama_cpp.llama_model_imatrix_data * (len(imatrix) + 1))()
@@ -61,3 +63,49 @@ def mismatches(ours: Path, theirs: Path) -> list[str]:
 def field(path: Path, key: str):
     f = gguf.GGUFReader(path).fields.get(key)
     return None if f is None else f.contents()
+
+
+# convert_hf_to_gguf.py, run from the llama.cpp tree vendored with the installed llama-cpp-python (the
+# tree scripts/build-llama-tools.sh unpacks), with two test-only patches: the tiny tokenizers' pre-tokenizer
+# hash is not in llama.cpp's table, so get_vocab_base_pre answers the name given; and DeepseekV32Model's
+# set_vocab asserts transformers' add_bos_token, which transformers 5 no longer sets on a tokenizer
+# loaded from tokenizer.json alone (tokenizer_config.json says true; gguf's SpecialVocab still writes it).
+_CONVERT = """
+import runpy, sys
+root, pre = sys.argv[1], sys.argv[2]
+sys.path.insert(0, root)
+sys.argv = ["convert_hf_to_gguf.py"] + sys.argv[3:]
+import conversion.base as base
+import conversion.deepseek as deepseek
+base.TextModel.get_vocab_base_pre = lambda self, tokenizer: pre
+deepseek.DeepseekV32Model.set_vocab = lambda self: self._set_vocab_gpt2()
+runpy.run_path(root + "/convert_hf_to_gguf.py", run_name="__main__")
+"""
+
+
+def llama_cpp_source(llama_tools: Path) -> Path:
+    """The vendored llama.cpp tree the tools in `llama_tools` (…/build-<version>-…/bin) were built from."""
+    import importlib.metadata
+
+    version = importlib.metadata.version("llama-cpp-python")
+    root = llama_tools.parent.parent / "src" / f"llama_cpp_python-{version}" / "vendor" / "llama.cpp"
+    assert (root / "convert_hf_to_gguf.py").is_file(), f"no convert_hf_to_gguf.py under {root}"
+    return root
+
+
+def convert_hf_to_gguf(llama_cpp: Path, model_dir: Path, out: Path, outtype: str = "f32",
+                       tokenizer_pre: str = "deepseek-v3") -> Path:
+    """llama.cpp's own converter: model_dir -> out (a GGUF of outtype)."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-c", _CONVERT, str(llama_cpp), tokenizer_pre, str(model_dir),
+           "--outtype", outtype, "--outfile", str(out)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, f"convert_hf_to_gguf.py failed:\n{res.stderr[-4000:]}"
+    return out
+
+
+def metadata(path: Path, skip: tuple[str, ...] = ("GGUF.", "general.", "dsq.")) -> dict:
+    """The key/values of a GGUF file, those starting with `skip` left out."""
+    return {k: f.contents() for k, f in gguf.GGUFReader(path).fields.items() if not k.startswith(skip)}
