@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: venv deps demo test contract bench-kernels bench-quality bench-memory llama-tools load audit clean
+.PHONY: venv deps demo test test-exhaustive contract bench-kernels bench-quality bench-memory llama-tools load audit clean
 
 venv: $(VENV)/.stamp
 
@@ -25,7 +25,11 @@ demo: venv deps
 # Three test processes, a whole file each (most end-to-end tests wait on workers and servers, so a third
 # process fills the two cores); the slowest tests are listed at the end, to keep CI under 30 minutes.
 test: venv deps
-	$(VENV)/bin/pytest -n 3 --dist loadfile --durations=25
+	$(VENV)/bin/pytest -n 3 --dist loadfile --durations=25 -m "not exhaustive"
+
+# The byte-identity matrix of every llama.cpp mix on deepseek32/deepseek4 (`make test` runs four of them).
+test-exhaustive: venv deps
+	$(VENV)/bin/pytest -n 3 --dist loadfile -m exhaustive
 
 # The OpenAPI schema as a contract: Schemathesis, all checks, against gunicorn (also part of `make test`).
 contract: venv deps

@@ -31,9 +31,10 @@ V32_SPEC = TinySpec(
 
 #: The built-in mixes that are llama.cpp ftypes (DQ3_K_M is dsq's own; F16/BF16 are not quantizations):
 #: four in every run (Q3_K_M writes Q3_K, Q4_K and Q5_K tensors; Q4_0 a legacy type; MXFP4_MOE MXFP4), the
-#: rest marked slow: the eager Q4_K/Q2_K searches take most of a run on two cores.
+#: rest marked exhaustive (`make test-exhaustive`; `make test` skips them): the eager Q4_K/Q2_K searches
+#: take most of a run on two cores (deepseek2 runs Q8_0, Q4_K_M, Q3_K_M and Q2_K in test_convert_deepseek.py).
 _FAST = ["Q8_0", "Q3_K_M", "Q4_0", "MXFP4_MOE"]
-LLAMA_MIXES = [m if m in _FAST else pytest.param(m, marks=pytest.mark.slow)
+LLAMA_MIXES = [m if m in _FAST else pytest.param(m, marks=pytest.mark.exhaustive)
                for m in ["Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q4_K_M", "Q4_K_S", "Q3_K_L", "Q3_K_M", "Q3_K_S", "Q2_K",
                          "Q4_0", "Q4_1", "Q5_0", "Q5_1", "MXFP4_MOE"]]
 

@@ -59,9 +59,9 @@ def test_converter_keeps_the_stored_types(llama_v4):
     assert field(llama_v4, "general.file_type") == 38  # LLAMA_FTYPE_MOSTLY_MXFP4_MOE
 
 
-#: four in every run (as tests/quant/test_convert_deepseek32.py), the rest marked slow
+#: four in every run (as tests/quant/test_convert_deepseek32.py), the rest marked exhaustive
 _FAST = ["Q8_0", "Q3_K_M", "Q4_0", "MXFP4_MOE"]
-LLAMA_MIXES = [m if m in _FAST else pytest.param(m, marks=pytest.mark.slow)
+LLAMA_MIXES = [m if m in _FAST else pytest.param(m, marks=pytest.mark.exhaustive)
                for m in ["Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q4_K_M", "Q4_K_S", "Q3_K_L", "Q3_K_M", "Q3_K_S", "Q2_K",
                          "Q4_0", "Q4_1", "Q5_0", "Q5_1", "MXFP4_MOE", "BF16", "F16"]]
 

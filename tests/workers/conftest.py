@@ -73,11 +73,12 @@ def tiny_checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def slow_checkpoint(tmp_path_factory):
-    """A tiny-architecture checkpoint big enough (about 150M weights) that quantizing it takes seconds,
-    so a test has room to act on a job mid-way."""
+    """A tiny-architecture checkpoint big enough (about 60M weights, 106 tensors) that quantizing it
+    takes seconds, so a test has room to act on a job mid-way (the tests freeze the worker while they
+    act: its size only has to outlast one poll, and each extra weight costs every such test CPU)."""
     from quant.tiny import TinySpec, make_tiny
 
-    spec = TinySpec(num_hidden_layers=6, n_routed_experts=16, num_experts_per_tok=2, n_group=4, topk_group=2,
-                    hidden_size=768, moe_intermediate_size=768, intermediate_size=1536, vocab_size=512,
+    spec = TinySpec(num_hidden_layers=6, n_routed_experts=12, num_experts_per_tok=2, n_group=4, topk_group=2,
+                    hidden_size=512, moe_intermediate_size=512, intermediate_size=1024, vocab_size=512,
                     n_merges=50, num_nextn_predict_layers=0)
     return make_tiny(tmp_path_factory.mktemp("slow") / "model", spec)
