@@ -741,7 +741,8 @@ def _quantize_piece(plan: ConversionPlan, p: PlannedTensor, piece: "bytes | Slab
     im = None
     if plan.imatrix is not None and info.type not in FLOAT_TYPES:
         n_mat = info.shape[0] if len(info.shape) == 3 else 1
-        im = plan.imatrix.for_tensor(info.name, info.shape[-1], n_mat)[piece.expert]
+        imat = plan.imatrix.for_tensor(info.name, info.shape[-1], n_mat)  # None: no data for this tensor
+        im = None if imat is None else imat[piece.expert]
     try:
         q = kernels.quantize(x, info.type, im)
     except ValueError as e:  # non-finite weights, or finite ones the type cannot hold
