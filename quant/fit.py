@@ -9,8 +9,10 @@ Weights
     Tensors are placed as llama.cpp places them: ``token_embd`` stays in host memory (llama.cpp
     keeps the input layer on the CPU); block ``i`` goes to GPU ``floor(i × n_gpu / (n_layer + 1))``;
     the output head (``output``, ``output_norm``) is layer ``n_layer`` of that split, so it lands on
-    the last GPU. When only a total size is known (a registered variant without a plan) the bytes
-    are spread over the tensors in proportion to their parameter count.
+    the last GPU. ``n_layer`` is the trunk's (``num_hidden_layers``): the MTP block a deepseek32
+    file keeps is never loaded by llama.cpp's main context ("model has unused tensor … ignoring"),
+    so it counts nowhere. When only a total size is known (a registered variant without a plan) the
+    bytes are spread over the tensors in proportion to their parameter count.
 
 KV cache, per token per layer (``n_ctx`` rounded up to a multiple of 256, as llama.cpp pads it)
     ``mla`` (llama.cpp with MLA, deepseek2 files that carry ``attn_k_b``/``attn_v_b``): one
@@ -194,8 +196,7 @@ def kv_caches(config: dict[str, Any], context: int, *, kv_cache: str = "mla", ca
     if arch == "deepseek4":
         return _v4_caches(config, cells, cache_type, n_ubatch)
     k, v = kv_elements_per_token(config, kv_cache)
-    layers = tuple(range(int(config["num_hidden_layers"]) if arch in architectures.KEEPS_MTP
-                         else architectures.n_layer(config)))
+    layers = tuple(range(trunk_layers(config)))
     caches = [KvCache("k", layers, cells, k, cache_type)]
     if v:
         caches.append(KvCache("v", layers, cells, v, cache_type))
@@ -205,7 +206,7 @@ def kv_caches(config: dict[str, Any], context: int, *, kv_cache: str = "mla", ca
 
 
 def _v4_caches(config: dict[str, Any], cells: int, cache_type: str, n_ubatch: int) -> list[KvCache]:
-    n_layer = architectures.n_layer(config)
+    n_layer = trunk_layers(config)
     ratios = [int(r) for r in config["compress_ratios"][:n_layer]]
     head, index = int(config["head_dim"]), int(config["index_head_dim"])
     every = tuple(range(n_layer))
@@ -222,6 +223,11 @@ def _v4_caches(config: dict[str, Any], cells: int, cache_type: str, n_ubatch: in
         KvCache("hca state", hca, HCA_RATIO, head, "f32", tensors=2),
         KvCache("indexer state", csa, 2 * CSA_RATIO, 2 * index, "f32", tensors=2),
     ]
+
+
+def trunk_layers(config: dict[str, Any]) -> int:
+    """Blocks llama.cpp's main context runs: the file's, less the MTP blocks deepseek32 keeps."""
+    return int(config["num_hidden_layers"])
 
 
 def cache_row_bytes(n_elements: int, cache_type: str) -> int:
@@ -343,9 +349,10 @@ def fit(config: dict[str, Any], tensors: list[tuple[str, int]], hardware: Hardwa
     """
     n_ubatch = min(DEFAULT_UBATCH, context) if n_ubatch is None else n_ubatch
     check_question(context, n_ubatch, kv_cache, cache_type)
-    n_layer = architectures.n_layer(config)
+    n_layer = trunk_layers(config)
     gpus = [GpuUse(i, reserve_bytes=hardware.reserve_bytes) for i in range(hardware.n_gpu)]
     host = 0
+    tensors = [(name, nbytes) for name, nbytes in tensors if (block_index(name) or 0) < n_layer]  # MTP: not loaded
     for name, nbytes in tensors:
         layer = architectures_layer(name, n_layer)
         if layer is None:

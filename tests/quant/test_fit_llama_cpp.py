@@ -44,8 +44,9 @@ def v4(tmp_path_factory):
     return json.loads((src / "config.json").read_text()), convert(src, src.parent / "q", "Q8_0", stats=False).files[0].path
 
 
-def llama_fit_print(llama_tools, gguf, context: int, cache_type: str) -> tuple[int, list, list]:
-    """(context MiB, [(MiB, cells, layers)] per cache, [(MiB, state, width, layers)] per compressor state)."""
+def llama_fit_print(llama_tools, gguf, context: int, cache_type: str = "f16") -> tuple[int, int, list, list]:
+    """(model MiB, context MiB, [(MiB, cells, layers)] per cache, [(MiB, state, width, layers)] per compressor
+    state)."""
     out = subprocess.run([str(llama_tools / "llama-fit-params"), "-m", str(gguf), "--fit-print", "on", "-v", "-t", "1",
                           "-c", str(context), "-ctk", cache_type, "-ctv", cache_type],
                          capture_output=True, text=True, timeout=120, check=True)
@@ -53,7 +54,7 @@ def llama_fit_print(llama_tools, gguf, context: int, cache_type: str) -> tuple[i
     assert host[0] == "Host", out.stdout  # a CPU-only build: everything is on the host
     caches = [(float(m), int(c), int(n)) for m, c, n in _KV_LINE.findall(out.stderr) if int(n)]
     states = [(float(m), int(s), int(w), int(n)) for s, w, n, m in _STATE_LINE.findall(out.stderr) if int(n)]
-    return int(host[2]), caches, states
+    return int(host[1]), int(host[2]), caches, states
 
 
 def dsq_caches(config, context: int, cache_type: str) -> tuple[list, list]:
@@ -74,11 +75,23 @@ def dsq_caches(config, context: int, cache_type: str) -> tuple[list, list]:
 @pytest.mark.parametrize("model", ["v32", "v4"])
 def test_kv_caches_are_llama_cpps(model, context, cache_type, request, llama_tools):
     config, gguf = request.getfixturevalue(model)
-    context_mib, caches, states = llama_fit_print(llama_tools, gguf, context, cache_type)
+    _, context_mib, caches, states = llama_fit_print(llama_tools, gguf, context, cache_type)
     assert dsq_caches(config, context, cache_type) == (caches, states)
     one_gpu = fit.fit(config, [], fit.Hardware("one", 1, 1 << 40), context, cache_type=cache_type)
     assert one_gpu.kv_bytes == sum(c.total_bytes for c in fit.kv_caches(config, context, cache_type=cache_type))
     assert one_gpu.kv_bytes // MiB == context_mib
+
+
+@pytest.mark.parametrize("model", ["v32", "v4"])
+def test_weights_are_llama_cpps_without_the_mtp_block(model, request, llama_tools):
+    """llama.cpp's main context never loads the MTP block deepseek32's file keeps (V4's file has none)."""
+    config, gguf = request.getfixturevalue(model)
+    model_mib, _, _, _ = llama_fit_print(llama_tools, gguf, 4096)
+    tensors = fit.tensor_bytes(config, "Q8_0")
+    one_gpu = fit.fit(config, tensors, fit.Hardware("one", 1, 1 << 40), 4096)
+    assert one_gpu.weights_bytes // MiB == model_mib
+    mtp = sum(b for name, b in tensors if name.startswith(f"blk.{config['num_hidden_layers']}."))
+    assert (mtp > MiB) == (model == "v32") and one_gpu.weights_bytes == sum(b for _, b in tensors) - mtp
 
 
 def test_v32_adds_the_indexer_to_the_mla_cache_on_the_trunk_only(v32):
