@@ -9,8 +9,10 @@ Weights
     Tensors are placed as llama.cpp places them: ``token_embd`` stays in host memory (llama.cpp
     keeps the input layer on the CPU); block ``i`` goes to GPU ``floor(i × n_gpu / (n_layer + 1))``;
     the output head (``output``, ``output_norm``) is layer ``n_layer`` of that split, so it lands on
-    the last GPU. When only a total size is known (a registered variant without a plan) the bytes
-    are spread over the tensors in proportion to their parameter count.
+    the last GPU. ``n_layer`` is the trunk's (``num_hidden_layers``): the MTP block a deepseek32
+    file keeps is never loaded by llama.cpp's main context ("model has unused tensor … ignoring"),
+    so it counts nowhere. When only a total size is known (a registered variant without a plan) the
+    bytes are spread over the tensors in proportion to their parameter count.
 
 KV cache, per token per layer (``n_ctx`` rounded up to a multiple of 256, as llama.cpp pads it)
     ``mla`` (llama.cpp with MLA, deepseek2 files that carry ``attn_k_b``/``attn_v_b``): one
@@ -22,6 +24,17 @@ KV cache, per token per layer (``n_ctx`` rounded up to a multiple of 256, as lla
     (128 × 192 + 128 × 128 = 40,960 for DeepSeek-V3/R1: 71× the MLA cache).
     Non-MLA architectures (the Llama/Qwen distills) use GQA in both modes:
     K = V = ``n_head_kv × head_dim``.
+    ``deepseek32`` (V3.2, src/llama-kv-cache-dsa.cpp): the MLA cache above plus the lightning
+    indexer's key cache, one row of ``index_head_dim`` (128) per token and layer, in the K cache's
+    type; only the trunk's layers have either (the MTP block the file keeps has no cache).
+    ``deepseek4`` (V4, src/llama-kv-cache-dsv4.cpp), one layout whatever the mode, every row K only
+    and ``head_dim`` (512) long unless said: a sliding-window cache on every layer of
+    ``pad256(min(n_ctx, sliding_window + n_ubatch))`` cells; on layers with ``compress_ratios`` 4
+    (CSA) ``pad256(ceil(n_ctx / 4))`` compressed cells plus as many indexer cells of
+    ``index_head_dim``; on ratio-128 layers (HCA) ``pad256(ceil(n_ctx / 128))`` cells; and each
+    compressor's f32 state, a kv and a score tensor of ``state × width`` (CSA 8 × 2·head_dim,
+    indexer 8 × 2·index_head_dim, HCA 128 × head_dim), whatever the cache type. ``kv_caches``
+    lists these caches as llama.cpp creates them.
     Bytes per element: f16 2, q8_0 34/32 (a 32-value block is 32 int8 + one f16 scale).
 
 Compute buffers, per GPU (an estimate; llama.cpp sizes them by reserving the worst-case graph)
@@ -150,6 +163,73 @@ def kv_elements_per_token(config: dict[str, Any], kv_cache: str = "mla") -> tupl
     return n_head_kv * head_dim, n_head_kv * head_dim
 
 
+#: DeepSeek-V4's compression ratios (src/llama-kv-cache-dsv4.cpp: DSV4_CSA_RATIO, DSV4_HCA_RATIO).
+CSA_RATIO, HCA_RATIO = 4, 128
+
+
+@dataclass(frozen=True)
+class KvCache:
+    """One cache llama.cpp allocates: per layer in ``layers``, ``tensors`` tensors of ``cells`` rows of
+    ``row_elements`` values of ``cache_type`` (its log line: "size = … MiB (cells, layers …)")."""
+
+    name: str
+    layers: tuple[int, ...]
+    cells: int
+    row_elements: int
+    cache_type: str
+    tensors: int = 1
+
+    @property
+    def layer_bytes(self) -> int:
+        return self.tensors * self.cells * cache_row_bytes(self.row_elements, self.cache_type)
+
+    @property
+    def total_bytes(self) -> int:
+        return self.layer_bytes * len(self.layers)
+
+
+def kv_caches(config: dict[str, Any], context: int, *, kv_cache: str = "mla", cache_type: str = "f16",
+              n_ubatch: int = DEFAULT_UBATCH) -> list[KvCache]:
+    """The caches llama.cpp creates for one sequence of ``context`` tokens (see the module docstring)."""
+    arch = architectures.gguf_arch(config)
+    cells = padded_context(context)
+    if arch == "deepseek4":
+        return _v4_caches(config, cells, cache_type, n_ubatch)
+    k, v = kv_elements_per_token(config, kv_cache)
+    layers = tuple(range(trunk_layers(config)))
+    caches = [KvCache("k", layers, cells, k, cache_type)]
+    if v:
+        caches.append(KvCache("v", layers, cells, v, cache_type))
+    if arch == "deepseek32":
+        caches.append(KvCache("indexer", layers, cells, int(config["index_head_dim"]), cache_type))
+    return caches
+
+
+def _v4_caches(config: dict[str, Any], cells: int, cache_type: str, n_ubatch: int) -> list[KvCache]:
+    n_layer = trunk_layers(config)
+    ratios = [int(r) for r in config["compress_ratios"][:n_layer]]
+    head, index = int(config["head_dim"]), int(config["index_head_dim"])
+    every = tuple(range(n_layer))
+    csa = tuple(i for i in every if ratios[i] == CSA_RATIO)
+    hca = tuple(i for i in every if ratios[i] == HCA_RATIO)
+    window = padded_context(min(cells, int(config["sliding_window"]) + n_ubatch))
+    csa_cells = padded_context(-(-cells // CSA_RATIO))
+    return [
+        KvCache("window", every, window, head, cache_type),
+        KvCache("csa", csa, csa_cells, head, cache_type),
+        KvCache("hca", hca, padded_context(-(-cells // HCA_RATIO)), head, cache_type),
+        KvCache("indexer", csa, csa_cells, index, cache_type),
+        KvCache("csa state", csa, 2 * CSA_RATIO, 2 * head, "f32", tensors=2),
+        KvCache("hca state", hca, HCA_RATIO, head, "f32", tensors=2),
+        KvCache("indexer state", csa, 2 * CSA_RATIO, 2 * index, "f32", tensors=2),
+    ]
+
+
+def trunk_layers(config: dict[str, Any]) -> int:
+    """Blocks llama.cpp's main context runs: the file's, less the MTP blocks deepseek32 keeps."""
+    return int(config["num_hidden_layers"])
+
+
 def cache_row_bytes(n_elements: int, cache_type: str) -> int:
     """Bytes of one cache row (ggml_row_size)."""
     if cache_type not in CACHE_TYPES:
@@ -269,22 +349,21 @@ def fit(config: dict[str, Any], tensors: list[tuple[str, int]], hardware: Hardwa
     """
     n_ubatch = min(DEFAULT_UBATCH, context) if n_ubatch is None else n_ubatch
     check_question(context, n_ubatch, kv_cache, cache_type)
-    n_layer = architectures.n_layer(config)
+    n_layer = trunk_layers(config)
     gpus = [GpuUse(i, reserve_bytes=hardware.reserve_bytes) for i in range(hardware.n_gpu)]
     host = 0
+    tensors = [(name, nbytes) for name, nbytes in tensors if (block_index(name) or 0) < n_layer]  # MTP: not loaded
     for name, nbytes in tensors:
         layer = architectures_layer(name, n_layer)
         if layer is None:
             host += nbytes
         else:
             gpus[gpu_of_layer(layer, n_layer, hardware.n_gpu)].weights_bytes += nbytes
-    k, v = kv_elements_per_token(config, kv_cache)
-    per_layer_kv = padded_context(context) * (cache_row_bytes(k, cache_type) + (cache_row_bytes(v, cache_type) if v else 0))
-    for layer in range(n_layer + 1):
-        gpu = gpus[gpu_of_layer(layer, n_layer, hardware.n_gpu)]
-        if layer < n_layer:
-            gpu.layers.append(layer)
-            gpu.kv_bytes += per_layer_kv
+    for layer in range(n_layer):
+        gpus[gpu_of_layer(layer, n_layer, hardware.n_gpu)].layers.append(layer)
+    for cache in kv_caches(config, context, kv_cache=kv_cache, cache_type=cache_type, n_ubatch=n_ubatch):
+        for layer in cache.layers:
+            gpus[gpu_of_layer(layer, n_layer, hardware.n_gpu)].kv_bytes += cache.layer_bytes
     last = gpu_of_layer(n_layer, n_layer, hardware.n_gpu)
     for gpu in gpus:
         if gpu.layers or gpu.index == last:
