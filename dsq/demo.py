@@ -4,7 +4,8 @@ It starts Redis, the registry (gunicorn), a Celery worker (with beat) and a loca
 Hub-compatible server; copies the trained tiny DeepSeek-V3 MoE (quant/data/tiny-moe, made by
 `python -m quant.train_tiny`, so its PPL, KLD and top-1 mean something); and then, through
 the REST API only, as two users would: registers the checkpoint, requests Q4_K_M and DQ3_K_M
-with the quality benchmark, watches the worker quantize and evaluate them, proposes a release
+with the quality benchmark, watches the worker quantize and evaluate them, has it compute an
+importance matrix (llama-imatrix, when built) and quantize DQ3_K_M with it too, proposes a release
 (rita), approves it (alice, a second user), waits for it to be published to the Hub, moves
 the `stable` channel to it, pulls it back by tag, verifies it and runs it with llama.cpp, then
 has llama.cpp's own `llama-server -hf REPO:DQ3_K_M` pull it from the Hub stand-in and serve it (when
@@ -77,6 +78,7 @@ def environment(workdir: Path, redis_url: str, hub_url: str, hub_token: str) -> 
         "DSQ_HEARTBEAT_SECONDS": "2",
         "DSQ_EVAL_N_CTX": "128",
         "DSQ_EVAL_MAX_WINDOWS": "8",
+        "DSQ_LLAMA_IMATRIX": os.environ.get("DSQ_LLAMA_IMATRIX") or str(_tool("llama-imatrix") or ""),
         "DSQ_SECRET_KEY": os.environ.get("DSQ_SECRET_KEY") or secrets.token_urlsafe(32),
         "DJANGO_SETTINGS_MODULE": "dsq.settings",
         "PYTHONUNBUFFERED": "1",
@@ -165,9 +167,11 @@ def main_job(base: str, tokens: dict, workdir: Path, procs: ProcessGroup, hub_ur
     again = rita.post("/api/quantizations/", {"checkpoint": CHECKPOINT, "recipe": QUANTS[0]})
     say(f"asking again for {QUANTS[0]} returns job {again['job']['id']} (idempotent, nothing queued)")
     wait_for_jobs(rita, "quantize", jobs, procs)
+    with_imatrix(rita, procs)
     t_quant = time.monotonic() - t0
 
-    variants = {v["recipe"].split(" ")[0]: v for v in rita.get(f"/api/variants/?checkpoint={CHECKPOINT}")["results"]}
+    variants = {v["recipe"].split(" ")[0]: v for v in rita.get(f"/api/variants/?checkpoint={CHECKPOINT}")["results"]
+                if not v.get("imatrix")}
     bench_ids = [j["id"] for j in rita.get("/api/jobs/benchmark/?limit=100")["results"]]
     wait_for_jobs(rita, "benchmark", bench_ids, procs)
     t_bench = time.monotonic() - t0 - t_quant
@@ -207,6 +211,37 @@ def main_job(base: str, tokens: dict, workdir: Path, procs: ProcessGroup, hub_ur
     report = rita.get(f"/api/checkpoints/{CHECKPOINT}/comparison/")
     return {"report": report, "seconds": {"quantize": t_quant, "benchmark": t_bench,
                                           "total": time.monotonic() - t0}}
+
+
+def _tool(name: str) -> "Path | None":
+    from dsq.llama_server import find_tool
+
+    return find_tool(name)
+
+
+# The demo's imatrix: 16 chunks of 128 tokens of the shipped calibration text (seconds on a CPU).
+IMATRIX_SETTINGS = {"chunks": 16, "n_ctx": 128}
+
+
+def with_imatrix(rita: Api, procs: ProcessGroup) -> None:
+    """An importance matrix for the checkpoint (an imatrix job: llama-imatrix on the reference GGUF),
+    its per-expert coverage, then DQ3_K_M again with it, benchmarked like the others."""
+    if _tool("llama-imatrix") is None:
+        say("imatrix: skipped, llama-imatrix is not built (`make llama-tools` builds llama.cpp's tools once)")
+        return
+    request = {"checkpoint": CHECKPOINT, **IMATRIX_SETTINGS}
+    answer = rita.post("/api/imatrices/", request)
+    if answer["job"] is not None:
+        say(f"requested an importance matrix: imatrix job {answer['job']['id']}")
+        wait_for_jobs(rita, "imatrix", [answer["job"]["id"]], procs)
+        answer = rita.post("/api/imatrices/", request)  # the same inputs: the imatrix now
+    imatrix = answer["imatrix"]
+    say(f"imatrix {imatrix['id']} from {imatrix['dataset']['name']}: {imatrix['chunk_count']} chunks, "
+        f"{imatrix['experts_never_routed']} routed expert(s) never reached")
+    job = rita.post("/api/quantizations/", {"checkpoint": CHECKPOINT, "recipe": "DQ3_K_M", "imatrix": imatrix["id"],
+                                            "benchmark_suites": ["quality"]})["job"]
+    say(f"requested DQ3_K_M with imatrix {imatrix['id']}: job {job['id']}")
+    wait_for_jobs(rita, "quantize", [job["id"]], procs)
 
 
 def evidence_line(drop: dict) -> str:

@@ -57,6 +57,10 @@ def test_the_whole_demo_runs_in_a_workdir_of_ones_choosing(tmp_path, llama_tools
     assert "done in" in result.stdout
     # It ends with llama.cpp's own -hf pull from the Hub stand-in, loading the released file.
     assert "llama-server loaded dynamic/DQ3_K_M/tiny-deepseek-v3-DQ3_K_M.gguf (the released file" in result.stdout
+    # An imatrix job ran (llama-imatrix) and its DQ3_K_M sits in the drop table beside the plain one.
+    assert "routed expert(s) never reached" in result.stdout
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| DQ3_K_M")]
+    assert len(rows) == 2 and "+imatrix(pydoc-topics-calibration)" in rows[1], rows
     assert (tmp_path / "elsewhere" / "pulled").is_dir() and processes_marked(marker) == []
 
 
