@@ -109,3 +109,28 @@ def convert_hf_to_gguf(llama_cpp: Path, model_dir: Path, out: Path, outtype: str
 def metadata(path: Path, skip: tuple[str, ...] = ("GGUF.", "general.", "dsq.")) -> dict:
     """The key/values of a GGUF file, those starting with `skip` left out."""
     return {k: f.contents() for k, f in gguf.GGUFReader(path).fields.items() if not k.startswith(skip)}
+
+
+def assert_llama_cpp_runs(model_dir: Path, out_dir: Path, recipe: str = "MXFP4_MOE") -> None:
+    """llama.cpp loads dsq's `recipe` file of the checkpoint at model_dir and gives finite, varied logits."""
+    from quant.convert import convert
+    from tests.tiny_models import llama_logits
+
+    ours = convert(model_dir, out_dir, recipe, stats=False).files[0].path
+    logits = llama_logits(ours, [1, 10, 20, 30, 40, 50, 60, 70])
+    assert np.isfinite(logits).all() and logits.std() > 0.1
+
+
+def assert_written_as_planned(model_dir: Path, out_dir: Path, recipe: str) -> None:
+    """dsq's own mixes have no llama.cpp twin: what is written (names, types, shapes, bytes) is what the
+    planner said for the checkpoint's config."""
+    import json
+
+    from quant.convert import convert
+    from quant.planner import plan
+    from quant.recipes import get_recipe
+
+    cfg = json.loads((model_dir / "config.json").read_text())
+    res = convert(model_dir, out_dir, recipe, stats=False)
+    planned = {t.name: (t.type, t.shape, t.nbytes) for t in plan(cfg, get_recipe(recipe)).tensors}
+    assert {n: (ty, shape, len(data)) for n, (ty, shape, data) in tensors(res.files[0].path).items()} == planned

@@ -17,8 +17,8 @@ import pytest
 from quant import architectures
 from quant.tiny_v4 import TinyV4Spec, make_tiny_v4
 from quant.convert import convert
-from tests.quant.llama_ref import (convert_hf_to_gguf, field, llama_cpp_source, llama_quantize, metadata,
-                                   mismatches, tensors)
+from tests.quant.llama_ref import (assert_llama_cpp_runs, assert_written_as_planned, convert_hf_to_gguf,
+                                   field, llama_cpp_source, llama_quantize, metadata, mismatches, tensors)
 
 pytest.importorskip("llama_cpp")
 
@@ -87,24 +87,10 @@ def test_quantized_files_are_byte_identical_to_llama_quantize(recipe, v4_dir, ll
 
 
 def test_llama_cpp_runs_dsqs_file(v4_dir, tmp_path):
-    import numpy as np
-
-    from tests.tiny_models import llama_logits
-
-    ours = convert(v4_dir, tmp_path, "MXFP4_MOE", stats=False).files[0].path
-    logits = llama_logits(ours, [1, 10, 20, 30, 40, 50, 60, 70])
-    assert np.isfinite(logits).all() and logits.std() > 0.1
+    assert_llama_cpp_runs(v4_dir, tmp_path)
 
 
 @pytest.mark.slow
 def test_dq3_k_m_writes_the_planned_types(v4_dir, tmp_path):
     """DQ3_K_M is dsq's own mix (no llama.cpp twin): what is written is what the planner said."""
-    import json
-
-    from quant.planner import plan
-    from quant.recipes import get_recipe
-
-    cfg = json.loads((v4_dir / "config.json").read_text())
-    res = convert(v4_dir, tmp_path, "DQ3_K_M", stats=False)
-    planned = {t.name: (t.type, t.shape, t.nbytes) for t in plan(cfg, get_recipe("DQ3_K_M")).tensors}
-    assert {n: (ty, shape, len(data)) for n, (ty, shape, data) in tensors(res.files[0].path).items()} == planned
+    assert_written_as_planned(v4_dir, tmp_path, "DQ3_K_M")
