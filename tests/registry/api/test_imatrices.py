@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from quant.imatrix import Coverage, TensorCoverage
 from registry import calibration, imatrices
 from registry.models import (AuditLog, CalibrationDataset, Checkpoint, ImatrixArtifact, ImatrixJob, JobState,
                              QuantizationJob, Recipe)
@@ -12,12 +13,11 @@ from tests.security.test_bad_input import assert_json_4xx
 pytestmark = pytest.mark.django_db
 URL = "/api/imatrices/"
 
-COVERAGE = {  # the shape quant.imatrix.Coverage.as_dict() writes (tests/quant/test_imatrix_coverage.py reads a real one)
-    "format": "gguf", "chunk_count": 1, "chunk_size": 16, "datasets": ["pydoc-topics-calibration"],
-    "tensors": {"blk.1.ffn_up_exps.weight": {"n_mat": 4, "tokens": [20, 0, 12, 0], "no_data": [1, 3], "ncall": None}},
-    "experts": {"blk.1": {"tokens": [20, 0, 12, 0], "never_routed": [1, 3]}},
-    "experts_never_routed": 2, "tensors_without_data": [],
-}
+# Two of four experts never routed, as quant.imatrix.Coverage writes it (tests/quant/test_imatrix_coverage.py
+# reads a real llama-imatrix file into the same class).
+COVERAGE = Coverage(format="gguf", chunk_count=1, chunk_size=16, datasets=("pydoc-topics-calibration",),
+                    tensors=(TensorCoverage("blk.1.ffn_up_exps.weight", n_mat=4, tokens=(20, 0, 12, 0), ncall=None),)
+                    ).as_dict()
 
 
 @pytest.fixture
