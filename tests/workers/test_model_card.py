@@ -6,6 +6,7 @@ import pytest
 import yaml
 from django.contrib.auth.models import User
 
+from quant.imatrix import Coverage, TensorCoverage
 from registry import publishing
 from registry.models import Release
 from tests import factories
@@ -109,7 +110,11 @@ def test_the_card_names_the_imatrix_its_dataset_and_the_experts_without_data(set
     dataset, _ = calibration.register("chat-en", "Hello there. " * 50, source="written for this test")
     im = ImatrixArtifact.objects.create(checkpoint=r1, dataset=dataset, chunks=0, n_ctx=512, sha256="cd" * 32,
                                         chunk_count=7, storage_path="imatrices/x.gguf",
-                                        coverage={"experts_never_routed": 3})
+                                        coverage=Coverage(  # three of eight experts never routed
+                                            format="gguf", chunk_count=7, chunk_size=512, datasets=("chat-en",),
+                                            tensors=(TensorCoverage("blk.1.ffn_up_exps.weight", n_mat=8,
+                                                                    tokens=(9, 0, 4, 0, 3, 0, 2, 1), ncall=None),),
+                                        ).as_dict())
     release = approved(r1)
     Variant.objects.filter(pk=release.variant_id).update(imatrix=im, imatrix_sha256=im.sha256)
     release.refresh_from_db()
