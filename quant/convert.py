@@ -411,8 +411,9 @@ def execute(
     slab_weights: int = SLAB_WEIGHTS,
     tensor_cache_dir: "str | Path | None" = None,
     resume: bool = True,
+    only_file: "int | None" = None,
 ) -> ConversionResult:
-    """Write the plan's files into out_dir.
+    """Write the plan's files into out_dir (with `only_file`, only that file of a split plan).
 
     Reading, quantizing and writing overlap (quant.pipeline): a reader thread prepares the
     next slab of rows while the codec quantizes one and a writer thread writes and hashes the
@@ -428,7 +429,11 @@ def execute(
     With `tensor_cache_dir`, every finished tensor's bytes are also kept there
     (`<i>-<name>-<type>.bin`, written atomically, with a `.json` sidecar holding its sha256 and
     error stats); a later run with the same plan and directory reuses every cached tensor whose
-    checksum still matches instead of quantizing it again (how a job resumes on another worker)."""
+    checksum still matches instead of quantizing it again (how a job resumes on another worker).
+
+    `only_file` i writes the plan's i-th file alone, byte for byte the file a whole run writes:
+    each split file is a tensor range with its own header, so one shard job per file can make a
+    split variant on many workers at once (workers/quantize.py)."""
     out_dir = Path(out_dir)
     cache = Path(tensor_cache_dir) if tensor_cache_dir is not None else None
     if cache is not None:
@@ -437,13 +442,20 @@ def execute(
     t_start = time.monotonic()
     n_files = len(plan.shards)
     names = plan.file_names()
-    partial = PartialOutput(out_dir, plan.stem, plan.output_key(), resume=resume)
+    if only_file is None:
+        first, end, stem = 0, n_files, plan.stem
+    elif 0 <= only_file < n_files:
+        first, end, stem = only_file, only_file + 1, names[only_file].removesuffix(".gguf")
+    else:
+        raise ConversionError(f"file {only_file} asked for; the plan has {n_files} file(s)")
+    todo = [(i, p) for i, p in enumerate(plan.tensors, 1) if first <= p.file_index < end]
+    partial = PartialOutput(out_dir, stem, plan.output_key(), resume=resume)
     tmp_dir = partial.path
     n_tensors = len(plan.tensors)
 
     # what a killed run finished: the longest prefix of the plan its journal vouches for
     results: list[TensorResult] = []
-    for entry, (i, p) in zip(partial.entries(), enumerate(plan.tensors, 1)):
+    for entry, (i, p) in zip(partial.entries(), todo):
         if (entry.get("i"), entry.get("name"), entry.get("type"), entry.get("file")) != (i, p.info.name, p.info.type, p.file_index):
             break
         results.append(_result_from(entry, p))
@@ -455,19 +467,19 @@ def execute(
 
     writers: list[GGUFFileWriter] = []
     files: list[FileResult] = []
-    bytes_total = plan.total_bytes
-    state = {"done": 0, "file": -1, "sink": None}
+    bytes_total = sum(p.info.nbytes for _, p in todo)
+    state = {"done": 0, "file": first - 1, "sink": None}
     remove = True
     try:
         def advance(fi: int) -> GGUFFileWriter:
             """The writer of file fi, closing (and opening, if all their tensors were kept) those before it."""
             while state["file"] < fi:
-                if state["file"] >= 0:
+                if state["file"] >= first:
                     size, sha = writers[-1].close()
                     files.append(FileResult(out_dir / names[state["file"]], size, sha, len(plan.shards[state["file"]])))
                 state["file"] += 1
                 f = state["file"]
-                if f >= n_files:
+                if f >= end:
                     break
                 kvs = (plan.kvs if f == 0 else []) + (split_kvs(f, n_files, n_tensors) if n_files > 1 else [])
                 w = GGUFFileWriter(tmp_dir / names[f], kvs, plan.shards[f])
@@ -479,18 +491,16 @@ def execute(
             return writers[-1]
 
         # the kept tensors' bytes are re-read and hashed here, before anything new is written
-        for f in range(n_files):
+        for f in range(first, end):
             if done_in_file[f]:
                 advance(f)
         if kept and reporter is not None:
-            last = plan.tensors[kept - 1]
-            reporter.report(_progress(kept, plan, last, state["done"], bytes_total, t_start, True,
-                                      f"resumed: {kept} of {n_tensors} tensors kept from a killed run"))
+            index, last = todo[kept - 1]
+            reporter.report(_progress(index, plan, last, state["done"], bytes_total, t_start, True,
+                                      f"resumed: {kept} of {len(todo)} tensors kept from a killed run"))
 
         def produce() -> Iterator[tuple]:
-            for i, p in enumerate(plan.tensors, 1):
-                if i <= kept:
-                    continue
+            for i, p in todo[kept:]:
                 hit = _cached_tensor(cache, i, p.info) if cache is not None else None
                 if hit is not None:
                     yield ("cached", i, p, hit)
@@ -554,10 +564,10 @@ def execute(
             results.append(res)
 
         pipeline.run(produce(), transform, consume)
-        advance(n_files)
-        for fi, shard in enumerate(plan.shards):
-            verify_file(tmp_dir / names[fi], shard, n_files, fi)
-        for fi in range(n_files):
+        advance(end)
+        for fi in range(first, end):
+            verify_file(tmp_dir / names[fi], plan.shards[fi], n_files, fi)
+        for fi in range(first, end):
             os.replace(tmp_dir / names[fi], out_dir / names[fi])
     except KeyboardInterrupt:
         remove = False  # Ctrl-C: keep what is finished for the next run, as after a kill
@@ -572,7 +582,7 @@ def execute(
         recipe_name=plan.recipe.name,
         recipe_sha256=plan.recipe.sha256,
         arch=plan.arch,
-        n_params=plan.n_params,
+        n_params=sum(p.out.n_elements for _, p in todo),
         total_bytes=bytes_total,
         seconds=time.monotonic() - t_start,
         imatrix=str(plan.imatrix.path) if plan.imatrix is not None and plan.imatrix.path else None,
