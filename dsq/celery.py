@@ -17,6 +17,7 @@ from django.conf import settings  # noqa: E402  (needs the settings module named
 
 # Task names: what a message carries. Never rename one; add a new name instead.
 QUANTIZE = "dsq.quantize"
+QUANTIZE_SHARD = "dsq.quantize_shard"  # one file of a split quantization (registry.shards)
 BENCHMARK = "dsq.benchmark"
 IMATRIX = "dsq.imatrix"
 PUBLISH = "dsq.publish"
@@ -36,6 +37,7 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = [Queue(name) for name in QUEUES]
 app.conf.task_routes = {
     QUANTIZE: {"queue": "gpu"},
+    QUANTIZE_SHARD: {"queue": "gpu"},
     BENCHMARK: {"queue": "gpu"},
     IMATRIX: {"queue": "gpu"},
     PUBLISH: {"queue": "publish"},

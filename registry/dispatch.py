@@ -13,12 +13,12 @@ import logging
 from django.db import transaction
 from kombu.exceptions import OperationalError as BrokerError
 
-from dsq.celery import BENCHMARK, HOST_QUEUE, IMATRIX, PUBLISH, QUANTIZE, app
+from dsq.celery import BENCHMARK, HOST_QUEUE, IMATRIX, PUBLISH, QUANTIZE, QUANTIZE_SHARD, app
 from registry import jobs
 
 log = logging.getLogger(__name__)
 
-TASK_OF_KIND = {"quantize": QUANTIZE, "benchmark": BENCHMARK, "imatrix": IMATRIX}
+TASK_OF_KIND = {"quantize": QUANTIZE, "benchmark": BENCHMARK, "imatrix": IMATRIX, "shard": QUANTIZE_SHARD}
 
 
 def _send(name: str, object_id: int, countdown: float = 0, queue: "str | None" = None) -> bool:

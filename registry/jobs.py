@@ -15,10 +15,11 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from registry import leases
-from registry.models import FINAL_STATES, BenchmarkJob, ImatrixJob, Job, JobState, QuantizationJob
+from registry.models import FINAL_STATES, BenchmarkJob, ImatrixJob, Job, JobState, QuantizationJob, ShardJob
 
 J = TypeVar("J", bound=Job)
-JOB_MODELS: dict[str, type[Job]] = {"quantize": QuantizationJob, "benchmark": BenchmarkJob, "imatrix": ImatrixJob}
+JOB_MODELS: dict[str, type[Job]] = {"quantize": QuantizationJob, "benchmark": BenchmarkJob, "imatrix": ImatrixJob,
+                                     "shard": ShardJob}
 LOG_TAIL_CHARS = 8000
 
 
@@ -29,6 +30,11 @@ def kind_of(job: Job) -> str:
 
 class LeaseLost(Exception):
     """The job is no longer ours: cancelled, reaped or claimed by another worker."""
+
+
+class Waiting(Exception):
+    """Raised by a handler that handed its work to shard jobs (registry.shards.split): the job is
+    WAITING for them and nothing more is recorded now."""
 
 
 def backoff_seconds(attempts: int) -> int:
@@ -120,13 +126,21 @@ def _finish(job: Job, state: str, **fields) -> None:
 
 
 def request_cancel(job: Job) -> bool:
-    """Ask a job to stop. A queued job is cancelled at once; a running one stops at its next check."""
+    """Ask a job to stop. A queued (or waiting) job is cancelled at once; a running one stops at its next
+    check. A split quantization's shards are cancelled with it."""
     model = type(job)
     now = timezone.now()
-    if model.objects.filter(pk=job.pk, state=JobState.QUEUED).update(
-            state=JobState.CANCELLED, cancel_requested=True, finished_at=now) == 1:
-        return True
-    return model.objects.filter(pk=job.pk, state=JobState.RUNNING).update(cancel_requested=True) == 1
+    with transaction.atomic():
+        if model.objects.filter(pk=job.pk, state__in=[JobState.QUEUED, JobState.WAITING]).update(
+                state=JobState.CANCELLED, cancel_requested=True, finished_at=now) == 1:
+            asked = True
+        else:
+            asked = model.objects.filter(pk=job.pk, state=JobState.RUNNING).update(cancel_requested=True) == 1
+        if asked and isinstance(job, QuantizationJob):
+            ShardJob.objects.filter(parent=job, state=JobState.QUEUED).update(
+                state=JobState.CANCELLED, cancel_requested=True, finished_at=now)
+            ShardJob.objects.filter(parent=job, state=JobState.RUNNING).update(cancel_requested=True)
+    return asked
 
 
 def retry(job: Job) -> bool:
@@ -187,5 +201,5 @@ def unclaimed(now: "dt.datetime | None" = None) -> list[tuple[str, int]]:
     return found
 
 
-__all__ = ["backoff_seconds", "claim", "heartbeat", "succeed", "fail", "cancelled", "request_cancel", "retry", "reap_expired",
+__all__ = ["Waiting", "backoff_seconds", "claim", "heartbeat", "succeed", "fail", "cancelled", "request_cancel", "retry", "reap_expired",
            "is_cancel_requested", "mark_enqueued", "unclaimed", "LeaseLost", "JOB_MODELS", "FINAL_STATES"]

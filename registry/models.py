@@ -173,12 +173,14 @@ class Recipe(models.Model):
 class JobState(models.TextChoices):
     QUEUED = "queued"
     RUNNING = "running"
+    WAITING = "waiting"  # split into shard jobs (ShardJob); queued again once they all succeeded
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
 
 
 FINAL_STATES = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+LIVE_STATES = (JobState.QUEUED, JobState.RUNNING, JobState.WAITING)
 
 
 def default_max_attempts() -> int:
@@ -240,12 +242,38 @@ class QuantizationJob(Job):
     class Meta(Job.Meta):
         constraints = [
             # One live job per input set: a second identical request finds the first.
-            models.UniqueConstraint(fields=["request_key"], condition=models.Q(state__in=["queued", "running"]),
+            models.UniqueConstraint(fields=["request_key"],
+                                    condition=models.Q(state__in=["queued", "running", "waiting"]),
                                     name="one_live_quantization_per_request"),
         ]
 
     def __str__(self) -> str:
         return f"quantize {self.checkpoint} {self.recipe} #{self.pk}"
+
+
+class ShardJob(Job):
+    """One file of a split quantization, made by any worker that claims it (registry.shards).
+
+    The parent QuantizationJob plans the variant, creates one shard per GGUF split file and waits
+    (JobState.WAITING); each shard writes its file alone (quant.convert.execute(only_file=…)),
+    resuming from its own finished tensors when a worker dies; once every shard succeeded the
+    parent is queued again and registers the files. A database-kept chord: the rows are the truth."""
+
+    parent = models.ForeignKey(QuantizationJob, on_delete=models.CASCADE, related_name="shards")
+    index = models.PositiveIntegerField(help_text="The split file's index, from 0")
+    count = models.PositiveIntegerField(help_text="How many files the variant is split into")
+    file_name = models.CharField(max_length=300)
+    planned_bytes = models.BigIntegerField(help_text="The file's tensor bytes as planned (progress weight)")
+    plan_key = models.CharField(max_length=64, help_text="quant.convert.ConversionPlan.output_key of the split")
+    result = models.JSONField(default=dict, blank=True,
+                              help_text="quant.convert.ConversionResult.to_dict() of the file, once written")
+
+    class Meta(Job.Meta):
+        ordering = ["parent", "index"]
+        constraints = [models.UniqueConstraint(fields=["parent", "index"], name="one_shard_per_file")]
+
+    def __str__(self) -> str:
+        return f"shard {self.index + 1}/{self.count} of quantize #{self.parent_id}"
 
 
 class BenchmarkJob(Job):

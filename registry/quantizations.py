@@ -10,9 +10,8 @@ from django.db import IntegrityError, transaction
 
 from registry import dispatch
 from registry.benchmarks import check_suites, request_benchmarks
-from registry.models import AuditLog, Checkpoint, ImatrixArtifact, JobState, QuantizationJob, Recipe, Variant
+from registry.models import LIVE_STATES, AuditLog, Checkpoint, ImatrixArtifact, QuantizationJob, Recipe, Variant
 
-LIVE = (JobState.QUEUED, JobState.RUNNING)
 
 
 def request_key(checkpoint: Checkpoint, recipe: Recipe, imatrix_sha256: str) -> str:
@@ -55,7 +54,7 @@ def request_quantization(checkpoint: Checkpoint, recipe: Recipe, *, user, imatri
             request_benchmarks(variant, list(benchmark_suites), user)
         return Outcome(None, variant, False)
     key = request_key(checkpoint, recipe, imatrix_sha256)
-    live = QuantizationJob.objects.filter(request_key=key, state__in=LIVE).first()
+    live = QuantizationJob.objects.filter(request_key=key, state__in=LIVE_STATES).first()
     if live is not None:
         return Outcome(live, live.variant, False)
     try:
@@ -68,7 +67,7 @@ def request_quantization(checkpoint: Checkpoint, recipe: Recipe, *, user, imatri
     except IntegrityError:
         # Another request with the same inputs committed between our check and our insert:
         # the partial unique index kept one live job, and that one is the answer.
-        winner = QuantizationJob.objects.filter(request_key=key, state__in=LIVE).first()
+        winner = QuantizationJob.objects.filter(request_key=key, state__in=LIVE_STATES).first()
         if winner is None:
             raise
         return Outcome(winner, winner.variant, False)

@@ -93,7 +93,8 @@ def job(request, kind: str, pk: int):
     result = getattr(row, "result", None) or {}
     waiting = row.state == "queued" and row.step.startswith("waiting for")
     return render(request, "registry/job.html", {"job": row, "kind": kind, "waiting": waiting,
-                                                 "scores": result.get("scores", []), "server": result.get("server")})
+                                                 "scores": result.get("scores", []), "server": result.get("server"),
+                                                 "shards": list(row.shards.all()) if kind == "quantize" else []})
 
 
 def checkpoints(request):

@@ -15,8 +15,8 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
 
 from quant.progress import Cancelled, Progress
-from registry import dispatch, jobs, leases
-from registry.models import Job, JobState
+from registry import dispatch, jobs, leases, shards
+from registry.models import Job, JobState, ShardJob
 from workers import hosts
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,8 @@ class JobContext:
         try:
             jobs.heartbeat(self.job, progress=pending.get("progress"), step=pending.get("step"),
                            eta_seconds=pending.get("eta_seconds"), log=pending.get("log"))
+            if isinstance(self.job, ShardJob):
+                shards.roll_up(self.job.parent_id)  # the split job shows its shards' progress as its own
         except jobs.LeaseLost as exc:
             self._lost = exc
         except DatabaseError:
@@ -183,6 +185,8 @@ def _claim_and_run(kind: str, job_id: int, handler: Handler) -> str:
             ctx.check()
         jobs.succeed(job, **result)
         return JobState.SUCCEEDED
+    except jobs.Waiting:
+        return JobState.WAITING  # split into shard jobs (registry.shards); it runs again when they are done
     except Cancelled:
         wait_for_database()
         jobs.cancelled(job)

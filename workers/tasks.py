@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from celery.signals import worker_ready
 
-from dsq.celery import BENCHMARK, IMATRIX, PUBLISH, QUANTIZE, REAP_EXPIRED, app
+from dsq.celery import BENCHMARK, IMATRIX, PUBLISH, QUANTIZE, QUANTIZE_SHARD, REAP_EXPIRED, app
 from workers import benchmark as benchmarking
 from workers import hosts, reaper
 from workers import imatrix as imatrices
@@ -19,6 +19,13 @@ from workers.context import run_job
 @app.task(name=QUANTIZE, acks_late=True, reject_on_worker_lost=True)
 def quantize(job_id: int) -> str:
     return run_job("quantize", job_id, quantizing.run, quantizing.requirements)
+
+
+@app.task(name=QUANTIZE_SHARD, acks_late=True, reject_on_worker_lost=True)
+def quantize_shard(job_id: int) -> str:
+    state = run_job("shard", job_id, quantizing.run_shard, quantizing.shard_requirements)
+    quantizing.settle_shards(job_id)  # whatever happened: the split job may move on (registry.shards.settle)
+    return state
 
 
 @app.task(name=BENCHMARK, acks_late=True, reject_on_worker_lost=True)

@@ -15,7 +15,7 @@ from registry.checkpoints import importable
 from registry.evidence import BenchmarkResult, Quality
 from registry.imatrices import DEFAULT_N_CTX, NO_DATA_POLICIES, NO_DATA_POLICY
 from registry.models import (ArtifactFile, AuditLog, BenchmarkJob, CalibrationDataset, Checkpoint, ImatrixArtifact,
-                             ImatrixJob, QuantizationJob, Recipe, Release, Tag, TagMove, Variant)
+                             ImatrixJob, QuantizationJob, Recipe, Release, ShardJob, Tag, TagMove, Variant)
 
 
 # Hub repo ids: owner/name from letters, digits, `-`, `_`, `.`; never `..` (it would walk the endpoint's URL).
@@ -156,15 +156,27 @@ class JobDetailsMixin(WithheldFieldsMixin):
         return access.can_read_job_details(user, obj)
 
 
+class ShardJobSerializer(serializers.ModelSerializer):
+    """One file of a split quantization (registry.shards), inside its job."""
+
+    class Meta:
+        model = ShardJob
+        fields = ["index", "file_name", "planned_bytes", "state", "progress", "eta_seconds", "worker", "attempts",
+                  "started_at", "finished_at"]
+
+
 class QuantizationJobSerializer(JobDetailsMixin, serializers.ModelSerializer):
     checkpoint = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    shards = ShardJobSerializer(many=True, read_only=True,
+                                help_text="A split variant's shard jobs, one per GGUF file (empty when not split)")
     recipe = serializers.StringRelatedField()
     imatrix = serializers.PrimaryKeyRelatedField(source="imatrix_artifact", read_only=True, allow_null=True,
                                                  help_text="The registered imatrix asked for, if any")
 
     class Meta:
         model = QuantizationJob
-        fields = JOB_FIELDS + ["checkpoint", "recipe", "imatrix", "imatrix_sha256", "benchmark_suites", "variant"]
+        fields = JOB_FIELDS + ["checkpoint", "recipe", "imatrix", "imatrix_sha256", "benchmark_suites", "variant",
+                               "shards"]
 
 
 class BenchmarkJobSerializer(JobDetailsMixin, serializers.ModelSerializer):

@@ -29,6 +29,20 @@ def test_each_file_written_alone_equals_the_whole_runs_file(tiny, tmp_path):
         assert sorted(p.name for p in (tmp_path / f"file{i}").iterdir()) == [expected.path.name]  # nothing else left
 
 
+def test_the_files_results_stored_and_combined_are_the_whole_runs_result(tiny, tmp_path):
+    plan = convert.plan_conversion(tiny, "Q4_K_M", shard_size=256 << 10, name="m")
+    whole = convert.execute(plan, tmp_path / "whole").to_dict()
+    parts = [convert.ConversionResult.from_dict(
+        convert.execute(plan, tmp_path / f"file{i}", only_file=i).to_dict())  # as a shard job stores it
+        for i in range(len(plan.shards))]
+    combined = convert.ConversionResult.combine(parts).to_dict()
+    for d in (whole, combined):
+        d.pop("seconds")
+        for f in d["files"]:
+            f.pop("path")
+    assert combined == whole
+
+
 def test_a_file_written_alone_resumes_from_its_tensor_cache(tiny, tmp_path):
     plan = convert.plan_conversion(tiny, "Q4_K_M", shard_size=256 << 10, name="m")
     expected = convert.execute(plan, tmp_path / "alone", stats=False, only_file=1).files[0]

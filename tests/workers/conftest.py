@@ -14,6 +14,26 @@ HUB_TOKEN = "hf_test_SECRET_token_0123456789"
 
 
 @pytest.fixture
+def start_worker(redis_server, celery_broker, storage, tmp_path):
+    """start_worker(name, env=None): a real `celery -A dsq worker` on the gpu queue, once it is ready."""
+    from dsq.celery import app
+    from dsq.processes import ProcessGroup, celery_worker
+    from tests.faults.processes import database_url, wait_for
+
+    env = {**os.environ, "DATABASE_URL": database_url(), "CELERY_BROKER_URL": redis_server.url,
+           "DSQ_STORAGE_ROOT": str(storage), "DSQ_HEARTBEAT_SECONDS": "1", "DSQ_LEASE_SECONDS": "4",
+           "DSQ_DEVICE": "cpu", "PYTHONUNBUFFERED": "1"}
+    with ProcessGroup(env, tmp_path) as group:
+        def start(name: str, env: "dict | None" = None):
+            proc = group.start(name, celery_worker("gpu", f"{name}@%h"), env={"DSQ_WORKER_NAME": name, **(env or {})})
+            wait_for(f"worker {name} to be ready", lambda: "ready." in proc.text(), 300, proc)
+            return proc
+
+        yield start
+        app.control.purge()
+
+
+@pytest.fixture
 def hub(settings, monkeypatch):
     import huggingface_hub.constants
 

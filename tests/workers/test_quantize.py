@@ -6,38 +6,19 @@ from the finished tensors and produces the same bytes as an uninterrupted run.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
 
-from dsq.celery import app
-from dsq.processes import Process, ProcessGroup, celery_worker
 from quant.hashing import file_sha256
 from registry import dispatch, jobs
 from registry.models import JobState, QuantizationJob, Recipe, Variant
 from tests import factories
-from tests.faults.processes import database_url, freeze_mid_job, frozen, wait_for
+from tests.faults.processes import freeze_mid_job, frozen, wait_for
 from workers import tasks
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-@pytest.fixture
-def start_worker(redis_server, celery_broker, storage, tmp_path):
-    """start_worker(name): a real worker on the gpu queue, once it is ready."""
-    env = {**os.environ, "DATABASE_URL": database_url(), "CELERY_BROKER_URL": redis_server.url,
-           "DSQ_STORAGE_ROOT": str(storage), "DSQ_HEARTBEAT_SECONDS": "1", "DSQ_LEASE_SECONDS": "4",
-           "DSQ_DEVICE": "cpu", "PYTHONUNBUFFERED": "1"}
-    with ProcessGroup(env, tmp_path) as group:
-        def start(name: str) -> Process:
-            proc = group.start(name, celery_worker("gpu", f"{name}@%h"), env={"DSQ_WORKER_NAME": name})
-            wait_for(f"worker {name} to be ready", lambda: "ready." in proc.text(), 300, proc)
-            return proc
-
-        yield start
-        app.control.purge()
 
 
 def make_job(checkpoint_path: Path) -> QuantizationJob:

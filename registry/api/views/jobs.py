@@ -40,7 +40,7 @@ class JobActions:
 
 @schema.quantization_jobs
 class QuantizationJobViewSet(JobActions, viewsets.ReadOnlyModelViewSet):
-    queryset = QuantizationJob.objects.select_related("checkpoint", "recipe")
+    queryset = QuantizationJob.objects.select_related("checkpoint", "recipe").prefetch_related("shards")
     serializer_class = serializers.QuantizationJobSerializer
     filterset_fields = ["state", "checkpoint__name"]
     job_kind = "quantize"
