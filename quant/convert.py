@@ -167,6 +167,27 @@ class ConversionResult:
                 t["sqnr_db"] = None
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ConversionResult":
+        """The inverse of to_dict (a shard job's stored result)."""
+        fields = {k: v for k, v in d.items() if k != "bits_per_weight"}
+        fields["files"] = [FileResult(**dict(f, path=Path(f["path"]))) for f in d["files"]]
+        fields["tensors"] = [TensorResult(**dict(t, shape=tuple(t["shape"]),
+                                                 sqnr_db=math.inf if t["sqnr_db"] is None else t["sqnr_db"]))
+                             for t in d["tensors"]]
+        return cls(**fields)
+
+    @classmethod
+    def combine(cls, parts: "Sequence[ConversionResult]") -> "ConversionResult":
+        """The result of a whole run from those of its files written alone (execute(only_file=…)),
+        in file order; `seconds` adds up the parts' time (work done, not wall time)."""
+        first = parts[0]
+        return cls(files=[f for p in parts for f in p.files], tensors=[t for p in parts for t in p.tensors],
+                   recipe_name=first.recipe_name, recipe_sha256=first.recipe_sha256, arch=first.arch,
+                   n_params=sum(p.n_params for p in parts), total_bytes=sum(p.total_bytes for p in parts),
+                   seconds=sum(p.seconds for p in parts), imatrix=first.imatrix,
+                   resumed=sum(p.resumed for p in parts), stale=[s for p in parts for s in p.stale])
+
 
 @dataclass
 class PlannedTensor:
