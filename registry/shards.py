@@ -38,7 +38,8 @@ def split(parent: QuantizationJob, files: "list[tuple[str, int]]", plan_key: str
                      queue=parent.queue, max_attempts=parent.max_attempts, requested_by=parent.requested_by,
                      request_key=hashlib.sha256(f"{parent.request_key}:{plan_key}:{i}".encode()).hexdigest())
             for i, (name, size) in enumerate(files)])
-        for shard in shards:
+        # Largest first: workers that take the small ones last finish together (longest processing time first).
+        for shard in sorted(shards, key=lambda s: -s.planned_bytes):
             dispatch.enqueue_on_commit("shard", shard.pk)
     return shards
 
