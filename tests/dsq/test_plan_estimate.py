@@ -84,3 +84,13 @@ def test_it_refuses_inputs_it_cannot_use(argv, message):
 def test_all_recipes_have_no_single_estimate():
     rc, out, err = _run("--all", "--estimate")
     assert rc == 2 and "--estimate plans one recipe" in err
+
+
+def test_the_readmes_time_plan_is_what_the_command_prints():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    prompt = "$ dsq plan --config DeepSeek-R1 --recipe DQ3_K_M --estimate --gpus 8 --read-rate 2G --write-rate 1G\n"
+    shown = readme.split(prompt, 1)[1].split("```", 1)[0]
+    rc, out, _ = _run("--recipe", "DQ3_K_M", "--estimate", "--gpus", "8", "--read-rate", "2G", "--write-rate", "1G")
+    assert rc == 0 and out == shown
