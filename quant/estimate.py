@@ -240,10 +240,10 @@ class Estimate:
                 "today one quantization job runs on one device (workers.quantize)")
 
 
-def estimate(tensors: Iterable[Any], output_bytes: int, source_bytes: int, host: Host,
+def estimate(tensors: Iterable[Any], output_bytes: int, read_bytes: int, host: Host,
              table: "ThroughputTable | None" = None, *, source_note: str = "") -> Estimate:
     """Stage times and disk needs of converting `tensors` (objects with .type and .n_elements, as
-    quant.planner.Plan.tensors) into a GGUF of output_bytes from source_bytes read off disk."""
+    quant.planner.Plan.tensors) into a GGUF of output_bytes from read_bytes read off disk."""
     table = table if table is not None else ThroughputTable.load()
     counts: dict[str, list[int]] = {}
     for t in tensors:
@@ -256,22 +256,22 @@ def estimate(tensors: Iterable[Any], output_bytes: int, source_bytes: int, host:
     measured_w = sum(t.weights for t in types if t.rate is not None)
     written = output_bytes * (2 if host.tensor_cache else 1)
     stages = (
-        Stage("read", source_bytes / (host.read_rate * host.hosts),
-              f"{_gb(source_bytes)} at {_rate(host.read_rate)} x {host.hosts} host(s)"),
+        Stage("read", read_bytes / (host.read_rate * host.hosts),
+              f"{_gb(read_bytes)} at {_rate(host.read_rate)} x {host.hosts} host(s)"),
         Stage("codec", device_s / host.devices,
               f"{measured_w / 1e9:.1f} B weights, {duration(device_s)} on one device / {host.devices} device(s)"),
         Stage("write", written / (host.write_rate * host.hosts),
               f"{_gb(written)} ({'output + tensor cache' if host.tensor_cache else 'output'}) at "
               f"{_rate(host.write_rate)} x {host.hosts} host(s)"),
     )
-    disk = DiskNeeds(source_bytes, output_bytes, output_bytes if host.tensor_cache else 0)
+    disk = DiskNeeds(read_bytes, output_bytes, output_bytes if host.tensor_cache else 0)
     return Estimate(host, stages, types, disk, source_note)
 
 
-def estimate_plan(plan: Any, source_bytes: int, host: Host, table: "ThroughputTable | None" = None,
+def estimate_plan(plan: Any, read_bytes: int, host: Host, table: "ThroughputTable | None" = None,
                   *, source_note: str = "") -> Estimate:
     """estimate() of a quant.planner.Plan."""
-    return estimate(plan.tensors, plan.total_bytes, source_bytes, host, table, source_note=source_note)
+    return estimate(plan.tensors, plan.total_bytes, read_bytes, host, table, source_note=source_note)
 
 
 # -- source bytes from config.json ----------------------------------------------------------------
