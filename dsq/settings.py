@@ -187,8 +187,10 @@ DSQ_REQUEUE_SECONDS = env_int("DSQ_REQUEUE_SECONDS", 600)
 DSQ_DEVICE = os.environ.get("DSQ_DEVICE") or "cpu"
 # A job that does not fit this host (disk, GPU memory) is sent again this many seconds later, for another host.
 DSQ_UNFIT_RETRY_SECONDS = env_int("DSQ_UNFIT_RETRY_SECONDS", 60)
-# Split a variant's GGUF into shards above this many bytes (as gguf-split does); 0 = one file.
-DSQ_SHARD_BYTES = env_int("DSQ_SHARD_BYTES", 0) or None
+# Split a variant's GGUF into files of at most this many bytes (as gguf-split does); 0 = one file. Each
+# file is one shard job that any worker takes (registry.shards), so this is also how finely a job
+# spreads over GPUs and hosts. 40 GiB: under the Hub's 50 GB per file; R1's DQ3_K_M is 8 files.
+DSQ_SHARD_BYTES = env_int("DSQ_SHARD_BYTES", 40 << 30) or None
 # How long a worker that finished computing waits for an unreachable database before giving up the job.
 DSQ_DB_WAIT_SECONDS = env_int("DSQ_DB_WAIT_SECONDS", 120)
 # Tier-1 evaluation defaults (a job's options override them): context, windows (0 = the whole text), GPU layers.

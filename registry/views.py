@@ -79,7 +79,8 @@ def fleet(request):
 
 
 def job(request, kind: str, pk: int):
-    """One job: state, queue, why it waits (its step), progress and, for a task suite, scores and the server.
+    """One job: state, queue, why it waits (its step), progress; for a task suite, scores and the server; for a
+    queued quantization, its time plan (registry.estimates).
 
     Shows what the API shows anyone (log_tail and error stay in the API, for those who may read them)."""
     from django.http import Http404
@@ -92,9 +93,15 @@ def job(request, kind: str, pk: int):
     row = get_object_or_404(JOB_MODELS[kind], pk=pk)
     result = getattr(row, "result", None) or {}
     waiting = row.state == "queued" and row.step.startswith("waiting for")
+    time_plan = None
+    if kind == "quantize" and row.state == "queued":
+        from registry import estimates
+
+        time_plan = estimates.for_job(row)
     return render(request, "registry/job.html", {"job": row, "kind": kind, "waiting": waiting,
                                                  "scores": result.get("scores", []), "server": result.get("server"),
-                                                 "shards": list(row.shards.all()) if kind == "quantize" else []})
+                                                 "shards": list(row.shards.all()) if kind == "quantize" else [],
+                                                 "time_plan": time_plan})
 
 
 def checkpoints(request):

@@ -121,7 +121,8 @@ def hardware(device: str) -> str:
 def main(argv: "list[str] | None" = None) -> None:
     quant_types = [t for t in TYPES if t not in FLOAT_TYPES]
     p = argparse.ArgumentParser(prog="python -m benchmarks.kernels.bench", description=__doc__.split("\n")[0])
-    p.add_argument("--types", nargs="+", default=quant_types, choices=quant_types, metavar="TYPE")
+    p.add_argument("--types", nargs="+", default=quant_types, choices=list(TYPES), metavar="TYPE",
+                   help="F32/F16/BF16 (plain copies, what the converter does to norms and biases) need --no-llama")
     p.add_argument("--rows", type=int, default=4096)
     p.add_argument("--cols", type=int, default=14336)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -139,6 +140,9 @@ def main(argv: "list[str] | None" = None) -> None:
                    help="our codecs on CUDA: the Triton kernels where a type has one (auto, the default) or the "
                         "PyTorch reference (torch); sets DSQ_KERNELS_BACKEND")
     a = p.parse_args(argv)
+    if FLOAT_TYPES & set(a.types) and not a.no_llama:
+        p.error(f"{', '.join(sorted(FLOAT_TYPES & set(a.types)))}: llama.cpp's ggml_quantize_chunk has no float "
+                "types; add --no-llama")
 
     os.environ["DSQ_KERNELS_BACKEND"] = a.backend
     fused.set_enabled(a.path == "compiled")

@@ -43,3 +43,37 @@ def test_a_finished_suite_shows_its_scores_and_the_server_it_ran_on(client, wait
 def test_an_unknown_kind_or_id_is_a_404(client, waiting_job):
     assert client.get("/jobs/nothing/1/").status_code == 404
     assert client.get(f"/jobs/benchmark/{waiting_job.pk + 1000}/").status_code == 404
+
+
+def test_a_queued_quantization_shows_its_time_plan(client):
+    from quant import estimate as est
+    from quant.configs import load_config
+    from quant.planner import plan
+
+    job = factories.quantization_job(factories.deepseek_checkpoint(), factories.builtin_recipe("DQ3_K_M"))
+    page = client.get(f"/jobs/quantize/{job.pk}/").content.decode()
+    r1 = load_config("DeepSeek-R1")
+    gpu = est.estimate_plan(plan(r1, "DQ3_K_M"), est.source_bytes(r1, "FP8")[0], est.Host(device="cuda"))
+    assert "<h2>Time plan</h2>" in page
+    # one H200 (eager CUDA codecs): codec bound, about two hours; F32 has no GPU row and is named
+    assert "<td>one GPU</td>" in page and f"<strong>{est.duration(gpu.stage('codec').seconds)}</strong>" in page
+    assert "at least 2 h 06 min, bounded by codec; no measurement for F32 on cuda" in page
+    assert "<td>CPU, 2 threads</td>" in page
+    assert "reads 673.2 GB (FP8 with 128x128 float32 scales" in page
+    assert "writes 299.2 GB of GGUF and as much of tensor cache: needs 598.6 GB free" in page
+
+
+def test_a_quantization_without_an_estimate_says_why_and_still_renders(client):
+    broken = factories.checkpoint("broken", config={"model_type": "mamba"})
+    job = factories.quantization_job(broken)
+    response = client.get(f"/jobs/quantize/{job.pk}/")
+    assert response.status_code == 200
+    assert "No estimate: ValueError: unsupported model: model_type=&#x27;mamba&#x27;" in response.content.decode()
+    empty = factories.quantization_job(factories.checkpoint("empty"), job.recipe)
+    assert "No estimate: the checkpoint has no config.json stored" in client.get(f"/jobs/quantize/{empty.pk}/").content.decode()
+
+
+def test_only_a_queued_quantization_is_estimated(client):
+    job = factories.quantization_job(factories.deepseek_checkpoint(), factories.builtin_recipe("Q4_K_M"),
+                                     state="succeeded")
+    assert "Time plan" not in client.get(f"/jobs/quantize/{job.pk}/").content.decode()
