@@ -107,10 +107,24 @@ class RecipeAdmin(ReadOnlyAdmin):
         return TemplateResponse(request, "admin/registry/recipe/editor.html", context)
 
 
+class ShardJobInline(admin.TabularInline):
+    """A split job's shard jobs, one per GGUF file (registry.shards), read-only."""
+
+    model = models.ShardJob
+    fields = ["index", "file_name", "planned_bytes", "state", "progress", "worker", "attempts", "error"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(models.QuantizationJob)
 class QuantizationJobAdmin(ReadOnlyAdmin):
     list_display = ["pk", "checkpoint", "recipe", "state", "progress", "step", "worker", "attempts", "created_at"]
     list_filter = ["state"]
+    inlines = [ShardJobInline]
 
 
 @admin.register(models.ImatrixJob)

@@ -87,3 +87,9 @@ def test_the_page_and_the_api_show_the_shards(client, anonymous, parent):  # noq
     assert [(s["index"], s["file_name"], s["state"]) for s in body["shards"]] == [
         (0, "m-00001-of-00003.gguf", "running"), (1, "m-00002-of-00003.gguf", "queued"),
         (2, "m-00003-of-00003.gguf", "queued")]
+
+
+def test_the_admin_shows_a_split_jobs_shards(admin_client, parent):
+    shards.split(parent, FILES, "k" * 64)
+    page = admin_client.get(f"/admin/registry/quantizationjob/{parent.pk}/change/").content.decode()
+    assert all(name in page for name, _ in FILES) and "Shard jobs" in page
