@@ -47,10 +47,14 @@ def _lease_until(now: dt.datetime) -> dt.datetime:
 
 
 def claim(model: type[J], job_id: int, worker: str) -> "J | None":
-    """Take a queued job for `worker`; None when it is not claimable (taken, final, backing off)."""
+    """Take a queued job for `worker`; None when it is not claimable (taken, final, backing off).
+
+    The row lock is waited for, not skipped: a row is locked for an instant by whoever updates it
+    (the sender recording its message, a cancel, another worker's claim of the same message), and a
+    skipped row would cost its message; after the wait the row is judged as it is then."""
     now = timezone.now()
     with transaction.atomic():
-        rows = model.objects.select_for_update(skip_locked=True).filter(
+        rows = model.objects.select_for_update().filter(
             Q(not_before__isnull=True) | Q(not_before__lte=now), pk=job_id, state=JobState.QUEUED,
             cancel_requested=False,
         )

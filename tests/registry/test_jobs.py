@@ -156,3 +156,27 @@ def test_a_new_job_gets_dsq_max_attempts_and_backs_off_doubling(settings):
     settings.DSQ_MAX_ATTEMPTS = 5
     assert factories.quantization_job().max_attempts == 5
     assert [jobs.backoff_seconds(n) for n in (1, 2, 3, 9, 10)] == [5, 10, 20, 600, 600]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_waits_out_a_short_row_lock_instead_of_losing_the_message():
+    # The sender records its message (dispatch.enqueue: UPDATE … enqueued_at) just after sending it;
+    # a worker that gets the message in that instant finds the row locked. Skipping the row would
+    # answer "not claimable" and drop the message: a split job's shard once waited for the reaper so.
+    job = factories.quantization_job()
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_row():
+        with transaction.atomic():
+            QuantizationJob.objects.select_for_update().get(pk=job.pk)
+            locked.set()
+            release.wait(10)
+        connection.close()
+
+    holder = threading.Thread(target=hold_the_row)
+    holder.start()
+    assert locked.wait(10)
+    threading.Timer(0.3, release.set).start()
+    claimed = jobs.claim(QuantizationJob, job.pk, "worker-a")
+    holder.join()
+    assert claimed is not None and claimed.state == JobState.RUNNING and claimed.worker == "worker-a"
