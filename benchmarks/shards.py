@@ -11,7 +11,9 @@ one shard job per file (registry.shards).
 For each worker count the same workers run two jobs back to back: the first on cold workers
 (each pays once for loading the compiled kernels), the second, of another checkpoint name with
 the same weights, on warm ones (what a long-lived worker sees). It prints each job's wall time
-(request to variant registered), the ratio to one worker's, and how the shards were shared;
+(request to variant registered), the ratio to one worker's, the CPU time all worker processes
+spent meanwhile (read from /proc: one worker already keeps more than one core busy, its reader and
+writer threads beside the codec), and how the shards were shared;
 every run's tensors must equal the one-worker run's, byte for byte (exit status 1 otherwise).
 
 A split can only be as even as its tensors: a file holds whole tensors, and one expert tensor of
@@ -40,6 +42,20 @@ def tensors_of(files: "list[Path]") -> dict[str, bytes]:
     return out
 
 
+def cpu_seconds(sessions: "set[int]") -> float:
+    """CPU time (user + system) of every live process in these sessions: a worker and its pool."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[3]) in sessions:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
 def run_job(name: str, model: Path, recipe: str, procs: ProcessGroup, storage: Path) -> dict:
     """Request one quantization and wait for it; its wall time, shards and files."""
     from registry.models import Checkpoint, JobState, QuantizationJob, Recipe
@@ -51,6 +67,8 @@ def run_job(name: str, model: Path, recipe: str, procs: ProcessGroup, storage: P
     ckpt = Checkpoint.objects.create(name=name, family="DeepSeek-V3", architecture="deepseek2", local_path=str(model),
                                      config=json.loads((model / "config.json").read_text()))
     rcp = Recipe.register(next(r for r in RECIPES if r["name"] == recipe), builtin=True)[0]
+    sessions = {p.popen.pid for p in procs.procs}
+    cpu = cpu_seconds(sessions)
     t = time.monotonic()
     job = request_quantization(ckpt, rcp, user=None).job
     while True:
@@ -60,13 +78,14 @@ def run_job(name: str, model: Path, recipe: str, procs: ProcessGroup, storage: P
         procs.check_alive()
         time.sleep(0.5)
     wall = time.monotonic() - t
+    cpu = cpu_seconds(sessions) - cpu
     if row.state != JobState.SUCCEEDED:
         raise RuntimeError(f"job {row.pk} {row.state}: {row.error}\n{row.log_tail[-2000:]}")
     variant = row.variant
     shards = [{"file": s.file_name, "worker": s.worker, "attempts": s.attempts, "bytes": s.planned_bytes,
                "seconds": (s.finished_at - s.started_at).total_seconds()} for s in row.shards.order_by("index")]
     files = [storage / variant.storage_path / f.name for f in variant.files.order_by("name")]
-    return {"wall_s": wall, "shards": shards, "files": files}
+    return {"wall_s": wall, "cpu_s": cpu, "shards": shards, "files": files}
 
 
 def main(argv: "list[str] | None" = None) -> int:
@@ -117,8 +136,8 @@ def main(argv: "list[str] | None" = None) -> int:
                     if reference is None:
                         reference = got
                     same = got == reference
-                    rows.append({"workers": n, "phase": phase, "wall_s": res["wall_s"], "identical": same,
-                                 "shards": res["shards"]})
+                    rows.append({"workers": n, "phase": phase, "wall_s": res["wall_s"], "cpu_s": res["cpu_s"],
+                                 "identical": same, "shards": res["shards"]})
                     print(f"{n} worker(s), {phase}: {res['wall_s']:.1f} s, {len(res['shards'])} shards, "
                           f"tensors {'identical' if same else 'DIFFER'}", file=sys.stderr, flush=True)
         report(rows)
@@ -131,14 +150,14 @@ def report(rows: list[dict]) -> None:
     total = sum(s["bytes"] for s in shards)
     print(f"{len(shards)} shard files, largest {max(s['bytes'] for s in shards) / total:.0%} of the bytes; "
           f"{os.cpu_count()} cores")
-    print("| workers | jobs on | wall (s) | vs 1 worker | shards per worker | tensors |")
-    print("|---:|---|---:|---:|---|---|")
+    print("| workers | jobs on | wall (s) | vs 1 worker | workers' CPU (s) | cores busy | shards per worker | tensors |")
+    print("|---:|---|---:|---:|---:|---:|---|---|")
     for r in rows:
         per = {}
         for s in r["shards"]:
             per[s["worker"]] = per.get(s["worker"], 0) + 1
         print(f"| {r['workers']} | {r['phase']} workers | {r['wall_s']:.1f} | {base[r['phase']] / r['wall_s']:.2f}× | "
-              f"{', '.join(str(v) for _, v in sorted(per.items()))} | {'identical' if r['identical'] else 'DIFFER'} |")
+              f"{r['cpu_s']:.1f} | {r['cpu_s'] / r['wall_s']:.2f} | {', '.join(str(v) for _, v in sorted(per.items()))} | {'identical' if r['identical'] else 'DIFFER'} |")
 
 
 if __name__ == "__main__":
