@@ -22,7 +22,7 @@ class JobActions:
     def cancel(self, request, pk=None):
         job = self.get_object()
         if not jobs.request_cancel(job):
-            return error(f"job {job.pk} is {job.state}: only queued or running jobs can be cancelled",
+            return error(f"job {job.pk} is {job.state}: only queued, waiting or running jobs can be cancelled",
                          status.HTTP_409_CONFLICT)
         job.refresh_from_db()
         return Response(self.get_serializer(job).data)

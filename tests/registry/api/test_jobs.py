@@ -37,6 +37,19 @@ def test_an_approver_cancels_a_running_job_at_its_next_heartbeat(approver, job):
     assert response.json()["state"] == "running"
 
 
+def test_the_requester_cancels_a_split_job_and_its_shards(requester, job):
+    from registry import shards
+    from registry.models import ShardJob
+
+    waiting = jobs.claim(QuantizationJob, job.pk, "gpu-1")
+    first, second = shards.split(waiting, [("m-00001-of-00002.gguf", 10), ("m-00002-of-00002.gguf", 20)], "k" * 64)
+    jobs.claim(ShardJob, first.pk, "gpu-2")
+    body = requester.post(f"/api/jobs/quantize/{job.pk}/cancel/").json()
+    assert body["state"] == "cancelled"
+    assert [(s["state"], s["worker"]) for s in body["shards"]] == [("running", "gpu-2"), ("cancelled", "")]
+    assert ShardJob.objects.get(pk=first.pk).cancel_requested  # stops at its next heartbeat
+
+
 def test_a_teammate_cannot_cancel_someone_elses_job(teammate, job):
     response = teammate.post(f"/api/jobs/quantize/{job.pk}/cancel/")
     assert response.status_code == 403 and "requester" in response.json()["error"]
