@@ -51,7 +51,7 @@ DIR_ENV = "DSQ_KERNELS_AOT_DIR"
 
 # What a package holds and how it is built here: bump it when this module changes either
 # (this file is left out of the sources hash so that other edits to it keep the packages).
-FORMAT = 1
+FORMAT = 2
 _NOT_TRACED = {"aot.py", "triton"}  # kernels' sources that never reach a CPU package
 
 _tracing = threading.local()
@@ -194,6 +194,16 @@ def _shape_meta(ep: "torch.export.ExportedProgram") -> dict:
     return {"shapes": shapes, "ranges": ranges}
 
 
+def _unaliased(a: Any, seen: "set[int]") -> Any:
+    if not isinstance(a, torch.Tensor):
+        return a
+    ptr = a.untyped_storage().data_ptr()
+    if ptr in seen:
+        return a.clone()
+    seen.add(ptr)
+    return a
+
+
 class Kernel:
     """fn's packages: __call__ answers fn(*args) from one, or None when none can serve it."""
 
@@ -244,6 +254,10 @@ class Kernel:
 
     def _build(self, where: Path, sig: tuple, args: tuple, loaded: "list[_Package]") -> _Package:
         t0 = time.perf_counter()
+        # Arguments that alias one another (make_qkx's first step passes its minimum twice)
+        # would be traced as one input, and the package would then read one for both.
+        seen: "set[int]" = set()
+        args = tuple(_unaliased(a, seen) for a in args)
         tensors = [a for a in args if isinstance(a, torch.Tensor)]
         log.info("kernels: building the ahead-of-time package of %s for %s (once per machine and kernels version)",
                  self.name, [tuple(t.shape) for t in tensors])

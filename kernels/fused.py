@@ -113,10 +113,22 @@ def use(x: torch.Tensor) -> bool:
     return on and x.device.type == "cpu" and x.numel() >= 512 and x.shape[-1] >= 2
 
 
+def _probe(t: torch.Tensor) -> torch.Tensor:
+    return t * 2 + 1
+
+
 def _compiler_works() -> bool:
-    """Compile and run a one-line kernel; False (with a warning) if Inductor cannot build it."""
+    """Compile and run a one-line kernel; False (with a warning) if Inductor cannot build it.
+    Its ahead-of-time package when it has one (kernels.aot), so that a process that finds
+    all its packages never starts dynamo."""
     try:
-        probe = _compile(lambda t: t * 2 + 1)
+        if _state["aot"]:
+            from kernels import aot
+
+            out = aot.Kernel(_probe, {})(torch.ones(4))
+            if out is not None:
+                return bool(out.eq(3).all())
+        probe = _compile(_probe)
         return bool(probe(torch.ones(4)).eq(3).all())
     except Exception as exc:  # no compiler, missing headers, ...: fall back to eager codecs
         log.warning("kernels: torch.compile unavailable (%s); using the eager CPU codecs", exc)
