@@ -26,9 +26,9 @@ inputs; -ffp-contract=off; no fast-math); tests/kernels compare its bytes with l
 Where: ``$DSQ_KERNELS_AOT_DIR`` or ``~/.cache/dsq/kernels``, then a directory named by torch's
 version and a hash of the kernels' sources (with FORMAT) and the CPU's feature flags (Inductor compiles
 for the vector ISA it finds), so a changed kernel or another machine never loads a stale
-package; outside the checkout, so clean clones and CI reuse it. ``python -m kernels.aot
+package; outside the checkout, so clean clones and CI reuse it. ``python -m kernels.aot_build
 build`` fills it for every compiled type (the Makefile's ``kernels-aot``), ``python -m
-kernels.aot path`` prints it.
+kernels.aot_build path`` prints it.
 """
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ DIR_ENV = "DSQ_KERNELS_AOT_DIR"
 # What a package holds and how it is built here: bump it when this module changes either
 # (this file is left out of the sources hash so that other edits to it keep the packages).
 FORMAT = 2
-_NOT_TRACED = {"aot.py", "triton"}  # kernels' sources that never reach a CPU package
+_NOT_TRACED = {"aot.py", "aot_build.py", "triton"}  # kernels' sources that never reach a CPU package
 
 _tracing = threading.local()
 
@@ -280,42 +280,3 @@ class Kernel:
             raise RuntimeError(f"the package built for {meta['shapes']} rejects its own example")
         log.info("kernels: built %s in %.1f s", pt2, time.perf_counter() - t0)
         return p
-
-
-def build(rows: int = 512, cols: int = 4096) -> None:
-    """Build (or find) the packages of every compiled type, with and without an imatrix:
-    one quantize of a tensor big enough for the compiled path each."""
-    import kernels
-    from kernels import fused
-    from kernels.codecs import CODECS
-
-    rows = max(rows, -(-fused.MIN_WEIGHTS // cols))
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(rows, cols, generator=g) * 0.02
-    im = torch.rand(cols, generator=g) + 0.5
-    for name, codec in CODECS.items():
-        if codec.compiled:
-            t0 = time.perf_counter()
-            kernels.quantize(x, name)
-            kernels.quantize(x, name, im)
-            print(f"{name}: {time.perf_counter() - t0:.1f} s", flush=True)
-
-
-def main(argv: "list[str] | None" = None) -> None:
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m kernels.aot", description=__doc__.split("\n")[0])
-    p.add_argument("command", choices=["build", "path"])
-    a = p.parse_args(argv)
-    from kernels import aot  # the module kernels.fused uses (this one may be __main__)
-
-    if a.command == "path":
-        print(aot.cache_dir())
-        return
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    aot.build()
-    print(f"packages in {aot.cache_dir()}")
-
-
-if __name__ == "__main__":
-    main()
