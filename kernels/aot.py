@@ -33,6 +33,7 @@ kernels.aot_build path`` prints it.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import hashlib
 import json
@@ -40,6 +41,7 @@ import logging
 import os
 import threading
 import time
+import zipfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -115,19 +117,43 @@ def _signature(args: tuple) -> "tuple | None":
 
 
 class _Package:
-    """One loaded package and the shapes it accepts."""
+    """One loaded package and the shapes it accepts.
+
+    Run through AOTInductor's C interface with ctypes, which releases the GIL during the call
+    (AOTIModelPackageLoader.run holds it: kernels.api's row ranges on Python threads then ran
+    one at a time, and `dsq quantize` took 1.5x longer). The container holds one model
+    instance per CPU, so that many threads run the same kernel at once.
+    """
 
     def __init__(self, path: Path, meta: dict) -> None:
-        from torch._inductor.package import load_package
-
         self.path = path
-        # one runner per CPU: kernels.api calls the same kernel from several threads at once
-        self._model = load_package(str(path), num_runners=max(1, os.cpu_count() or 1))
-        self._out_spec = None
         self.shapes: "list[list[Any]]" = meta["shapes"]
         self.ranges: "dict[str, list]" = meta["ranges"]
         self._exprs = {d: compile(d, "<shape>", "eval") for s in self.shapes for d in s
                        if isinstance(d, str) and not d.isidentifier()}
+        so = path.with_suffix(".so")
+        if not so.exists():
+            with zipfile.ZipFile(path) as z:
+                name = next(n for n in z.namelist() if n.endswith(".wrapper.so"))
+                tmp = so.with_name(f"{so.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+                tmp.write_bytes(z.read(name))
+                os.replace(tmp, so)
+        lib = ctypes.CDLL(str(so))
+        self._lib = lib
+        self._container = ctypes.c_void_p()
+        _check(lib, lib.AOTInductorModelContainerCreateWithDevice(
+            ctypes.byref(self._container), ctypes.c_size_t(max(1, os.cpu_count() or 1)), b"cpu", None))
+        n = ctypes.c_size_t()
+        _check(lib, lib.AOTInductorModelContainerGetNumOutputs(self._container, ctypes.byref(n)))
+        self._n_out = n.value
+        in_spec, out_spec = ctypes.c_char_p(), ctypes.c_char_p()
+        _check(lib, lib.AOTInductorModelContainerGetCallSpec(self._container, ctypes.byref(in_spec), ctypes.byref(out_spec)))
+        from torch.utils import _pytree as pytree
+
+        self._out_spec = pytree.treespec_loads(out_spec.value.decode())
+        self._run = lib.AOTInductorModelContainerRun
+        self._run.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t,
+                              ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p]
 
     def accepts(self, tensors: "list[torch.Tensor]") -> bool:
         if len(tensors) != len(self.shapes):
@@ -158,9 +184,25 @@ class _Package:
     def __call__(self, tensors: "list[torch.Tensor]") -> Any:
         from torch.utils import _pytree as pytree
 
-        if self._out_spec is None:
-            self._out_spec = pytree.treespec_loads(self._model.loader.get_call_spec()[1])
-        return pytree.tree_unflatten(self._model.loader.boxed_run(list(tensors)), self._out_spec)
+        # new at::Tensor handles, which the run steals (frees); it hands back new ones for the outputs
+        handles = torch._C._aoti.unsafe_alloc_void_ptrs_from_tensors(list(tensors))
+        ins = (ctypes.c_void_p * len(handles))(*[_capsule_ptr(h, None) for h in handles])
+        outs = (ctypes.c_void_p * self._n_out)()
+        _check(self._lib, self._run(self._container, ins, len(handles), outs, self._n_out, None, None))
+        out = torch._C._aoti.alloc_tensors_by_stealing_from_void_ptrs([_capsule(outs[i], None, None) for i in range(self._n_out)])
+        return pytree.tree_unflatten(out, self._out_spec)
+
+
+# torch._C._aoti hands tensor handles over as PyCapsules (unnamed)
+_capsule_ptr = ctypes.pythonapi.PyCapsule_GetPointer
+_capsule_ptr.restype, _capsule_ptr.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+_capsule = ctypes.pythonapi.PyCapsule_New
+_capsule.restype, _capsule.argtypes = ctypes.py_object, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+
+
+def _check(lib: ctypes.CDLL, rc: int) -> None:
+    if rc != 0:
+        raise RuntimeError(f"AOTInductor runtime error {rc}")
 
 
 class _Bound(torch.nn.Module):
