@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: venv deps demo test test-exhaustive contract bench-kernels bench-quality bench-memory llama-tools load audit clean
+.PHONY: venv deps demo test test-exhaustive contract bench-kernels bench-quality bench-memory llama-tools kernels-aot load audit clean
 
 venv: $(VENV)/.stamp
 
@@ -49,6 +49,12 @@ bench-memory: venv
 # llama.cpp's own tools (llama-perplexity, llama-imatrix, llama-quantize) from the vendored source.
 llama-tools: venv
 	scripts/build-llama-tools.sh
+
+# The compiled CPU kernels as AOTInductor packages (kernels.aot), once per torch version, kernels source and CPU,
+# into ~/.cache/dsq/kernels: each process then loads them instead of tracing them with dynamo (about 20 s).
+# (A process that misses one builds it on first use.)
+kernels-aot: venv
+	$(PY) -m kernels.aot_build build
 
 # Load test: gunicorn on loopback against a throwaway PostgreSQL; p50/p99 per concurrency level.
 load: venv deps

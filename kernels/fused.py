@@ -55,7 +55,12 @@ log = logging.getLogger(__name__)
 # a step's inputs (x and w of all groups of the slice) stay in the L2/L3 caches.
 SLICE_GROUPS = 16384
 
-_state = {"enabled": os.environ.get("DSQ_KERNELS_COMPILE", "1") != "0", "checked": False}
+_state = {
+    "enabled": os.environ.get("DSQ_KERNELS_COMPILE", "1") != "0",
+    "checked": False,
+    # ahead-of-time packages (kernels.aot) before torch.compile: no dynamo trace per process
+    "aot": os.environ.get("DSQ_KERNELS_AOT", "1") != "0",
+}
 _lock = threading.Lock()
 
 
@@ -108,10 +113,22 @@ def use(x: torch.Tensor) -> bool:
     return on and x.device.type == "cpu" and x.numel() >= 512 and x.shape[-1] >= 2
 
 
+def _probe(t: torch.Tensor) -> torch.Tensor:
+    return t * 2 + 1
+
+
 def _compiler_works() -> bool:
-    """Compile and run a one-line kernel; False (with a warning) if Inductor cannot build it."""
+    """Compile and run a one-line kernel; False (with a warning) if Inductor cannot build it.
+    Its ahead-of-time package when it has one (kernels.aot), so that a process that finds
+    all its packages never starts dynamo."""
     try:
-        probe = _compile(lambda t: t * 2 + 1)
+        if _state["aot"]:
+            from kernels import aot
+
+            out = aot.Kernel(_probe, {})(torch.ones(4))
+            if out is not None:
+                return bool(out.eq(3).all())
+        probe = _compile(_probe)
         return bool(probe(torch.ones(4)).eq(3).all())
     except Exception as exc:  # no compiler, missing headers, ...: fall back to eager codecs
         log.warning("kernels: torch.compile unavailable (%s); using the eager CPU codecs", exc)
@@ -127,15 +144,28 @@ def _compile(fn: Callable, **options) -> Callable:
 
 def compiled(fn: Callable, **options) -> Callable:
     """fn compiled on first call (lazily, so importing kernels never compiles anything),
-    with Inductor config ``options`` on top of ours.
+    with Inductor config ``options`` on top of ours: its ahead-of-time package
+    (kernels.aot: loaded, or built once per machine), else torch.compile (which traces
+    it again in every process); DSQ_KERNELS_AOT=0 skips the packages.
 
     If Inductor fails to build it, fn runs uncompiled from then on (the expressions are
     exact eagerly too, only slower), with a warning.
     """
     holder: list = []
+    packaged: list = []
 
     @functools.wraps(fn)
     def call(*args):
+        if _state["aot"]:
+            from kernels import aot  # lazily: `python -m kernels.aot` runs it as __main__
+
+            if aot.exporting():  # traced into the package of the compiled function calling fn
+                return fn(*args)
+            if not packaged:
+                packaged.append(aot.Kernel(fn, options))
+            out = packaged[0](*args)
+            if out is not None:
+                return out
         if not holder:
             log.info("kernels: compiling %s on first use (cached on disk afterwards)", fn.__qualname__)
             holder.append(_compile(fn, **options))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import kernels
-from kernels import fused
+from kernels import aot, fused
 from kernels.codecs import CODECS
 
 COMPILED_TYPES = sorted(name for name, codec in CODECS.items() if codec.compiled)
@@ -30,6 +30,7 @@ def test_a_machine_that_cannot_compile_gets_the_eager_codecs(monkeypatch, caplog
         raise RuntimeError("no C++ compiler")
 
     monkeypatch.setattr(fused, "_compile", broken)
+    monkeypatch.setattr(aot.Kernel, "__call__", lambda self, *args: None)  # nor can it build packages
     monkeypatch.setitem(fused._state, "checked", False)
     fused.set_enabled(True)
     x = np.random.default_rng(3).standard_normal((4, 512)).astype(np.float32)
@@ -76,6 +77,7 @@ def test_a_kernel_that_fails_to_build_runs_uncompiled(monkeypatch, caplog, tmp_p
     import torch._inductor.config as inductor_config
 
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    monkeypatch.setitem(fused._state, "aot", False)  # torch.compile's own fallback (kernels.aot: test_aot)
     fn = fused.compiled(lambda x, y: x * y - 13.25)
     broken = inductor_config.patch({"cpp.cxx": (None, str(tmp_path / "no-such-c++"))})
     with broken, caplog.at_level("WARNING", logger="kernels.fused"):
@@ -85,7 +87,7 @@ def test_a_kernel_that_fails_to_build_runs_uncompiled(monkeypatch, caplog, tmp_p
     assert "running it uncompiled" in caplog.text
 
 
-def test_compiled_kernels_compile_without_graph_breaks(codec_path):
+def test_compiled_kernels_compile_without_graph_breaks(codec_path, monkeypatch):
     """A graph break splits a kernel into pieces that Python glues together, silently many
     times slower (an int bound in a clamp did it once: Q4_K ran at 0.14x llama.cpp). Every
     compiled type's kernels, traced afresh, with and without an imatrix, must compile whole
@@ -94,6 +96,7 @@ def test_compiled_kernels_compile_without_graph_breaks(codec_path):
 
     if codec_path == "eager":
         pytest.skip("about the compiled path only")
+    monkeypatch.setitem(fused._state, "aot", False)  # traced by torch.compile, not loaded from packages
     rng = np.random.default_rng(11)
     x = torch.from_numpy(rng.standard_normal((8, 1024)).astype(np.float32))
     im = torch.from_numpy(np.exp(rng.standard_normal(1024)).astype(np.float32))
