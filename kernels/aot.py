@@ -247,6 +247,21 @@ def _unaliased(a: Any, seen: "set[int]") -> Any:
     return a
 
 
+@contextlib.contextmanager
+def _dir_lock(where: Path) -> Iterator[None]:
+    """An exclusive flock on a signature's package directory: processes that need the same package
+    at once (pytest-xdist runners, workers starting together) build it once; the others wait and load it."""
+    import fcntl
+
+    where.mkdir(parents=True, exist_ok=True)
+    with open(where / "LOCK", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 class Kernel:
     """fn's packages: __call__ answers fn(*args) from one, or None when none can serve it."""
 
@@ -280,20 +295,25 @@ class Kernel:
         where = self._dir(sig)
         seen = {p.path for p in loaded}
         try:
-            for meta_path in sorted(where.glob("*.json")):
-                pt2 = meta_path.with_suffix(".pt2")
-                if pt2 in seen or not pt2.exists():
-                    continue
-                p = _Package(pt2, json.loads(meta_path.read_text()))
-                loaded.append(p)
-                if p.accepts(tensors):
-                    return p
-            return self._build(where, sig, args, loaded)
+            with _dir_lock(where):  # another process (a test runner, a second worker) builds one at a time too
+                return self._load_or_build(where, sig, args, tensors, loaded, seen)
         except Exception as exc:  # no compiler, an export limitation, a damaged file: torch.compile instead
             log.warning("kernels: no ahead-of-time package for %s %s (%s: %s); using torch.compile",
                         self.name, [tuple(t.shape) for t in tensors], type(exc).__name__, exc)
             self._failed.add(sig)
             return None
+
+    def _load_or_build(self, where: Path, sig: tuple, args: tuple, tensors: "list[torch.Tensor]",
+                       loaded: "list[_Package]", seen: "set[Path]") -> "_Package":
+        for meta_path in sorted(where.glob("*.json")):
+            pt2 = meta_path.with_suffix(".pt2")
+            if pt2 in seen or not pt2.exists():
+                continue
+            p = _Package(pt2, json.loads(meta_path.read_text()))
+            loaded.append(p)
+            if p.accepts(tensors):
+                return p
+        return self._build(where, sig, args, loaded)
 
     def _build(self, where: Path, sig: tuple, args: tuple, loaded: "list[_Package]") -> _Package:
         t0 = time.perf_counter()

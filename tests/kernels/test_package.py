@@ -20,7 +20,8 @@ ALLOWED: dict[str, set[str]] = {
     "kernels.types": set(),
     "kernels.arith": set(),
     "kernels.blocks": set(),
-    "kernels.fused": {"kernels.blocks"},
+    "kernels.aot": set(),
+    "kernels.fused": {"kernels.blocks", "kernels.aot"},
     **{m: {"kernels.arith", "kernels.blocks", "kernels.fused"} for m in SEARCHES},
     **{m: BASE | {"kernels.fused"} | SEARCHES for m in CODEC_MODULES},
     "kernels.codecs": CODEC_MODULES,
@@ -31,6 +32,7 @@ ALLOWED: dict[str, set[str]] = {
     "kernels.triton": TRITON_CODECS | {"kernels.triton.common"},
     "kernels.api": {"kernels.codecs", "kernels.fused", "kernels.types", "kernels.triton"},
     "kernels": {"kernels.api", "kernels.types"},
+    "kernels.aot_build": {"kernels.aot", "kernels.fused", "kernels.codecs"},  # a command: builds every package
 }
 
 
