@@ -5,19 +5,10 @@ import pytest
 
 from quant import convert
 from quant.progress import Callbacks
-from quant.tiny import TinySpec, make_tiny
-
-SPEC = TinySpec(num_hidden_layers=2, n_routed_experts=4, num_experts_per_tok=2, n_group=2, topk_group=1,
-                vocab_size=512, n_merges=50, num_nextn_predict_layers=0)
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return make_tiny(tmp_path_factory.mktemp("tiny") / "model", SPEC)
-
-
-def test_each_file_written_alone_equals_the_whole_runs_file(tiny, tmp_path):
-    plan = convert.plan_conversion(tiny, "Q4_K_M", shard_size=256 << 10, name="m")
+def test_each_file_written_alone_equals_the_whole_runs_file(tiny_deepseek_dir, tmp_path):
+    plan = convert.plan_conversion(tiny_deepseek_dir, "Q4_K_M", shard_size=256 << 10, name="m")
     assert len(plan.shards) >= 3
     whole = convert.execute(plan, tmp_path / "whole", stats=False)
     for i, expected in enumerate(whole.files):
@@ -29,8 +20,8 @@ def test_each_file_written_alone_equals_the_whole_runs_file(tiny, tmp_path):
         assert sorted(p.name for p in (tmp_path / f"file{i}").iterdir()) == [expected.path.name]  # nothing else left
 
 
-def test_the_files_results_stored_and_combined_are_the_whole_runs_result(tiny, tmp_path):
-    plan = convert.plan_conversion(tiny, "Q4_K_M", shard_size=256 << 10, name="m")
+def test_the_files_results_stored_and_combined_are_the_whole_runs_result(tiny_deepseek_dir, tmp_path):
+    plan = convert.plan_conversion(tiny_deepseek_dir, "Q4_K_M", shard_size=256 << 10, name="m")
     whole = convert.execute(plan, tmp_path / "whole").to_dict()
     parts = [convert.ConversionResult.from_dict(
         convert.execute(plan, tmp_path / f"file{i}", only_file=i).to_dict())  # as a shard job stores it
@@ -43,8 +34,8 @@ def test_the_files_results_stored_and_combined_are_the_whole_runs_result(tiny, t
     assert combined == whole
 
 
-def test_a_file_written_alone_resumes_from_its_tensor_cache(tiny, tmp_path):
-    plan = convert.plan_conversion(tiny, "Q4_K_M", shard_size=256 << 10, name="m")
+def test_a_file_written_alone_resumes_from_its_tensor_cache(tiny_deepseek_dir, tmp_path):
+    plan = convert.plan_conversion(tiny_deepseek_dir, "Q4_K_M", shard_size=256 << 10, name="m")
     expected = convert.execute(plan, tmp_path / "alone", stats=False, only_file=1).files[0]
     cache, seen = tmp_path / "cache", []
     with pytest.raises(convert.ConversionCancelled):
@@ -56,7 +47,7 @@ def test_a_file_written_alone_resumes_from_its_tensor_cache(tiny, tmp_path):
     assert again.files[0].path.read_bytes() == expected.path.read_bytes()
 
 
-def test_a_file_outside_the_plan_is_refused(tiny, tmp_path):
-    plan = convert.plan_conversion(tiny, "Q8_0", shard_size=256 << 10, name="m")
+def test_a_file_outside_the_plan_is_refused(tiny_deepseek_dir, tmp_path):
+    plan = convert.plan_conversion(tiny_deepseek_dir, "Q8_0", shard_size=256 << 10, name="m")
     with pytest.raises(convert.ConversionError, match=f"file {len(plan.shards)} asked for"):
         convert.execute(plan, tmp_path, only_file=len(plan.shards))
