@@ -193,7 +193,8 @@ def main(argv: "list[str] | None" = None) -> int:
         bf16 = runs / "bf16" / "model-BF16.gguf"
         results[f"{tool_name} {args.recipe} {args.threads} (from the BF16 GGUF)"] = _rusage_run(
             tool + [str(bf16), str(runs / "llama.gguf"), args.recipe, str(args.threads)], env)
-        results[f"dsq quantize --recipe {args.recipe} (from safetensors)"] = _rusage_run(
+        extra = f" {args.dsq_args}" if args.dsq_args else ""
+        results[f"dsq quantize --recipe {args.recipe}{extra} (from safetensors)"] = _rusage_run(
             dsq + ["--recipe", args.recipe, "--out", str(runs / "dsq"), "--name", "model"] + args.dsq_args.split(), env)
         diffs = compare(runs / "dsq" / "model.gguf", runs / "llama.gguf")
         out_bytes = (runs / "dsq" / "model.gguf").stat().st_size

@@ -8,18 +8,23 @@
 2. Throughput on DeepSeek-V3's real shapes: a 2048x7168 expert slice quantized 256 times (all
    experts of one layer's stacked tensor), 7168x18432 and 16384x7168, every type, against
    llama.cpp with all host cores on the same tensor (rows split over threads), and the ratio.
+3. The pipeline a user runs, not the kernels alone: ``quant.bench_pipeline --small`` (a V3-shaped
+   MoE block, 0.6 B weights, BF16 safetensors) with ``dsq quantize --device cuda`` against
+   ``llama-quantize`` (or llama_model_quantize) from the BF16 GGUF on all host cores, tensors
+   compared byte for byte, wall and CPU time of each (the last --pipeline-budget seconds).
 
 Built for a single run under a hard limit (10 minutes, no network): each part has a time
 budget and stops cleanly when it runs out (saying so), progress is printed as it goes, and a
 failing type is reported and skipped, never the end of the run. The first launch of each
 Triton kernel compiles it; that time is printed and not counted as throughput.
 
-    python -m benchmarks.kernels.gpu_check [--budget 540] [--types Q4_K Q8_0 ...] [--no-imatrix-speed]
+    python -m benchmarks.kernels.gpu_check [--budget 540] [--pipeline-budget 150] [--types Q4_K Q8_0 ...] [--no-imatrix-speed]
 """
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import time
 import traceback
@@ -275,8 +280,11 @@ def main(argv: "list[str] | None" = None) -> int:
     p.add_argument("--budget", type=float, default=540.0, help="seconds for the whole run (default 540)")
     p.add_argument("--types", nargs="+", default=QUANTIZED, choices=QUANTIZED, metavar="TYPE")
     p.add_argument("--no-imatrix-speed", action="store_true", help="time the plain paths only")
+    p.add_argument("--pipeline-budget", type=float, default=150.0,
+                   help="seconds of --budget kept for part 3, the whole pipeline (0: skip it)")
     a = p.parse_args(argv)
     start = time.monotonic()
+    kernels_budget = a.budget - a.pipeline_budget
     if not torch.cuda.is_available():
         log("no CUDA device")
         return 2
@@ -289,14 +297,30 @@ def main(argv: "list[str] | None" = None) -> int:
     log(f"torch {torch.__version__}, {tv}; {hardware('cuda')}")
     log(f"backend per type: {', '.join(f'{t}={backend_of(t)}' for t in a.types)}")
     log("\n== 0. compile the Triton kernels (parallel processes)")
-    prewarm(a.types, timeout_s=a.budget * 0.3)
-    log(f"\n== 1. exactness (until {a.budget * 0.55:.0f}s)")
-    bad = check_exact(a.types, start + a.budget * 0.55)
+    prewarm(a.types, timeout_s=kernels_budget * 0.3)
+    log(f"\n== 1. exactness (until {kernels_budget * 0.55:.0f}s)")
+    bad = check_exact(a.types, start + kernels_budget * 0.55)
     log(f"mismatching or failed: {bad}")
-    log(f"\n== 2. throughput (until {a.budget:.0f}s)")
-    throughput(a.types, not a.no_imatrix_speed, start + a.budget)
+    log(f"\n== 2. throughput (until {kernels_budget:.0f}s)")
+    throughput(a.types, not a.no_imatrix_speed, start + kernels_budget)
+    pipeline_ok = pipeline(start + a.budget) if a.pipeline_budget > 0 else True
     log(f"\ntotal {time.monotonic() - start:.0f}s")
-    return 1 if bad else 0
+    return 1 if bad or not pipeline_ok else 0
+
+
+def pipeline(deadline: float) -> bool:
+    """Part 3: quant.bench_pipeline --small with dsq on CUDA, llama.cpp on every core; False if the
+    tensors differ or it failed (a timeout is reported, not a failure)."""
+    cores = os.cpu_count() or 1
+    cmd = [sys.executable, "-m", "quant.bench_pipeline", "--small", "--threads", str(cores),
+           "--dsq-args", "--device cuda"]
+    log(f"\n== 3. the pipeline: {' '.join(cmd[1:])} (until {deadline - time.monotonic():.0f}s from now)")
+    try:
+        done = subprocess.run(cmd, timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        log("pipeline: out of time (not a failure; rerun it alone with the command above)")
+        return True
+    return done.returncode == 0
 
 
 if __name__ == "__main__":
