@@ -262,6 +262,9 @@ def _dir_lock(where: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+_CHOSEN_MAX = 4096
+
+
 class Kernel:
     """fn's packages: __call__ answers fn(*args) from one, or None when none can serve it."""
 
@@ -270,6 +273,9 @@ class Kernel:
         self.name = f"{fn.__module__}.{fn.__qualname__}".replace("<", "").replace(">", "")
         self._packages: "dict[tuple, list[_Package]]" = {}
         self._failed: "set[tuple]" = set()
+        # (signature, shapes) -> the package that took them: a search calls its kernels tens
+        # of thousands of times per model, and judging the shapes again cost ~50 us a call
+        self._chosen: "dict[tuple, _Package]" = {}
 
     def _dir(self, sig: tuple) -> Path:
         key = json.dumps([sig, sorted(self.options.items())], default=str)
@@ -280,12 +286,19 @@ class Kernel:
         if sig is None or sig in self._failed:
             return None
         tensors = [a for a in args if isinstance(a, torch.Tensor)]
-        for p in self._packages.get(sig, ()):
-            if p.accepts(tensors):
-                return p(tensors)
-        with _build_lock:
-            p = self._find_or_build(sig, args, tensors)
-        return None if p is None else p(tensors)
+        key = (sig, tuple(t.shape for t in tensors))
+        p = self._chosen.get(key)
+        if p is None:
+            p = next((q for q in self._packages.get(sig, ()) if q.accepts(tensors)), None)
+            if p is None:
+                with _build_lock:
+                    p = self._find_or_build(sig, args, tensors)
+                if p is None:
+                    return None
+            if len(self._chosen) >= _CHOSEN_MAX:
+                self._chosen.clear()
+            self._chosen[key] = p
+        return p(tensors)
 
     def _find_or_build(self, sig: tuple, args: tuple, tensors: "list[torch.Tensor]") -> "_Package | None":
         loaded = self._packages.setdefault(sig, [])

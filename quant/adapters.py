@@ -36,10 +36,12 @@ SLAB_WEIGHTS = 1 << 24
 
 @dataclass
 class Slab:
-    """Rows of an output tensor, float32 [rows, n_per_row]; expert = index of the 3-D slice."""
+    """Rows of an output tensor, float32 [rows, n_per_row]; expert = index of the 3-D slice
+    (the first one, when the slab holds `experts` whole consecutive slices)."""
 
     expert: int
     data: torch.Tensor
+    experts: int = 1
 
 
 @dataclass

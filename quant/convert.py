@@ -23,7 +23,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import gguf
 import numpy as np
@@ -750,10 +750,43 @@ def _read_tensor(plan: ConversionPlan, p: PlannedTensor, slab_weights: int) -> I
         # converter's Q8_0), as llama-quantize copies a tensor whose type does not change
         yield from out.raw(slab_weights)
         return
-    for slab in out.slabs(slab_weights):
+    rows_per_expert = info.shape[-2] if len(info.shape) == 3 else 0
+    for slab in _joined(out.slabs(slab_weights), rows_per_expert, slab_weights):
         if slab.data.dtype != torch.float32:
-            slab = Slab(slab.expert, slab.data.float())
+            slab = Slab(slab.expert, slab.data.float(), slab.experts)
         yield slab
+
+
+def _joined(slabs: Iterable[Slab], rows_per_expert: int, max_weights: int) -> Iterator[Slab]:
+    """Consecutive whole 3-D slices joined into slabs of up to max_weights.
+
+    Why: DeepSeek's attn_k_b/attn_v_b are 128 slices of 65,536 weights each. Quantized one
+    by one, each is too small for the compiled kernels and the row threads (kernels.api
+    runs small inputs eagerly on one thread), and they cost a quarter of a small model's
+    time. Every codec quantizes rows independently, so joined slices give the same bytes."""
+    held: list[Slab] = []
+    weights = 0
+
+    def flush() -> Iterator[Slab]:
+        if len(held) == 1:
+            yield held[0]
+        elif held:
+            yield Slab(held[0].expert, torch.cat([s.data for s in held]), len(held))
+        held.clear()
+
+    for slab in slabs:
+        n = slab.data.numel()
+        if not rows_per_expert or slab.data.shape[0] != rows_per_expert or n > max_weights:
+            yield from flush()
+            weights = 0
+            yield slab
+            continue
+        if weights + n > max_weights:
+            yield from flush()
+            weights = 0
+        held.append(slab)
+        weights += n
+    yield from flush()
 
 
 # Error statistics are estimated from every STATS_ROW_STEP-th row of a slab (all rows of a slab
@@ -769,16 +802,30 @@ def _quantize_piece(plan: ConversionPlan, p: PlannedTensor, piece: "bytes | Slab
         return piece
     info = p.info
     x = piece.data.to(dev)
-    im = None
+    imat = None
     if plan.imatrix is not None and info.type not in FLOAT_TYPES:
         n_mat = info.shape[0] if len(info.shape) == 3 else 1
         imat = plan.imatrix.for_tensor(info.name, info.shape[-1], n_mat)  # None: no data for this tensor
-        im = None if imat is None else imat[piece.expert]
+    rows = x.shape[0] // piece.experts
+
+    def codec(k: int, xs: torch.Tensor) -> torch.Tensor:
+        return kernels.quantize(xs, info.type, None if imat is None else imat[piece.expert + k])
+
     try:
-        q = kernels.quantize(x, info.type, im)
+        if imat is None or piece.experts == 1:
+            q = codec(0, x)
+        else:  # joined slices with an importance matrix each
+            q = torch.cat([codec(k, x[k * rows:(k + 1) * rows]) for k in range(piece.experts)])
     except ValueError as e:  # non-finite weights, or finite ones the type cannot hold
-        expert = f" expert {piece.expert}" if len(info.shape) == 3 else ""
-        raise ConversionError(f"{_what(plan.source, p)}{expert}: {e}") from None
+        bad, why = piece.expert, e
+        for k in range(piece.experts if piece.experts > 1 else 0):  # joined slices: find the one
+            try:
+                codec(k, x[k * rows:(k + 1) * rows])
+            except ValueError as err:
+                bad, why = piece.expert + k, err
+                break
+        expert = f" expert {bad}" if len(info.shape) == 3 else ""
+        raise ConversionError(f"{_what(plan.source, p)}{expert}: {why}") from None
     if est is not None:
         step = STATS_ROW_STEP if x.shape[0] >= 16 * STATS_ROW_STEP else 1
         xs = x[::step]

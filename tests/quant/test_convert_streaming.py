@@ -100,3 +100,21 @@ def test_dsq_make_tiny(tmp_path, capsys):
     assert cfg["num_hidden_layers"] == 2 and cfg["quantization_config"]["quant_method"] == "fp8"
     assert cfg["scoring_func"] == "sigmoid" and cfg["topk_method"] == "noaux_tc"
     assert (tmp_path / "m" / "model.safetensors.index.json").is_file()
+
+
+def test_whole_expert_slices_are_joined_into_slabs_with_the_same_bytes(tiny_deepseek_dir, tmp_path):
+    from quant.convert import _read_tensor, execute
+
+    plan = plan_conversion(tiny_deepseek_dir, "Q4_K_M")
+    p = next(t for t in plan.tensors if t.info.name == "blk.1.ffn_up_exps.weight")
+    n_exp, rows, cols = p.info.shape
+    slabs = list(_read_tensor(plan, p, 2 * rows * cols))
+    assert [(s.expert, s.experts, tuple(s.data.shape)) for s in slabs] == \
+        [(e, min(2, n_exp - e), (min(2, n_exp - e) * rows, cols)) for e in range(0, n_exp, 2)]
+    halves = list(_read_tensor(plan, p, rows * cols // 2))  # parts of a slice are never joined
+    assert len(halves) == 2 * n_exp and {s.experts for s in halves} == {1}
+
+    joined = execute(plan, tmp_path / "joined")
+    apart = execute(plan_conversion(tiny_deepseek_dir, "Q4_K_M"), tmp_path / "apart", slab_weights=rows * cols // 2)
+    assert joined.files[0].sha256 == apart.files[0].sha256
+    assert joined.files[0].path.read_bytes() == apart.files[0].path.read_bytes()
