@@ -55,7 +55,7 @@ DIR_ENV = "DSQ_KERNELS_AOT_DIR"
 # What a package holds and how it is built here: bump it when this module changes either
 # (this file is left out of the sources hash so that other edits to it keep the packages).
 FORMAT = 2
-_NOT_TRACED = {"aot.py", "aot_build.py", "triton"}  # kernels' sources that never reach a CPU package
+_NOT_TRACED = {"aot.py", "aot_build.py", "native.py", "triton"}  # kernels' sources that never reach a CPU package
 
 _tracing = threading.local()
 
@@ -80,7 +80,8 @@ def _exporting() -> Iterator[None]:
         _tracing.on = prev
 
 
-def _cpu_flags() -> bytes:
+def cpu_flags() -> bytes:
+    """/proc/cpuinfo's flags line: builds for -march=native (Inductor's, kernels.native's) are keyed by it."""
     try:
         with open("/proc/cpuinfo", "rb") as f:
             return next((line for line in f if line.startswith(b"flags")), b"")
@@ -98,7 +99,7 @@ def cache_dir() -> Path:
         rel = p.relative_to(pkg)
         if rel.parts[0] not in _NOT_TRACED:
             h.update(str(rel).encode() + b"\0" + p.read_bytes() + b"\0")
-    h.update(_cpu_flags())
+    h.update(cpu_flags())
     return Path(base) / f"torch-{torch.__version__.replace('+', '-')}-{h.hexdigest()[:16]}"
 
 
@@ -248,7 +249,7 @@ def _unaliased(a: Any, seen: "set[int]") -> Any:
 
 
 @contextlib.contextmanager
-def _dir_lock(where: Path) -> Iterator[None]:
+def dir_lock(where: Path) -> Iterator[None]:
     """An exclusive flock on a signature's package directory: processes that need the same package
     at once (pytest-xdist runners, workers starting together) build it once; the others wait and load it."""
     import fcntl
@@ -308,7 +309,7 @@ class Kernel:
         where = self._dir(sig)
         seen = {p.path for p in loaded}
         try:
-            with _dir_lock(where):  # another process (a test runner, a second worker) builds one at a time too
+            with dir_lock(where):  # another process (a test runner, a second worker) builds one at a time too
                 return self._load_or_build(where, sig, args, tensors, loaded, seen)
         except Exception as exc:  # no compiler, an export limitation, a damaged file: torch.compile instead
             log.warning("kernels: no ahead-of-time package for %s %s (%s: %s); using torch.compile",

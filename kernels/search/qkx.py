@@ -1,7 +1,8 @@
 """make_qkx2_quants / make_qkx3_quants: the asymmetric (scale, min) search, codes 0..nmax.
 
-make_qkx serves the K-quants (Q2_K, Q4_K, Q5_K): its eager form and its compiled twin
-(kernels.fused, CPU) behind one name. make_qkx_fp16_min serves Q4_1/Q5_1, which store
+make_qkx serves the K-quants (Q2_K, Q4_K, Q5_K): its eager form, its compiled twin
+(kernels.fused, CPU) and, where a C compiler builds it, kernels.native's C search (CPU, the
+compiled path's first choice) behind one name. make_qkx_fp16_min serves Q4_1/Q5_1, which store
 the minimum itself, so the sign of a zero minimum reaches the bytes (see its docstring).
 """
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from kernels import fused
+from kernels import fused, native
 from kernels.arith import (
     div, f32, f32_tensor, first_min_max, nearest_int, round_clamped, select, seq_sum, seq_sum_traced,
 )
@@ -38,6 +39,10 @@ def make_qkx(
     Groups are independent, so they are processed in slices of about SLICE_WEIGHTS
     weights: the ~15 full passes per search step then stay in cache.
     """
+    if fused.use(x) and not torch.compiler.is_compiling():
+        got = native.make_qkx2(x, w, nmax, rmin, rdelta, nstep, use_mad)  # the fastest, where it builds
+        if got is not None:
+            return got
     n, G = x.shape
     # On CPU, slices keep the working set in cache (SLICE_WEIGHTS per thread, so that the
     # per-group ops stay large enough for torch's intra-op threads); on a GPU they would
