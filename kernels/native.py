@@ -74,7 +74,11 @@ def _library() -> "ctypes.CDLL | None":
                 with aot.dir_lock(path.parent):  # parallel processes build it once
                     if not path.exists():
                         _build(path)
-                lib = ctypes.CDLL(str(path))
+                    try:
+                        lib = ctypes.CDLL(str(path))
+                    except OSError:  # a damaged build (a full disk, a killed copy): build it again
+                        _build(path)
+                        lib = ctypes.CDLL(str(path))
                 fn = lib.dsq_make_qkx2
                 fn.restype = ctypes.c_int
                 fn.argtypes = [ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int,

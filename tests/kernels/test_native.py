@@ -88,3 +88,17 @@ def test_no_compiler_means_the_compiled_twin_with_a_warning(monkeypatch, tmp_pat
     assert "no native K-quant search" in caplog.text and "no C compiler" in caplog.text
     xs = np.random.default_rng(2).standard_normal((4, 512)).astype(np.float32)
     assert np.array_equal(kernels.quantize(torch.from_numpy(xs), "Q4_K").numpy(), reference.quantize_chunk(xs, "Q4_K", None))
+
+
+def test_a_damaged_build_is_built_again(monkeypatch, tmp_path):
+    lib = tmp_path / "native" / "libdsq_qkx2.so"
+    lib.parent.mkdir()
+    lib.write_bytes(b"not a shared object")
+    monkeypatch.setattr(native, "library_path", lambda: lib)
+    monkeypatch.setitem(native._state, "tried", False)
+    monkeypatch.setitem(native._state, "lib", None)
+    x, w = _awkward(32, 40)
+    got = native.make_qkx2(x, w, 15, -1.0, 0.1, 20, False)
+    assert got is not None and lib.read_bytes()[:4] == b"\x7fELF"
+    want = qkx._make_qkx(x, w, 15, -1.0, 0.1, 20, False, exact=True)[:3]
+    assert all(torch.equal(_bits(a), _bits(b)) for a, b in zip(got, want))
