@@ -750,7 +750,8 @@ def _read_tensor(plan: ConversionPlan, p: PlannedTensor, slab_weights: int) -> I
         # converter's Q8_0), as llama-quantize copies a tensor whose type does not change
         yield from out.raw(slab_weights)
         return
-    rows_per_expert = info.shape[-2] if len(info.shape) == 3 else 0
+    # slices with their own importance vectors are quantized one by one (_quantize_piece)
+    rows_per_expert = info.shape[-2] if len(info.shape) == 3 and _importance(plan, info) is None else 0
     for slab in _joined(out.slabs(slab_weights), rows_per_expert, slab_weights):
         if slab.data.dtype != torch.float32:
             slab = Slab(slab.expert, slab.data.float(), slab.experts)
@@ -758,7 +759,8 @@ def _read_tensor(plan: ConversionPlan, p: PlannedTensor, slab_weights: int) -> I
 
 
 def _joined(slabs: Iterable[Slab], rows_per_expert: int, max_weights: int) -> Iterator[Slab]:
-    """Consecutive whole 3-D slices joined into slabs of up to max_weights.
+    """Consecutive whole 3-D slices joined into slabs of up to max_weights (rows_per_expert 0:
+    none joined).
 
     Why: DeepSeek's attn_k_b/attn_v_b are 128 slices of 65,536 weights each. Quantized one
     by one, each is too small for the compiled kernels and the row threads (kernels.api
@@ -796,34 +798,33 @@ def _joined(slabs: Iterable[Slab], rows_per_expert: int, max_weights: int) -> It
 STATS_ROW_STEP = 16
 
 
+def _importance(plan: ConversionPlan, info: TensorInfo) -> "torch.Tensor | None":
+    """The imatrix's vectors for a quantized tensor ([n_mat, n_per_row]), None without data for it."""
+    if plan.imatrix is None or info.type in FLOAT_TYPES:
+        return None
+    n_mat = info.shape[0] if len(info.shape) == 3 else 1
+    return plan.imatrix.for_tensor(info.name, info.shape[-1], n_mat)
+
+
 def _quantize_piece(plan: ConversionPlan, p: PlannedTensor, piece: "bytes | Slab", dev: torch.device, est) -> "bytes | memoryview":
     """The codec stage: a slab's bytes in the planned type, error statistics sampled on the way."""
     if not isinstance(piece, Slab):
         return piece
     info = p.info
     x = piece.data.to(dev)
-    imat = None
-    if plan.imatrix is not None and info.type not in FLOAT_TYPES:
-        n_mat = info.shape[0] if len(info.shape) == 3 else 1
-        imat = plan.imatrix.for_tensor(info.name, info.shape[-1], n_mat)  # None: no data for this tensor
-    rows = x.shape[0] // piece.experts
-
-    def codec(k: int, xs: torch.Tensor) -> torch.Tensor:
-        return kernels.quantize(xs, info.type, None if imat is None else imat[piece.expert + k])
-
+    imat = _importance(plan, info)
     try:
-        if imat is None or piece.experts == 1:
-            q = codec(0, x)
-        else:  # joined slices with an importance matrix each
-            q = torch.cat([codec(k, x[k * rows:(k + 1) * rows]) for k in range(piece.experts)])
+        q = kernels.quantize(x, info.type, None if imat is None else imat[piece.expert])
     except ValueError as e:  # non-finite weights, or finite ones the type cannot hold
         bad, why = piece.expert, e
-        for k in range(piece.experts if piece.experts > 1 else 0):  # joined slices: find the one
-            try:
-                codec(k, x[k * rows:(k + 1) * rows])
-            except ValueError as err:
-                bad, why = piece.expert + k, err
-                break
+        if piece.experts > 1:  # joined slices (never with an importance matrix): name the one
+            rows = x.shape[0] // piece.experts
+            for k in range(piece.experts):
+                try:
+                    kernels.quantize(x[k * rows:(k + 1) * rows], info.type)
+                except ValueError as err:
+                    bad, why = piece.expert + k, err
+                    break
         expert = f" expert {bad}" if len(info.shape) == 3 else ""
         raise ConversionError(f"{_what(plan.source, p)}{expert}: {why}") from None
     if est is not None:
